@@ -1,0 +1,49 @@
+# latent-atlas: two commands do all the set-up on a fresh machine.
+#   make run   - set up, then run the whole pipeline on the default config (config/config.yaml)
+#   make test  - set up, then run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test venv data system-deps lint benchmark report clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# Data the default config needs: Debian's Fashion-MNIST when we may use apt (root), else the
+# torchvision download path in the config's README.
+data:
+	@bash scripts/install-data.sh
+
+# System packages the tests drive for real (headless Chromium, a one-node SLURM cluster).
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+run: $(STAMP) data
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/local $(SNAKEMAKE_ARGS)
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+report: $(STAMP)
+	$(BIN)/snakemake --report report.html $(SNAKEMAKE_ARGS)
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf results/* .snakemake report.html
+	touch results/.gitkeep

@@ -1,0 +1,36 @@
+# latent-atlas: train models, write their latents, map what they learned, draw every figure.
+# Read top to bottom: the stages are included in data-flow order.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Scripts import the library from src/ (also inside conda envs and on cluster nodes).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH")) if p
+)
+
+
+# The default config is the main job; `--configfile my.yaml` replaces it (not merged into it).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/geometry.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/importance.smk"
+include: "workflow/rules/featureviz.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

@@ -1,0 +1,81 @@
+"""Checks of the configuration that a JSON schema cannot express (cross-references, sizes).
+
+Snakemake's validate() checks types, unknown keys and fills defaults first; `check_config` then
+checks how the parts refer to each other and raises ConfigError naming the key path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+AUTOENCODERS = {"dense_ae", "conv_ae", "dense_vae", "conv_vae"}
+CLASSIFIERS = {"cnn_classifier", "mlp_classifier"}
+
+# Which model kinds each analysis section accepts in its `models:` list.
+SECTION_KINDS = {
+    "geometry": AUTOENCODERS | CLASSIFIERS,
+    "explain": AUTOENCODERS | CLASSIFIERS,
+    "importance": AUTOENCODERS | CLASSIFIERS,
+    "featureviz": CLASSIFIERS,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path and what was expected."""
+
+
+def model_kind(arch: str) -> str:
+    return "autoencoder" if arch in AUTOENCODERS else "classifier"
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    datasets = config.get("datasets", {})
+    models = config.get("models", {})
+    for name, ds in datasets.items():
+        _check_dataset(f"datasets.{name}", ds)
+    for name, m in models.items():
+        if m["dataset"] not in datasets:
+            raise ConfigError(
+                f"models.{name}.dataset: {m['dataset']!r} is not a defined dataset "
+                f"(defined: {', '.join(sorted(datasets)) or 'none'})"
+            )
+        sched = m.get("train", {}).get("lr_schedule", [])
+        epochs = [s["epoch"] for s in sched]
+        if epochs != sorted(set(epochs)):
+            raise ConfigError(f"models.{name}.train.lr_schedule: epochs must be strictly increasing, got {epochs}")
+    for section, kinds in SECTION_KINDS.items():
+        listed = config.get(section, {}).get("models", [])
+        for i, name in enumerate(listed):
+            if name not in models:
+                raise ConfigError(
+                    f"{section}.models[{i}]: {name!r} is not a defined model "
+                    f"(defined: {', '.join(sorted(models)) or 'none'})"
+                )
+            arch = models[name]["arch"]
+            if arch not in kinds:
+                raise ConfigError(
+                    f"{section}.models[{i}]: model {name!r} has arch {arch!r}; "
+                    f"{section} takes {', '.join(sorted(kinds))}"
+                )
+
+
+def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:
+    source = ds["source"]
+    needs_path = {"idx", "image_folder", "audio_digits"}
+    if source in needs_path and not ds.get("path"):
+        raise ConfigError(f"{key}.path: required for source {source!r} (the folder holding the data)")
+    if source == "torchvision" and not ds.get("name"):
+        raise ConfigError(f"{key}.name: required for source 'torchvision' (MNIST, FashionMNIST, EMNIST or CelebA)")
+    split = ds.get("split", {})
+    if split.get("method") == "speaker" and source != "audio_digits":
+        raise ConfigError(f"{key}.split.method: 'speaker' needs source 'audio_digits', not {source!r}")
+    if source == "audio_digits":
+        low, high = ds.get("band", [100, 3800])
+        nyquist = ds.get("sample_rate", 8000) / 2
+        if not 0 <= low < high < nyquist:
+            raise ConfigError(
+                f"{key}.band: need 0 <= low < high < sample_rate/2 = {nyquist:g} Hz, got [{low}, {high}]"
+            )
+        lo_db, hi_db = ds.get("db_range", [-30, 0])
+        if not lo_db < hi_db:
+            raise ConfigError(f"{key}.db_range: need low < high, got [{lo_db}, {hi_db}]")

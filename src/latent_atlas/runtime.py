@@ -1,0 +1,69 @@
+"""What every job does first: log to its Snakemake log file, fix threads and seeds.
+
+`workflow/scripts/*.py` call `start_job(snakemake)` and then one library function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("latent_atlas")
+
+
+def configure_logging(log_path: str | os.PathLike | None) -> None:
+    """Send the library's log records to `log_path` (and to stderr, for the terminal)."""
+    log.handlers.clear()
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    """Seed python, numpy and torch, and fix the thread count that float results depend on."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        import torch
+    except ImportError:  # analyses without torch
+        return
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def start_job(smk) -> None:
+    """Common start of a workflow script: logging to the rule's log, seeds and threads from config."""
+    log_path = smk.log[0] if len(smk.log) else None
+    configure_logging(log_path)
+    cfg = smk.config
+    set_determinism(int(cfg.get("seed", 0)), int(cfg.get("numeric_threads", 2)))
+    log.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
+
+
+def run_script(smk, main) -> None:
+    """Run `main()` with logging set up; log the error (so it lands in the log file) and re-raise."""
+    start_job(smk)
+    try:
+        main()
+    except Exception:
+        log.exception("rule %s failed", smk.rule)
+        raise

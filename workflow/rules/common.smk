@@ -1,0 +1,79 @@
+# Config validation, naming of results, and the registry of every stage's targets.
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from latent_atlas.config import ConfigError, check_config, model_kind
+from latent_atlas.io import config_hash
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"Invalid config: {err}") from None
+
+
+FIG_FORMATS = config["figures"]["formats"]
+MODELS = config["models"]
+CONFIG_HASH = config_hash(config)
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def model_dir(model):
+    """results/{dataset}/{model}: where a model and everything computed from it lives."""
+    return f"results/{MODELS[model]['dataset']}/{model}"
+
+
+def models_of(section, kinds=None):
+    """Models an analysis section runs on: its `models:` list (default: every model of `kinds`)."""
+    names = config.get(section, {}).get("models")
+    if names is None:
+        names = [m for m in MODELS if kinds is None or model_kind(MODELS[m]["arch"]) in kinds]
+    return list(names)
+
+
+def figure_paths(stem):
+    """One path per configured figure format for a figure stem (no suffix)."""
+    return [f"{stem}.{ext}" for ext in FIG_FORMATS]
+
+
+def fig(stem):
+    """Output list of a figure rule: the stem in every format (wildcards kept)."""
+    return expand(stem + ".{ext}", ext=FIG_FORMATS, allow_missing=True)
+
+
+# Each stage registers a function returning its final files (tables and figures);
+# `rule all` asks for all of them, the figure manifest for those under results/figures/.
+_TARGET_FUNCTIONS = []
+
+
+def register_targets(function):
+    _TARGET_FUNCTIONS.append(function)
+    return function
+
+
+def stage_targets():
+    return [path for function in _TARGET_FUNCTIONS for path in function()]
+
+
+def all_figures(wildcards=None):
+    return sorted(p for p in stage_targets() if p.startswith("results/figures/"))
+
+
+def all_targets(wildcards):
+    return stage_targets() + ["results/figures/MANIFEST.tsv"]
+
+
+def producing_rule(path):
+    """Name of the rule whose output pattern matches `path` (for the figure manifest)."""
+    names = [r.name for r in workflow.rules if r.name != "all" and r.is_producer(path)]
+    return names[0] if names else "unknown"
+
+
+def figure_rules(wildcards):
+    return {path: producing_rule(path) for path in all_figures()}

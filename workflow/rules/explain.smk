@@ -1,0 +1,1 @@
+# Stage: explain (rules are added by its issue).

@@ -1,0 +1,1 @@
+# Stage: featureviz (rules are added by its issue).

@@ -1,0 +1,1 @@
+# Stage: geometry (rules are added by its issue).

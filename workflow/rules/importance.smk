@@ -1,0 +1,1 @@
+# Stage: importance (rules are added by its issue).
