@@ -8,16 +8,14 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # Scripts import the library from src/ (also inside conda envs and on cluster nodes).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH")) if p
-)
+_pythonpath = (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH"))
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
 
 
 # The default config is the main job; `--configfile my.yaml` replaces it (not merged into it).
 if not config:
 
     configfile: "config/config.yaml"
-
 
 
 include: "workflow/rules/common.smk"
@@ -31,6 +29,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets,
-    default_target: True

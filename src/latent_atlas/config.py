@@ -6,7 +6,10 @@ checks how the parts refer to each other and raises ConfigError naming the key p
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
+
+import yaml
 
 AUTOENCODERS = {"dense_ae", "conv_ae", "dense_vae", "conv_vae"}
 CLASSIFIERS = {"cnn_classifier", "mlp_classifier"}
@@ -22,6 +25,20 @@ SECTION_KINDS = {
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key path and what was expected."""
+
+
+def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[str]:
+    """Every schema violation of `config`, each as 'key.path: what was expected'."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err.absolute_path)
+        where = where.replace(".[", "[") or "<top level>"
+        messages.append(f"{where}: {err.message}")
+    return messages
 
 
 def model_kind(arch: str) -> str:

@@ -3,10 +3,13 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from latent_atlas.config import ConfigError, check_config, model_kind
+from latent_atlas.config import ConfigError, check_config, model_kind, schema_errors
 from latent_atlas.io import config_hash
 
-
+# Schema problems are reported with their key paths first; validate() then fills the defaults.
+_errors = schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+if _errors:
+    raise WorkflowError("Invalid config:\n  " + "\n  ".join(_errors))
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_config(config)
@@ -33,7 +36,9 @@ def models_of(section, kinds=None):
     """Models an analysis section runs on: its `models:` list (default: every model of `kinds`)."""
     names = config.get(section, {}).get("models")
     if names is None:
-        names = [m for m in MODELS if kinds is None or model_kind(MODELS[m]["arch"]) in kinds]
+        names = [
+            m for m in MODELS if kinds is None or model_kind(MODELS[m]["arch"]) in kinds
+        ]
     return list(names)
 
 
@@ -44,7 +49,7 @@ def figure_paths(stem):
 
 def fig(stem):
     """Output list of a figure rule: the stem in every format (wildcards kept)."""
-    return expand(stem + ".{ext}", ext=FIG_FORMATS, allow_missing=True)
+    return expand(f"{stem}.{{ext}}", ext=FIG_FORMATS, allow_missing=True)
 
 
 # Each stage registers a function returning its final files (tables and figures);

@@ -6,12 +6,12 @@ rule figure_manifest:
         all_figures,
     output:
         "results/figures/MANIFEST.tsv",
-    params:
-        rules=figure_rules,
-        config_hash=CONFIG_HASH,
     log:
         "results/logs/figure_manifest.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        rules=figure_rules,
+        config_hash=CONFIG_HASH,
     script:
         "../scripts/figure_manifest.py"
