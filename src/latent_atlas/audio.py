@@ -8,6 +8,7 @@ lightly smoothed, resized to a square image and min-max normalised. Image rows a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -131,8 +132,7 @@ def spectrogram_image(x: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     # Pad short recordings to one window so every file gives at least one frame.
     if x.size < params.n_fft:
         x = np.pad(x, (0, params.n_fft - x.size))
-    btype, edges = ("bandpass", [low, high]) if low > 0 else ("lowpass", high)
-    sos = signal.butter(4, edges, btype=btype, fs=rate, output="sos")
+    sos = _band_filter(rate, low, high)
     padlen = min(x.size - 1, 3 * (2 * len(sos) + 1))
     x = signal.sosfiltfilt(sos, x, padlen=padlen)
 
@@ -152,9 +152,17 @@ def spectrogram_image(x: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     if params.smoothing_sigma > 0:
         db = ndimage.gaussian_filter(db, params.smoothing_sigma, mode="nearest")
     img = np.asarray(
-        Image.fromarray(db.astype(np.float32), mode="F").resize((params.size, params.size), Image.BILINEAR)
+        Image.fromarray(db.astype(np.float32)).resize((params.size, params.size), Image.Resampling.BILINEAR)
     )
     return minmax(img)
+
+
+@functools.lru_cache(maxsize=8)
+def _band_filter(rate: int, low: float, high: float) -> np.ndarray:
+    """4th-order Butterworth band-pass (low-pass when low = 0) as second-order sections."""
+    if low > 0:
+        return signal.butter(4, [low, high], btype="bandpass", fs=rate, output="sos")
+    return signal.butter(4, high, btype="lowpass", fs=rate, output="sos")
 
 
 def _frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""Workflow-level checks: config validation, dry runs, lint/format, the end-to-end run, determinism."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, SNAKEMAKE, run_snakemake
+from latent_atlas.config import ConfigError, check_config, schema_errors
+from latent_atlas.figures import read_manifest
+from latent_atlas.io import sha256_file
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def _write(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# --- config validation -------------------------------------------------------------------------
+
+def test_shipped_configs_are_valid():
+    for path in [ROOT / "config" / "config.yaml", TEST_CONFIG, *sorted((ROOT / "config" / "paper").glob("*.yaml"))]:
+        assert schema_errors(_load(path), SCHEMA) == [], path
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["datasets"]["digits"].update(bogus=1), "datasets.digits: Additional properties are not allowed ('bogus'"),
+        (lambda c: c["models"]["dense_ae"]["train"].update(epochs="ten"), "models.dense_ae.train.epochs: 'ten' is not of type 'integer'"),
+        (lambda c: c["models"]["dense_ae"].update(arch="transformer"), "models.dense_ae.arch: 'transformer' is not one of"),
+        (lambda c: c.update(colour="red"), "<top level>: Additional properties are not allowed ('colour'"),
+    ],
+)
+def test_schema_errors_name_the_key_path(mutate, expected):
+    cfg = _load(TEST_CONFIG)
+    mutate(cfg)
+    errors = schema_errors(cfg, SCHEMA)
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_cross_reference_errors_name_the_key_path():
+    cfg = _load(TEST_CONFIG)
+    cfg["models"]["dense_ae"]["dataset"] = "nowhere"
+    with pytest.raises(ConfigError, match=r"models\.dense_ae\.dataset: 'nowhere' is not a defined dataset"):
+        check_config(cfg)
+    cfg = _load(TEST_CONFIG)
+    cfg["featureviz"] = {"models": ["dense_ae"]}
+    with pytest.raises(ConfigError, match=r"featureviz\.models\[0\]: model 'dense_ae' has arch 'dense_ae'"):
+        check_config(cfg)
+
+
+def test_invalid_config_stops_before_any_job(tmp_path):
+    cfg = _load(TEST_CONFIG)
+    cfg["models"]["dense_ae"]["dataset"] = "nowhere"
+    proc = run_snakemake(tmp_path, "-n", configfile=_write(tmp_path, cfg), check=False)
+    assert proc.returncode != 0
+    assert "models.dense_ae.dataset: 'nowhere' is not a defined dataset" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# --- the workflow as a whole -------------------------------------------------------------------
+
+@pytest.mark.parametrize("configfile", [ROOT / "config" / "config.yaml", TEST_CONFIG])
+def test_dry_run(tmp_path, configfile):
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile)
+    out = proc.stdout + proc.stderr
+    for rule in ("prepare_data", "train", "extract_latents", "figure_manifest"):
+        assert rule in out, f"{rule} missing from the dry run of {configfile.name}:\n{out[-3000:]}"
+
+
+def test_lint_reports_nothing(tmp_path):
+    proc = run_snakemake(tmp_path, "--lint", configfile=TEST_CONFIG, check=False)
+    out = proc.stdout + proc.stderr
+    assert "Lints for" not in out, out[-6000:]
+    assert proc.returncode == 0, out[-3000:]
+
+
+def test_snakefmt_check_passes():
+    snakefmt = str(Path(SNAKEMAKE).with_name("snakefmt"))
+    files = ["Snakefile", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "workflow" / "rules").glob("*.smk"))]
+    proc = subprocess.run([snakefmt, "--check", *files], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs(e2e_run):
+    results = e2e_run / "results"
+    manifest = read_manifest(results / "figures" / "MANIFEST.tsv")
+    assert len(manifest) > 0
+    for row in manifest.itertuples():
+        path = e2e_run / row.file
+        assert path.exists(), row.file
+        assert sha256_file(path) == row.sha256, row.file
+        assert row.rule not in ("", "unknown"), row.file
+    for model in _load(TEST_CONFIG)["models"]:
+        assert (results / "digits" / model / "latents.parquet").exists()
+    assert (results / "data" / "digits.npz").exists()
+
+
+@pytest.mark.slow
+def test_same_config_gives_identical_files(e2e_run, tmp_path):
+    """A second run from a clean results/ gives byte-identical Parquet files and figures."""
+    run_snakemake(tmp_path, "--cores", "2", configfile=TEST_CONFIG, timeout=1200)
+    first = read_manifest(e2e_run / "results" / "figures" / "MANIFEST.tsv")
+    second = read_manifest(tmp_path / "results" / "figures" / "MANIFEST.tsv")
+    assert first.equals(second), first.compare(second)
+
+    def parquet_hashes(workdir: Path) -> dict[str, str]:
+        base = workdir / "results"
+        return {str(p.relative_to(base)): sha256_file(p) for p in sorted(base.rglob("*.parquet"))}
+
+    a, b = parquet_hashes(e2e_run), parquet_hashes(tmp_path)
+    assert a.keys() == b.keys()
+    differing = [k for k in a if a[k] != b[k]]
+    assert not differing, differing
+
+
+@pytest.mark.slow
+def test_report_builds(e2e_run):
+    report = e2e_run / "report.html"
+    run_snakemake(e2e_run, "--report", str(report), configfile=TEST_CONFIG, timeout=600)
+    text = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    assert "latent-atlas" in text or "Data" in text
