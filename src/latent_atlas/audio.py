@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,10 @@ class SpectrogramParams:
     def __post_init__(self):
         low, high = self.band
         if not 0 <= low < high < self.sample_rate / 2:
-            raise ValueError(f"band: need 0 <= low < high < sample_rate/2 = {self.sample_rate / 2:g} Hz, "
-                             f"got [{low}, {high}]")
+            raise ValueError(
+                f"band: need 0 <= low < high < sample_rate/2 = {self.sample_rate / 2:g} Hz, "
+                f"got [{low}, {high}]"
+            )
         if not self.db_range[0] < self.db_range[1]:
             raise ValueError(f"db_range: need low < high, got {list(self.db_range)}")
 
@@ -79,8 +82,10 @@ def find_wavs(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"audio folder not found: {folder}")
-    files = sorted((p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
-                   key=lambda p: p.relative_to(folder).as_posix())
+    files = sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
     if not files:
         raise FileNotFoundError(f"no .wav files below {folder}")
     return files
@@ -89,7 +94,9 @@ def find_wavs(folder: str | os.PathLike) -> list[Path]:
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a WAV file as mono float64 in [-1, 1]; returns (samples (n,), sample rate)."""
     try:
-        rate, x = wavfile.read(path)
+        with warnings.catch_warnings():  # metadata chunks (LIST, ...) are common and harmless
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, x = wavfile.read(path)
     except Exception as err:  # scipy raises ValueError, EOFError, struct.error, ... on bad files
         raise AudioError(f"cannot read WAV file {path}: {err}") from err
     if x.dtype == np.uint8:
