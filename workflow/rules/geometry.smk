@@ -1,1 +1,340 @@
-# Stage: geometry (rules are added by its issue).
+# Stage: latent geometry. For every model in `geometry.models`: density along each axis, radius
+# histograms, PCA, zoomed plane scatters, nearest neighbours and intrinsic dimension (one job),
+# t-SNE (one job per input space and sample size), UMAP (one job per model: numba compiles once),
+# decoded random latent points (autoencoders); then one figure rule per figure, and a side-by-side
+# comparison of the models of each dataset.
+
+GEOMETRY = config["geometry"]
+GEOMETRY_TABLES = [
+    "axis_density",
+    "axis_summary",
+    "radius_histogram",
+    "radius_summary",
+    "pca_variance",
+    "pca_loadings",
+    "pca_scores",
+    "planes",
+    "zoom",
+    "neighbours",
+    "intrinsic_dimension",
+    "summary",
+]
+
+
+def geometry_models():
+    return models_of("geometry")
+
+
+def geometry_autoencoders():
+    return [
+        m for m in geometry_models() if model_kind(MODELS[m]["arch"]) == "autoencoder"
+    ]
+
+
+def geometry_spaces():
+    """Projection inputs: "raw" latents and "pca<k>" for each configured k."""
+    proj = GEOMETRY["projections"]
+    raw = ["raw"] if proj["raw"] else []
+    return raw + [f"pca{k}" for k in proj["pca_components"]]
+
+
+def geometry_grid(method):
+    """(space, sample size) of every projection of `method` ("tsne" or "umap")."""
+    sizes = GEOMETRY["projections"][method]["sample_sizes"]
+    return [(space, n) for n in sizes for space in geometry_spaces()]
+
+
+def projection_files(method, d):
+    return [
+        f"{d}/geometry/{method}_{space}_n{n}.parquet"
+        for space, n in geometry_grid(method)
+    ]
+
+
+def geometry_projection_inputs(wildcards):
+    return projection_files(
+        wildcards.method, f"results/{wildcards.dataset}/{wildcards.model}"
+    )
+
+
+def geometry_classifier(wildcards):
+    """Path of the classifier that scores decoded images (random_points.classifier), or []."""
+    name = GEOMETRY["random_points"]["classifier"]
+    if name is None:
+        return []
+    if name not in MODELS or model_kind(MODELS[name]["arch"]) != "classifier":
+        raise WorkflowError(
+            f"geometry.random_points.classifier: {name!r} is not a configured classifier model"
+        )
+    if MODELS[name]["dataset"] != wildcards.dataset:
+        return []  # a classifier of another dataset cannot judge these images
+    return [f"{model_dir(name)}/model.pt"]
+
+
+def geometry_compare_inputs(wildcards):
+    """The tables of every geometry model on this dataset."""
+    names = [m for m in geometry_models() if MODELS[m]["dataset"] == wildcards.dataset]
+    return {
+        f"{m}:{t}": f"{model_dir(m)}/geometry/{t}.parquet"
+        for m in names
+        for t in GEOMETRY_TABLES
+    }
+
+
+def model_regex(names):
+    return "|".join(names) if names else "(?!x)x"
+
+
+rule geometry_tables:
+    input:
+        "results/{dataset}/{model}/latents.parquet",
+    output:
+        expand(
+            "results/{{dataset}}/{{model}}/geometry/{table}.parquet",
+            table=GEOMETRY_TABLES,
+        ),
+    log:
+        "results/logs/geometry_tables/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/geometry_tables/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        names=GEOMETRY_TABLES,
+        geometry=GEOMETRY,
+    script:
+        "../scripts/geometry_tables.py"
+
+
+rule geometry_tsne:
+    input:
+        "results/{dataset}/{model}/latents.parquet",
+    output:
+        "results/{dataset}/{model}/geometry/tsne_{space}_n{n}.parquet",
+    log:
+        "results/logs/geometry_tsne/{dataset}/{model}/{space}_n{n}.log",
+    benchmark:
+        "results/benchmarks/geometry_tsne/{dataset}/{model}/{space}_n{n}.tsv"
+    wildcard_constraints:
+        space="raw|pca[0-9]+",
+        n="[0-9]+",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
+    params:
+        settings=GEOMETRY["projections"]["tsne"],
+    script:
+        "../scripts/geometry_projection.py"
+
+
+rule geometry_umap:
+    input:
+        "results/{dataset}/{model}/latents.parquet",
+    output:
+        [
+            f"results/{{dataset}}/{{model}}/geometry/umap_{space}_n{n}.parquet"
+            for space, n in geometry_grid("umap")
+        ],
+    log:
+        "results/logs/geometry_umap/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/geometry_umap/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=GEOMETRY["projections"]["umap"],
+        grid=geometry_grid("umap"),
+    script:
+        "../scripts/geometry_projection.py"
+
+
+rule geometry_random_points:
+    input:
+        latents="results/{dataset}/{model}/latents.parquet",
+        model="results/{dataset}/{model}/model.pt",
+        data="results/data/{dataset}.npz",
+        classifier=geometry_classifier,
+    output:
+        images="results/{dataset}/{model}/geometry/random_points.npz",
+        scores="results/{dataset}/{model}/geometry/random_points.parquet",
+    log:
+        "results/logs/geometry_random_points/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/geometry_random_points/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model=model_regex(geometry_autoencoders()),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=GEOMETRY["random_points"],
+    script:
+        "../scripts/geometry_random_points.py"
+
+
+rule plot_geometry_axes:
+    input:
+        density="results/{dataset}/{model}/geometry/axis_density.parquet",
+        summary="results/{dataset}/{model}/geometry/axis_summary.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_axes"),
+            caption="../report/geometry_axes.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_axes/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=GEOMETRY["axes"],
+    script:
+        "../scripts/plot_geometry_axes.py"
+
+
+rule plot_geometry_radius:
+    input:
+        histogram="results/{dataset}/{model}/geometry/radius_histogram.parquet",
+        summary="results/{dataset}/{model}/geometry/radius_summary.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_radius"),
+            caption="../report/geometry_radius.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_radius/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_radius.py"
+
+
+rule plot_geometry_pca:
+    input:
+        "results/{dataset}/{model}/geometry/pca_variance.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_pca"),
+            caption="../report/geometry_pca.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_pca/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_pca.py"
+
+
+rule plot_geometry_planes:
+    input:
+        planes="results/{dataset}/{model}/geometry/planes.parquet",
+        zoom="results/{dataset}/{model}/geometry/zoom.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_planes"),
+            caption="../report/geometry_planes.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_planes/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_planes.py"
+
+
+rule plot_geometry_neighbours:
+    input:
+        points="results/{dataset}/{model}/geometry/neighbours.parquet",
+        dimension="results/{dataset}/{model}/geometry/intrinsic_dimension.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_neighbours"),
+            caption="../report/geometry_neighbours.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_neighbours/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_neighbours.py"
+
+
+rule plot_geometry_projection:
+    input:
+        geometry_projection_inputs,
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_{method}"),
+            caption="../report/geometry_projection.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_projection/{dataset}/{model}_{method}.log",
+    wildcard_constraints:
+        method="tsne|umap",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_projections.py"
+
+
+rule plot_geometry_random_points:
+    input:
+        images="results/{dataset}/{model}/geometry/random_points.npz",
+        scores="results/{dataset}/{model}/geometry/random_points.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/geometry_random_points"),
+            caption="../report/geometry_random_points.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/plot_geometry_random_points/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_random_points.py"
+
+
+rule geometry_compare:
+    input:
+        unpack(geometry_compare_inputs),
+    output:
+        table="results/{dataset}/geometry_compare.parquet",
+        figure=report(
+            fig("results/figures/{dataset}/geometry_compare"),
+            caption="../report/geometry_compare.rst",
+            category="Latent geometry",
+        ),
+    log:
+        "results/logs/geometry_compare/{dataset}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_geometry_compare.py"
+
+
+@register_targets
+def geometry_targets():
+    out = []
+    for m in geometry_models():
+        d = model_dir(m)
+        fd = d.replace("results/", "results/figures/", 1)
+        out += [f"{d}/geometry/{t}.parquet" for t in GEOMETRY_TABLES]
+        whats = ["axes", "radius", "pca", "planes", "neighbours"]
+        for method in ("tsne", "umap"):
+            if geometry_grid(method):
+                out += projection_files(method, d)
+                whats.append(method)
+        if m in geometry_autoencoders():
+            out.append(f"{d}/geometry/random_points.parquet")
+            whats.append("random_points")
+        for what in whats:
+            out += figure_paths(f"{fd}/geometry_{what}")
+    for dataset in sorted({MODELS[m]["dataset"] for m in geometry_models()}):
+        out.append(f"results/{dataset}/geometry_compare.parquet")
+        out += figure_paths(f"results/figures/{dataset}/geometry_compare")
+    return out
