@@ -1,1 +1,251 @@
-# Stage: explain (rules are added by its issue).
+# Stage: explain what a 2-D map of learned features means. For every model in `explain.models`:
+# PCA, t-SNE and UMAP of the same samples, their quality in numbers, feature correlations, ridge
+# maps of the map axes, PCA loadings, per-cluster feature profiles, and one sample end to end.
+# Tables under results/{dataset}/{model}/explain/, figures drawn from them by separate rules.
+
+EXPLAIN = config["explain"]
+EXPLAIN_FIGURES = ["maps", "correlation", "ridge", "pca", "umap_features", "samples"]
+
+
+rule explain_maps:
+    input:
+        "results/{dataset}/{model}/latents.parquet",
+    output:
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+        placement="results/{dataset}/{model}/explain/placement.parquet",
+        pca_scree="results/{dataset}/{model}/explain/pca_scree.parquet",
+        pca_loadings="results/{dataset}/{model}/explain/pca_loadings.parquet",
+        pca_contributions="results/{dataset}/{model}/explain/pca_contributions.parquet",
+    log:
+        "results/logs/explain_maps/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/explain_maps/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
+    params:
+        settings=EXPLAIN,
+    script:
+        "../scripts/explain_maps.py"
+
+
+rule explain_quality:
+    input:
+        latents="results/{dataset}/{model}/latents.parquet",
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+    output:
+        "results/{dataset}/{model}/explain/quality.parquet",
+    log:
+        "results/logs/explain_quality/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/explain_quality/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=EXPLAIN,
+    script:
+        "../scripts/explain_quality.py"
+
+
+rule explain_features:
+    input:
+        latents="results/{dataset}/{model}/latents.parquet",
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+    output:
+        stats="results/{dataset}/{model}/explain/feature_stats.parquet",
+        correlation="results/{dataset}/{model}/explain/feature_correlation.parquet",
+        clusters="results/{dataset}/{model}/explain/umap_clusters.parquet",
+        profiles="results/{dataset}/{model}/explain/cluster_profiles.parquet",
+    log:
+        "results/logs/explain_features/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=EXPLAIN,
+    script:
+        "../scripts/explain_features.py"
+
+
+rule explain_ridge:
+    input:
+        latents="results/{dataset}/{model}/latents.parquet",
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+    output:
+        scores="results/{dataset}/{model}/explain/ridge_scores.parquet",
+        coefficients="results/{dataset}/{model}/explain/ridge_coefficients.parquet",
+        predictions="results/{dataset}/{model}/explain/ridge_predictions.parquet",
+    log:
+        "results/logs/explain_ridge/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/explain_ridge/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=EXPLAIN,
+    script:
+        "../scripts/explain_ridge.py"
+
+
+rule explain_samples:
+    input:
+        data="results/data/{dataset}.npz",
+        model="results/{dataset}/{model}/model.pt",
+        latents="results/{dataset}/{model}/latents.parquet",
+        placement="results/{dataset}/{model}/explain/placement.parquet",
+    output:
+        "results/{dataset}/{model}/explain/samples.npz",
+    log:
+        "results/logs/explain_samples/{dataset}/{model}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/explain_samples.py"
+
+
+rule plot_explain_maps:
+    input:
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+        quality="results/{dataset}/{model}/explain/quality.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_maps"),
+            caption="../report/explain_maps.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_maps/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+    script:
+        "../scripts/explain_plot_maps.py"
+
+
+rule plot_explain_correlation:
+    input:
+        correlation="results/{dataset}/{model}/explain/feature_correlation.parquet",
+        stats="results/{dataset}/{model}/explain/feature_stats.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_correlation"),
+            caption="../report/explain_correlation.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_correlation/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+    script:
+        "../scripts/explain_plot_correlation.py"
+
+
+rule plot_explain_ridge:
+    input:
+        scores="results/{dataset}/{model}/explain/ridge_scores.parquet",
+        coefficients="results/{dataset}/{model}/explain/ridge_coefficients.parquet",
+        predictions="results/{dataset}/{model}/explain/ridge_predictions.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_ridge"),
+            caption="../report/explain_ridge.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_ridge/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+        top=EXPLAIN["ridge"]["top"],
+    script:
+        "../scripts/explain_plot_ridge.py"
+
+
+rule plot_explain_pca:
+    input:
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+        loadings="results/{dataset}/{model}/explain/pca_loadings.parquet",
+        scree="results/{dataset}/{model}/explain/pca_scree.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_pca"),
+            caption="../report/explain_pca.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_pca/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+        arrows=EXPLAIN["pca"]["arrows"],
+    script:
+        "../scripts/explain_plot_pca.py"
+
+
+rule plot_explain_umap_features:
+    input:
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+        profiles="results/{dataset}/{model}/explain/cluster_profiles.parquet",
+        clusters="results/{dataset}/{model}/explain/umap_clusters.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_umap_features"),
+            caption="../report/explain_umap_features.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_umap_features/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+        top=EXPLAIN["clusters"]["top_features"],
+    script:
+        "../scripts/explain_plot_umap_features.py"
+
+
+rule plot_explain_samples:
+    input:
+        samples="results/{dataset}/{model}/explain/samples.npz",
+        placement="results/{dataset}/{model}/explain/placement.parquet",
+        maps="results/{dataset}/{model}/explain/maps.parquet",
+        contributions="results/{dataset}/{model}/explain/pca_contributions.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/explain_samples"),
+            caption="../report/explain_samples.rst",
+            category="Explain",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_explain_samples/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        title="{model} on {dataset}",
+        top=EXPLAIN["pca"]["top_contributors"],
+        max_maps=EXPLAIN["samples"]["max_maps"],
+    script:
+        "../scripts/explain_plot_samples.py"
+
+
+@register_targets
+def explain_targets():
+    out = []
+    for model in models_of("explain"):
+        d = model_dir(model)
+        figures = d.replace("results/", "results/figures/", 1)
+        out.append(f"{d}/explain/quality.parquet")
+        out.append(f"{d}/explain/ridge_scores.parquet")
+        for what in EXPLAIN_FIGURES:
+            out += figure_paths(f"{figures}/explain_{what}")
+    return out
