@@ -84,3 +84,21 @@ def latent_size(arch: str, params: Mapping[str, Any] | None) -> int:
 def is_dense(arch: str) -> bool:
     """Whether the model's first layer is an nn.Linear on the flattened input."""
     return arch in DENSE_ARCHS
+
+
+# Defaults of `models.<name>.extract` (the schema fills the same values in the workflow).
+EXTRACT_DEFAULTS: dict[str, Any] = {
+    "hidden_layers": True,
+    "hidden_max_samples": 10000,
+    "reconstructions_per_class": 4,
+    "batch_size": 1024,
+}
+
+
+def extract_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry's `extract` settings with defaults filled in."""
+    extract = dict(spec.get("extract") or {})
+    unknown = sorted(set(extract) - set(EXTRACT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"extract: unknown keys {unknown}; known: {sorted(EXTRACT_DEFAULTS)}")
+    return {**EXTRACT_DEFAULTS, **extract}

@@ -133,9 +133,6 @@ def embed_maps(X: np.ndarray, *, tsne: Mapping[str, Any], umap: Mapping[str, Any
     X = np.asarray(X, dtype=np.float64)
     pca = projections.pca_fit(X, n_components=None, random_state=random_state)
     tsne_model = projections.tsne_fit(X, random_state=random_state, n_jobs=n_jobs, **tsne)
-    # openTSNE's `transform` first centres the embedding in place on its bounding box; centre it
-    # the same way now so that the map and later placements share one frame.
-    tsne_model -= (np.max(tsne_model, axis=0) + np.min(tsne_model, axis=0)) / 2
     umap_model = projections.umap_fit(X, random_state=random_state, **umap)
     coords = {
         "pca": pca.transform(X)[:, :2],

@@ -81,7 +81,8 @@ def tsne_fit(X, *, perplexity: float = 30.0, early_exaggeration: float = 12.0, n
     Returns
     -------
     openTSNE.TSNEEmbedding of shape (n_samples, 2): `np.asarray(emb)` gives the coordinates,
-    `emb.transform(X_new)` places new points into the fixed embedding.
+    `emb.transform(X_new)` places new points into the fixed embedding. The embedding is
+    centred on its bounding box (as openTSNE's `transform` would otherwise do in place later).
     """
     from openTSNE import TSNE
 
@@ -99,7 +100,11 @@ def tsne_fit(X, *, perplexity: float = 30.0, early_exaggeration: float = 12.0, n
         random_state=int(random_state),
         verbose=False,
     )
-    return tsne.fit(X)
+    embedding = tsne.fit(X)
+    # openTSNE's `transform` centres the embedding in place on its bounding box before placing new
+    # points; centre it now, so the fitted map and later placements share one frame.
+    embedding -= (np.max(embedding, axis=0) + np.min(embedding, axis=0)) / 2
+    return embedding
 
 
 def umap_fit(X, *, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean",

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latent_atlas.gpu import job_gpu_slot
+
 log = logging.getLogger("latent_atlas")
 
 
@@ -60,10 +62,16 @@ def start_job(smk) -> None:
 
 
 def run_script(smk, main) -> None:
-    """Run `main()` with logging set up; log the error (so it lands in the log file) and re-raise."""
+    """Run `main()` with logging set up; log the error (so it lands in the log file) and re-raise.
+
+    A rule that declares `resources: gpu=N` (N > 0) runs `main()` holding a local GPU slot
+    (`latent_atlas.gpu`: its own device in CUDA_VISIBLE_DEVICES; nothing under SLURM or without GPU).
+    """
     start_job(smk)
+    gpus = int(getattr(smk.resources, "gpu", 0) or 0)
     try:
-        main()
+        with job_gpu_slot(gpus, smk.config.get("gpu"), label=f"rule {smk.rule}"):
+            main()
     except Exception:
         log.exception("rule %s failed", smk.rule)
         raise

@@ -1,1 +1,303 @@
-# Stage: featureviz (rules are added by its issue).
+# Stage: featureviz. Activation maximisation of output and hidden neurons, adversarial examples,
+# dead neurons and co-activating clusters of each classifier in `featureviz.models`.
+# One job per figure set (galleries: one per layer), so they shard across GPU jobs; each writes
+# tables (+ images) under results/{dataset}/{model}/featureviz/, separate rules draw them.
+
+FV = config["featureviz"]
+# Shared optimisation settings (params of every job: a change reruns them).
+FV_OPTIMISER = {
+    key: FV[key] for key in ("lr", "output_objective", "clip_regulariser_gradients")
+}
+FV_DIR = "results/{dataset}/{model}/featureviz"
+FV_FIG = "results/figures/{dataset}/{model}/featureviz"
+
+
+rule featureviz_unregularised:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+    output:
+        table=f"{FV_DIR}/unregularised.parquet",
+        images=f"{FV_DIR}/unregularised.npz",
+    log:
+        "results/logs/featureviz_unregularised/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/featureviz_unregularised/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["unregularised"],
+    script:
+        "../scripts/featureviz_unregularised.py"
+
+
+rule featureviz_adversarial:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+        data="results/data/{dataset}.npz",
+    output:
+        table=f"{FV_DIR}/adversarial.parquet",
+        images=f"{FV_DIR}/adversarial.npz",
+        success=f"{FV_DIR}/adversarial_success.parquet",
+    log:
+        "results/logs/featureviz_adversarial/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/featureviz_adversarial/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["adversarial"],
+    script:
+        "../scripts/featureviz_adversarial.py"
+
+
+rule featureviz_tv_sweep:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+        data="results/data/{dataset}.npz",
+    output:
+        table=f"{FV_DIR}/tv_sweep.parquet",
+        images=f"{FV_DIR}/tv_sweep.npz",
+    log:
+        "results/logs/featureviz_tv_sweep/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/featureviz_tv_sweep/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["tv_sweep"],
+    script:
+        "../scripts/featureviz_tv_sweep.py"
+
+
+rule featureviz_tv_l1_grid:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+    output:
+        table=f"{FV_DIR}/tv_l1_grid.parquet",
+        images=f"{FV_DIR}/tv_l1_grid.npz",
+    log:
+        "results/logs/featureviz_tv_l1_grid/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/featureviz_tv_l1_grid/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["tv_l1_grid"],
+    script:
+        "../scripts/featureviz_tv_l1_grid.py"
+
+
+rule featureviz_gallery:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+    output:
+        table=f"{FV_DIR}/gallery_layer{{layer}}.parquet",
+        images=f"{FV_DIR}/gallery_layer{{layer}}.npz",
+    log:
+        "results/logs/featureviz_gallery/{dataset}/{model}/layer{layer}.log",
+    benchmark:
+        "results/benchmarks/featureviz_gallery/{dataset}/{model}/layer{layer}.tsv"
+    wildcard_constraints:
+        layer="[0-9]+",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["gallery"],
+    script:
+        "../scripts/featureviz_gallery.py"
+
+
+rule featureviz_census:
+    input:
+        model="results/{dataset}/{model}/model.pt",
+        data="results/data/{dataset}.npz",
+    output:
+        dead_neurons=f"{FV_DIR}/dead_neurons.parquet",
+        dead_summary=f"{FV_DIR}/dead_summary.parquet",
+        coactivation_clusters=f"{FV_DIR}/coactivation_clusters.parquet",
+        coactivation_matrix=f"{FV_DIR}/coactivation_matrix.parquet",
+    log:
+        "results/logs/featureviz_census/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/featureviz_census/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        optimiser=FV_OPTIMISER,
+        settings=FV["census"],
+    script:
+        "../scripts/featureviz_census.py"
+
+
+rule plot_featureviz_unregularised:
+    input:
+        table=f"{FV_DIR}/unregularised.parquet",
+        images=f"{FV_DIR}/unregularised.npz",
+    output:
+        report(
+            fig(f"{FV_FIG}_unregularised"),
+            caption="../report/featureviz_unregularised.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_unregularised/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_featureviz_unregularised.py"
+
+
+rule plot_featureviz_adversarial:
+    input:
+        table=f"{FV_DIR}/adversarial.parquet",
+        images=f"{FV_DIR}/adversarial.npz",
+        success=f"{FV_DIR}/adversarial_success.parquet",
+    output:
+        examples=report(
+            fig(f"{FV_FIG}_adversarial"),
+            caption="../report/featureviz_adversarial.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+        success=report(
+            fig(f"{FV_FIG}_adversarial_success"),
+            caption="../report/featureviz_adversarial_success.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_adversarial/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        show=FV["adversarial"]["show"],
+    script:
+        "../scripts/plot_featureviz_adversarial.py"
+
+
+rule plot_featureviz_tv_sweep:
+    input:
+        table=f"{FV_DIR}/tv_sweep.parquet",
+        images=f"{FV_DIR}/tv_sweep.npz",
+    output:
+        report(
+            fig(f"{FV_FIG}_tv_sweep"),
+            caption="../report/featureviz_tv_sweep.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_tv_sweep/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_featureviz_tv_sweep.py"
+
+
+rule plot_featureviz_tv_l1_grid:
+    input:
+        table=f"{FV_DIR}/tv_l1_grid.parquet",
+        images=f"{FV_DIR}/tv_l1_grid.npz",
+    output:
+        report(
+            fig(f"{FV_FIG}_tv_l1_grid_{{panel}}"),
+            caption="../report/featureviz_tv_l1_grid.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_tv_l1_grid/{dataset}/{model}_{panel}.log",
+    wildcard_constraints:
+        panel="output|hidden",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_featureviz_tv_l1_grid.py"
+
+
+rule plot_featureviz_gallery:
+    input:
+        table=f"{FV_DIR}/gallery_layer{{layer}}.parquet",
+        images=f"{FV_DIR}/gallery_layer{{layer}}.npz",
+    output:
+        report(
+            fig(f"{FV_FIG}_gallery_layer{{layer}}"),
+            caption="../report/featureviz_gallery.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_gallery/{dataset}/{model}/layer{layer}.log",
+    wildcard_constraints:
+        layer="[0-9]+",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_featureviz_gallery.py"
+
+
+rule plot_featureviz_census:
+    input:
+        dead_summary=f"{FV_DIR}/dead_summary.parquet",
+        coactivation_clusters=f"{FV_DIR}/coactivation_clusters.parquet",
+        coactivation_matrix=f"{FV_DIR}/coactivation_matrix.parquet",
+    output:
+        dead=report(
+            fig(f"{FV_FIG}_dead_neurons"),
+            caption="../report/featureviz_dead_neurons.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+        coactivation=report(
+            fig(f"{FV_FIG}_coactivation"),
+            caption="../report/featureviz_coactivation.rst",
+            category="Feature visualisation",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_featureviz_census/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_featureviz_census.py"
+
+
+def featureviz_figure_stems():
+    """What each featureviz model draws: figure stems under results/figures/{dataset}/{model}/."""
+    stems = ["unregularised", "adversarial", "adversarial_success", "tv_sweep"]
+    stems.append("tv_l1_grid_output")
+    if FV["tv_l1_grid"]["hidden_layer"] is not None:
+        stems.append("tv_l1_grid_hidden")
+    stems += [f"gallery_layer{layer}" for layer in FV["gallery"]["layers"]]
+    stems += ["dead_neurons", "coactivation"]
+    return stems
+
+
+@register_targets
+def featureviz_targets():
+    out = []
+    for model in models_of("featureviz", kinds={"classifier"}):
+        dataset = MODELS[model]["dataset"]
+        d = f"results/{dataset}/{model}/featureviz"
+        out += [f"{d}/adversarial_success.parquet", f"{d}/dead_summary.parquet"]
+        for stem in featureviz_figure_stems():
+            out += figure_paths(f"results/figures/{dataset}/{model}/featureviz_{stem}")
+    return out

@@ -1,1 +1,227 @@
-# Stage: importance (rules are added by its issue).
+# Stage: permutation importance (Inglis & Parnell). For every model in `importance.models`:
+# a plan (image shape -> number of pixel blocks, a checkpoint), one GPU-capable job per block of
+# pixels writing a Parquet shard, a gather into pixel_importance.parquet, the per-class latent
+# importance, the paper's figures and a self-contained interactive explorer (HTML).
+
+from latent_atlas.io import read_json
+
+IMPORTANCE = config["importance"]
+
+
+def importance_models():
+    return models_of("importance")
+
+
+def importance_block_paths(wildcards):
+    """Every shard of a model: one per pixel block, counted from the plan (checkpoint)."""
+    plan_file = checkpoints.importance_plan.get(**wildcards).output[0]
+    n_blocks = read_json(plan_file)["n_blocks"]
+    d = f"results/{wildcards.dataset}/{wildcards.model}/importance/blocks"
+    return [f"{d}/block_{b:04d}.parquet" for b in range(n_blocks)]
+
+
+def importance_figure_stems(model):
+    d = f"results/figures/{MODELS[model]['dataset']}/{model}"
+    stems = ["importance_directional", "importance_dimension", "importance_classes"]
+    stems += [f"importance_class_{c}" for c in IMPORTANCE["classes"]]
+    return [f"{d}/{stem}" for stem in stems]
+
+
+checkpoint importance_plan:
+    input:
+        "results/data/{dataset}.npz",
+    output:
+        "results/{dataset}/{model}/importance/plan.json",
+    log:
+        "results/logs/importance_plan/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        block_size=IMPORTANCE["block_size"],
+    script:
+        "../scripts/importance_plan.py"
+
+
+rule importance_block:
+    input:
+        data="results/data/{dataset}.npz",
+        model="results/{dataset}/{model}/model.pt",
+    output:
+        "results/{dataset}/{model}/importance/blocks/block_{block}.parquet",
+    log:
+        "results/logs/importance_block/{dataset}/{model}/{block}.log",
+    benchmark:
+        "results/benchmarks/importance_block/{dataset}/{model}/{block}.tsv"
+    wildcard_constraints:
+        block=r"\d{4}",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        settings=IMPORTANCE,
+    script:
+        "../scripts/importance_block.py"
+
+
+rule importance_gather:
+    input:
+        importance_block_paths,
+    output:
+        "results/{dataset}/{model}/importance/pixel_importance.parquet",
+    log:
+        "results/logs/importance_gather/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        output_name="primary",
+    script:
+        "../scripts/importance_gather.py"
+
+
+use rule importance_gather as importance_gather_logits with:
+    output:
+        "results/{dataset}/{model}/importance/pixel_importance_logits.parquet",
+    log:
+        "results/logs/importance_gather_logits/{dataset}/{model}.log",
+    params:
+        output_name="logits",
+
+
+rule latent_importance:
+    input:
+        data="results/data/{dataset}.npz",
+        model="results/{dataset}/{model}/model.pt",
+    output:
+        "results/{dataset}/{model}/importance/latent_importance.parquet",
+    log:
+        "results/logs/latent_importance/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/latent_importance/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        settings=IMPORTANCE,
+    script:
+        "../scripts/importance_latent.py"
+
+
+rule importance_explorer:
+    input:
+        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
+        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
+    output:
+        report(
+            "results/{dataset}/{model}/importance/explorer.html",
+            caption="../report/importance_explorer.rst",
+            category="Permutation importance",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/importance_explorer/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=IMPORTANCE,
+    script:
+        "../scripts/importance_explorer.py"
+
+
+rule plot_importance_directional:
+    input:
+        "results/{dataset}/{model}/importance/pixel_importance.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/importance_directional"),
+            caption="../report/importance_directional.rst",
+            category="Permutation importance",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_importance_directional/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_importance_directional.py"
+
+
+rule plot_importance_dimension:
+    input:
+        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
+        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/importance_dimension"),
+            caption="../report/importance_dimension.rst",
+            category="Permutation importance",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_importance_dimension/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_importance_dimension.py"
+
+
+rule plot_importance_class:
+    input:
+        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
+        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/importance_class_{cls}"),
+            caption="../report/importance_class.rst",
+            category="Permutation importance",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_importance_class/{dataset}/{model}/{cls}.log",
+    wildcard_constraints:
+        cls=r"\d+",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        top_k=IMPORTANCE["top_k"],
+    script:
+        "../scripts/plot_importance_class.py"
+
+
+rule plot_importance_classes:
+    input:
+        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
+        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
+    output:
+        report(
+            fig("results/figures/{dataset}/{model}/importance_classes"),
+            caption="../report/importance_classes.rst",
+            category="Permutation importance",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/plot_importance_classes/{dataset}/{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        top_k=IMPORTANCE["top_k"],
+    script:
+        "../scripts/plot_importance_classes.py"
+
+
+@register_targets
+def importance_targets():
+    out = []
+    for model in importance_models():
+        d = f"{model_dir(model)}/importance"
+        out += [
+            f"{d}/pixel_importance.parquet",
+            f"{d}/latent_importance.parquet",
+            f"{d}/explorer.html",
+        ]
+        if is_classifier(model) and IMPORTANCE["classifier_logits"]:
+            out.append(f"{d}/pixel_importance_logits.parquet")
+        for stem in importance_figure_stems(model):
+            out += figure_paths(stem)
+    return out
