@@ -1,0 +1,335 @@
+"""Feature visualisation: regulariser gradients, the optimisation engine, the clip switch,
+the dead-neuron census, adversarial examples, layer references, and the workflow's outputs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT
+from latent_atlas import featureviz as fv
+
+
+class TinyMLP(nn.Module):
+    """A small classifier with the models' interface: forward, hidden, hidden_layer_names."""
+
+    def __init__(self, hidden=(32, 24, 16), n_classes=4, shape=(1, 8, 8), seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.input_shape = tuple(shape)
+        self.n_classes = n_classes
+        dims = [int(np.prod(shape)), *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(dims[-1], n_classes)
+
+    def hidden_layer_names(self):
+        return [f"fc{i + 1}" for i in range(len(self.layers))]
+
+    def hidden(self, x):
+        h, acts = x.flatten(1), OrderedDict()
+        for name, layer in zip(self.hidden_layer_names(), self.layers):
+            h = torch.relu(layer(h))
+            acts[name] = h
+        return acts
+
+    def forward(self, x):
+        return self.out(self.hidden(x)[self.hidden_layer_names()[-1]])
+
+
+def _frozen(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Four classes of 8x8 images: a bright quadrant each, plus noise."""
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = np.arange(n) % 4
+    x = rng.uniform(0, 0.3, size=(n, 1, 8, 8)).astype(np.float32)
+    for i, c in enumerate(labels):
+        r, q = divmod(int(c), 2)
+        x[i, 0, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 0.6
+    return np.clip(x, 0, 1), labels
+
+
+@pytest.fixture(scope="module")
+def trained(blobs):
+    x, y = blobs
+    model = TinyMLP()
+    optim = torch.optim.Adam(model.parameters(), lr=0.01)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    for _ in range(150):
+        optim.zero_grad()
+        nn.functional.cross_entropy(model(xt), yt).backward()
+        optim.step()
+    model = _frozen(model)
+    acc = (model(xt).argmax(1) == yt).float().mean().item()
+    assert acc > 0.95
+    return model
+
+
+OPT = fv.Optimiser(lr=0.1, progress=False)
+
+
+# --- regularisers ------------------------------------------------------------------------------
+
+def test_tv_and_l1_gradients_match_autograd_and_finite_differences():
+    x = torch.rand(3, 2, 5, 6, dtype=torch.float64) - 0.3  # no ties: gradients are unique
+    xa = x.clone().requires_grad_(True)
+    (g_tv,) = torch.autograd.grad(fv.total_variation(xa).sum(), xa)
+    (g_l1,) = torch.autograd.grad(fv.l1_norm(xa).sum(), xa)
+    assert torch.allclose(fv.total_variation_grad(x), g_tv)
+    assert torch.allclose(fv.l1_grad(x), g_l1)
+    # finite differences at a few pixels, against the closed forms
+    eps = 1e-6
+    for idx in [(0, 0, 0, 0), (1, 1, 2, 3), (2, 0, 4, 5), (0, 1, 4, 0)]:
+        e = torch.zeros_like(x)
+        e[idx] = eps
+        fd_tv = (fv.total_variation(x + e) - fv.total_variation(x - e))[idx[0]] / (2 * eps)
+        fd_l1 = (fv.l1_norm(x + e) - fv.l1_norm(x - e))[idx[0]] / (2 * eps)
+        assert fd_tv.item() == pytest.approx(fv.total_variation_grad(x)[idx].item(), abs=1e-6)
+        assert fd_l1.item() == pytest.approx(fv.l1_grad(x)[idx].item(), abs=1e-6)
+
+
+def test_total_variation_counts_neighbour_differences():
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 1, 1] = 1.0  # one bright pixel: 4 differences of 1
+    assert fv.total_variation(x).item() == 4.0
+    assert fv.l1_norm(x).item() == 1.0
+
+
+def test_jitter_rolls_each_image_by_its_own_shift():
+    x = torch.arange(2 * 16, dtype=torch.float32).reshape(2, 1, 4, 4)
+    shifts = torch.tensor([[1, 0], [-1, 1]])
+    out = fv._jitter(x, shifts)
+    assert torch.equal(out[0], torch.roll(x[0], (1, 0), dims=(1, 2)))
+    assert torch.equal(out[1], torch.roll(x[1], (-1, 1), dims=(1, 2)))
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", [1, 2, 3, "output"])
+def test_optimisation_raises_the_target_activation(trained, layer):
+    lay = fv.resolve_layer(layer, trained)
+    units = list(range(min(4, lay.units)))
+    # near-zero start (the study's): from a confident random start a softmax probability of
+    # 1e-8 has a gradient too small to move it in float32
+    x0 = fv.start_images("zero", len(units), trained.input_shape)
+    before = fv.describe_images(trained, x0, lay, units, list("abcd"))["activation"].to_numpy()
+    img = OPT.run(trained, lay, units, x0, steps=40)
+    after = fv.describe_images(trained, img, lay, units, list("abcd"))
+    alive = before > 0  # a unit at 0 from this start has no gradient (the study's dead test)
+    assert alive.sum() >= 2
+    assert (after["activation"].to_numpy()[alive] > before[alive]).all()
+    assert img.min() >= 0 and img.max() <= 1
+    if layer == "output":
+        assert (after["pred"].to_numpy() == units).all()
+        assert (after["top1_prob"] >= after["top2_prob"]).all()
+        assert (after["ratio"] > 1).all()
+
+
+def test_engine_is_deterministic_with_a_seed(trained):
+    lay = fv.resolve_layer(2, trained)
+    x0 = fv.start_images("random", 5, trained.input_shape, random_state=3)
+    a = OPT.run(trained, lay, range(5), x0, steps=10, tv=0.01, jitter=True)
+    b = OPT.run(trained, lay, range(5), x0, steps=10, tv=0.01, jitter=True)
+    assert np.array_equal(a, b)
+
+
+def test_pinned_pixels_move_again_only_without_clipping_the_regulariser_gradients(trained):
+    """The study's switch: with clip's derivative applied only to the activation gradient
+    (default), TV/L1 pull pixels that were pushed past a bound back inside; with the derivative
+    applied to the regulariser gradients too, those pixels stay pinned at the bound."""
+    lay = fv.resolve_layer("output", trained)
+    x0 = np.full((2, 1, 8, 8), 0.3, dtype=np.float32)
+    x0[:, :, 2:6, 2:6] = 1.05  # raw values past the upper bound: the network sees 1.0 there
+    pinned = x0 > 1
+    kwargs = dict(steps=5, tv=0.05, l1=0.5, clip=True)
+    free = OPT.run(trained, lay, [0, 1], x0, **kwargs)
+    stuck = OPT.run(trained, lay, [0, 1], x0, clip_regulariser_gradients=True, **kwargs)
+    assert (stuck[pinned] == 1.0).all()  # pinned for good: no gradient reaches them
+    assert (free[pinned] < 1.0).mean() > 0.5  # the regularisers moved them back inside
+    assert fv.Optimiser().clip_regulariser_gradients is False  # the study's choice is the default
+
+
+def test_without_clipping_pixels_leave_the_unit_range(trained):
+    lay = fv.resolve_layer("output", trained)
+    x0 = fv.start_images("zero", 4, trained.input_shape)
+    img = OPT.run(trained, lay, range(4), x0, steps=50, lr=1.0, clip=False)
+    assert img.min() < 0 or img.max() > 1
+
+
+def test_per_image_weights_run_a_sweep_in_one_batch(trained):
+    """A batch with one TV/L1 weight per image gives each image what a run on its own gives."""
+    lay = fv.resolve_layer(2, trained)
+    x0 = fv.start_images("random", 3, trained.input_shape, random_state=2)
+    tv, l1 = [0.0, 0.02, 0.2], [0.01, 0.0, 0.05]
+    batch = OPT.run(trained, lay, [0, 1, 2], x0, steps=20, tv=tv, l1=l1)
+    for i in range(3):
+        alone = OPT.run(trained, lay, [i], x0[i:i + 1], steps=20, tv=tv[i], l1=l1[i])
+        assert np.allclose(batch[i], alone[0], atol=1e-5)
+    assert not np.allclose(batch[1], batch[2])
+    with pytest.raises(ValueError, match="tv: expected a scalar or one value per image"):
+        OPT.run(trained, lay, [0, 0, 0], x0, steps=1, tv=[0.1, 0.2])
+
+
+# --- layer references --------------------------------------------------------------------------
+
+def test_layer_references_are_one_based_and_validated(trained):
+    assert fv.resolve_layer(1, trained) == fv.Layer(1, "fc1", 32)
+    assert fv.resolve_layer(3, trained) == fv.Layer(3, "fc3", 16)
+    assert fv.resolve_layer(4, trained) == fv.resolve_layer("output", trained) == fv.Layer(4, "output", 4)
+    for bad in (0, 5, -1, "fc1"):
+        with pytest.raises(ValueError, match=r"featureviz.gallery.layers: layer .* does not exist; "
+                                             r"the model has hidden layers 1..3"):
+            fv.resolve_layer(bad, trained, "featureviz.gallery.layers")
+    with pytest.raises(ValueError, match=r"units \[16\] do not exist in layer 3"):
+        fv.check_units([0, 16], fv.resolve_layer(3, trained))
+
+
+# --- dead neurons ------------------------------------------------------------------------------
+
+def test_census_finds_a_neuron_killed_on_purpose(trained, blobs):
+    model = TinyMLP()
+    model.load_state_dict(trained.state_dict())
+    model = _frozen(model)
+    with torch.no_grad():  # layer 2 unit 5: weights <= 0 on non-negative inputs, bias < 0
+        model.layers[1].weight[5] = -model.layers[1].weight[5].abs()
+        model.layers[1].bias[5] = -1.0
+    census, samples = fv.activation_census(model, blobs[0], batch_size=64, keep=100)
+    row = census[(census["layer"] == 2) & (census["unit"] == 5)].iloc[0]
+    assert row["dead"] and row["max_activation"] == 0 and row["active_fraction"] == 0
+    assert samples["fc2"].shape == (100, 24)
+    revived = fv.revive_dead(model, census, OPT, steps=20, random_starts=2)
+    row = revived[(revived["layer"] == 2) & (revived["unit"] == 5)].iloc[0]
+    assert not row["revivable"] and row["optimised_activation"] == 0
+    summary = fv.census_summary(revived)
+    assert summary.loc[summary["layer"] == 2, "dead"].item() >= 1
+    assert (summary["tried"] == summary["dead"]).all()
+
+
+def test_coactivation_finds_units_that_fire_together():
+    rng = np.random.default_rng(0)
+    base = np.maximum(rng.normal(size=(500, 1)), 0)
+    acts = np.maximum(rng.normal(size=(500, 6)), 0)
+    acts[:, [1, 4]] = base * [1.0, 2.0] + 0.01 * rng.random((500, 2))  # 1 and 4 fire together
+    import pandas as pd
+
+    census = pd.DataFrame({"layer": 1, "layer_name": "fc1", "unit": np.arange(6),
+                           "active_fraction": (acts > 0).mean(0)})
+    clusters = fv.coactivation_clusters({"fc1": acts.astype(np.float32)}, census, threshold=0.9)
+    assert sorted(clusters["unit"]) == [1, 4]
+    assert clusters["mean_correlation"].iloc[0] > 0.99
+
+
+# --- adversarial examples ----------------------------------------------------------------------
+
+def test_adversarial_example_flips_the_prediction_within_a_small_linf(trained, blobs):
+    x, y = blobs
+    table, images = fv.adversarial_examples(
+        trained, x[:40], y[:40], np.arange(40), list("abcd"), OPT, per_pair=1, steps=60,
+        lr=0.05, objective="log_probability", max_linf=0.3)
+    assert len(table) == 4 * 3 and images.shape == (12, 2, 1, 8, 8)
+    assert (table["pred_before"] == table["source_class"]).all()
+    assert table["success"].mean() > 0.5
+    ok = table[table["success"]]
+    assert (ok["pred"] == ok["target_class"]).all()
+    assert (table["linf"] <= 0.3 + 1e-6).all()
+    diff = np.abs(images[:, 1] - images[:, 0]).reshape(len(table), -1).max(1)
+    assert np.allclose(diff, table["linf"], atol=1e-6)
+    rates = fv.adversarial_success(table, list("abcd"))
+    assert len(rates) == 12 and rates["success_rate"].between(0, 1).all()
+
+
+def test_confident_class_means():
+    probs = np.array([[0.95, 0.05], [0.5, 0.5], [0.99, 0.01], [0.0, 1.0]])
+    images = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1)
+    means, counts = fv.confident_class_means(probs, images, threshold=0.9)
+    assert counts.tolist() == [2, 1]
+    assert means[:, 0, 0, 0].tolist() == [1.0, 3.0]
+
+
+# --- the models' classifiers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch, params", [("mlp_classifier", {"hidden": [16, 12]}),
+                                          ("cnn_classifier", {"channels": [4], "feature_dim": 8})])
+def test_engine_runs_on_the_pipelines_classifiers(arch, params):
+    from latent_atlas.models import build_model
+
+    torch.manual_seed(0)
+    model = fv.prepare_model(build_model(arch, (1, 8, 8), 3, params), "cpu")
+    sizes = fv.hidden_layer_sizes(model)
+    assert [name for name, _ in sizes] == model.hidden_layer_names()
+    for ref in (1, len(sizes), "output"):
+        lay = fv.resolve_layer(ref, model)
+        units = fv.first_units(3, lay)
+        x0 = fv.start_images("random", len(units), model.input_shape, random_state=0)
+        img = OPT.run(model, lay, units, x0, steps=3, tv=0.01, l1=0.001, jitter=True)
+        df = fv.describe_images(model, img, lay, units, ["a", "b", "c"])
+        assert len(df) == len(units) and df["layer"].eq(lay.number).all()
+
+
+# --- the workflow's outputs (config/test.yaml end to end) --------------------------------------
+
+@pytest.mark.slow
+def test_workflow_writes_the_featureviz_tables_and_figures(e2e_run):
+    import yaml
+
+    from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata
+
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())["featureviz"]
+    d = e2e_run / "results" / "digits" / "mlp" / "featureviz"
+    figs = e2e_run / "results" / "figures" / "digits" / "mlp"
+    stems = ["unregularised", "adversarial", "adversarial_success", "tv_sweep", "tv_l1_grid_output",
+             "tv_l1_grid_hidden", "dead_neurons", "coactivation"]
+    stems += [f"gallery_layer{layer}" for layer in cfg["gallery"]["layers"]]
+    for stem in stems:
+        assert (figs / f"featureviz_{stem}.png").stat().st_size > 0, stem
+
+    unreg = read_parquet(d / "unregularised.parquet")
+    assert set(unreg["clip"]) == {False, True}
+    assert unreg.loc[unreg["layer_name"] == "output", "unit"].nunique() == 10
+    images = read_npz(d / "unregularised.npz")["images"]
+    clipped = images[unreg.loc[unreg["clip"], "index"].to_numpy()]
+    assert clipped.min() >= 0 and clipped.max() <= 1
+
+    adv = read_parquet(d / "adversarial.parquet")
+    assert len(adv) == 10 * 9 * cfg["adversarial"]["per_pair"]
+    assert (adv["pred_before"] == adv["source_class"]).all()
+    assert adv["success"].any()
+    assert read_npz(d / "adversarial.npz")["images"].shape[1] == 2
+    meta = read_parquet_metadata(d / "adversarial.parquet")
+    assert meta["model"] == "mlp" and len(meta["class_names"]) == 10
+
+    grid = read_parquet(d / "tv_l1_grid.parquet")
+    assert set(grid["panel"]) == {"output", "hidden"}
+    assert (grid.loc[grid["panel"] == "hidden", "layer"] == cfg["tv_l1_grid"]["hidden_layer"]).all()
+    for layer in cfg["gallery"]["layers"]:
+        gal = read_parquet(d / f"gallery_layer{layer}.parquet")
+        assert (gal["layer"] == layer).all() and len(gal) == cfg["gallery"]["units"]
+
+    summary = read_parquet(d / "dead_summary.parquet")
+    assert summary["layer"].tolist() == [1, 2, 3]
+    assert summary["units"].tolist() == [64, 48, 32]
+    census = read_parquet(d / "dead_neurons.parquet")
+    assert census.groupby("layer")["dead"].sum().tolist() == summary["dead"].tolist()
+    assert not census.loc[~census["dead"], "revivable"].any()
+
+
+def test_auto_starts_use_a_random_start_where_the_unit_is_off(trained):
+    lay = fv.resolve_layer(1, trained)
+    units = list(range(lay.units))
+    zero = fv.start_images("zero", len(units), trained.input_shape)
+    on = fv.describe_images(trained, zero, lay, units)["activation"].to_numpy() > 0
+    assert on.any() and (~on).any()
+    x0 = fv.auto_starts(trained, lay, units)
+    assert np.all(x0[on] == 0.01)
+    assert not np.any(x0[~on] == 0.01)
