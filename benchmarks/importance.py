@@ -1,0 +1,170 @@
+"""Benchmark of the permutation-importance engine against the naive loop, and of the sharded rule.
+
+Not a test: run it by hand (`python benchmarks/importance.py [--quick]`); it prints a markdown
+table. For each encoder, the naive loop (re-encode all N images per pixel and permutation) and the
+engine run in the same process on the same images, pixels and permutations, and their results are
+compared. The naive loop is slow at full size, so it runs on an evenly spaced subset of pixels and
+its cost per pixel is extrapolated to the whole image (its cost does not depend on the pixel); the
+engine runs on every pixel for the paper's encoder (its cost does depend on the pixel: how many
+images change) and, where that would take minutes, on the same subset as the naive loop. "Images/s" counts the images whose encoding
+each method accounts for: pixels x permutations x N per second.
+
+The sharded rule is timed by running Snakemake on config/test.yaml (dense_ae, blocks of 64 of the
+16x16 digits: 4 shards) with --cores 1 and then --cores 2 (upstream jobs are run first, untimed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latent_atlas import importance as imp  # noqa: E402
+from latent_atlas.models import build_model  # noqa: E402
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+
+
+def test_images(n: int) -> tuple[np.ndarray, str]:
+    """The first n Fashion-MNIST test images (N, 1, 28, 28) in [0, 1], or a stand-in if absent."""
+    if FASHION.exists():
+        from latent_atlas.data import read_idx
+
+        x = read_idx(FASHION, "images")[:n]
+        return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), "Fashion-MNIST test"
+    rng = np.random.default_rng(0)  # sparse images with exact zeros, like Fashion-MNIST
+    x = rng.integers(0, 256, size=(n, 1, 28, 28)) * (rng.random((n, 1, 28, 28)) > 0.5) / 255.0
+    return x.astype(np.float32), "synthetic (Fashion-MNIST not installed)"
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def bench_model(name, model, images, n_perm, naive_pixels, engine_all, batch_size):
+    n = len(images)
+    hw = images.shape[2] * images.shape[3]
+    split = imp.model_split(model, "latent")
+    encode = model.encode
+    subset = np.unique(np.linspace(0, hw - 1, naive_pixels).round().astype(int))
+    # Warm up (numba compile, torch kernels) outside the timings.
+    imp.pixel_importance(encode, images[:64], subset[:2], n_perm=1, split=split)
+    naive, t_naive = timed(lambda: imp.pixel_importance(
+        encode, images, subset, n_perm=n_perm, method="naive", batch_size=batch_size))
+    fast_sub, _ = timed(lambda: imp.pixel_importance(
+        encode, images, subset, n_perm=n_perm, split=split, batch_size=batch_size))
+    scale = naive.per_permutation.max()
+    err = float(np.abs(fast_sub.per_permutation - naive.per_permutation).max() / scale)
+    if engine_all:
+        fast, t_fast = timed(lambda: imp.pixel_importance(
+            encode, images, None, n_perm=n_perm, split=split, batch_size=batch_size))
+        fast_pixels = hw
+    else:
+        fast, t_fast = timed(lambda: imp.pixel_importance(
+            encode, images, subset, n_perm=n_perm, split=split, batch_size=batch_size))
+        fast_pixels = len(subset)
+    naive_per_pixel = t_naive / len(subset)
+    fast_per_pixel = t_fast / fast_pixels
+    return {
+        "model": name, "N": n, "method": fast.method,
+        "naive_s": naive_per_pixel * hw, "naive_ips": len(subset) * n_perm * n / t_naive,
+        "naive_note": f"{len(subset)} px measured, x{hw / len(subset):.0f}",
+        "fast_s": fast_per_pixel * hw, "fast_ips": fast_pixels * n_perm * n / t_fast,
+        "fast_note": "all px" if engine_all else f"{fast_pixels} px measured, x{hw / fast_pixels:.0f}",
+        "ratio": naive_per_pixel / fast_per_pixel, "max_rel_diff": err,
+    }
+
+
+def snakemake_wall(cores: int, workdir: Path, forcerun: bool) -> float:
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg["importance"] = {"models": ["dense_ae"], "block_size": 64, "n_perm": 2}
+    configfile = workdir / "bench.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    exe = str(Path(sys.executable).with_name("snakemake"))
+    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", str(cores),
+           "results/digits/dense_ae/importance/pixel_importance.parquet", "--quiet", "all"]
+    if forcerun:
+        cmd += ["--forcerun", "importance_block"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"snakemake failed:\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer images and pixels (about a minute)")
+    ap.add_argument("--threads", type=int, default=2, help="torch / numba threads")
+    ap.add_argument("--no-snakemake", action="store_true", help="skip the sharded-rule timing")
+    ap.add_argument("--sharded-only", action="store_true", help="only the sharded-rule timing")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    n_dense = 2000 if args.quick else 10000
+    n_conv = 500 if args.quick else 2000
+    images, source = test_images(n_dense)
+    n_perm = 4
+    shape = (1, 28, 28)
+    models = [
+        ("784->32 (paper)", build_model("dense_ae", shape, 10, {"hidden": [], "latent_dim": 32}),
+         images, 8 if args.quick else 16, True),
+        ("784-512-256-128-32", build_model("dense_ae", shape, 10,
+                                           {"hidden": [512, 256, 128], "latent_dim": 32}),
+         images, 4 if args.quick else 16, False),
+        ("conv_ae 32-64-128-256", build_model("conv_ae", shape, 10, {"latent_dim": 32}),
+         images[:n_conv], 4 if args.quick else 8, False),
+    ]
+    rows = []
+    for name, model, x, naive_pixels, engine_all in ([] if args.sharded_only else models):
+        model.eval()
+        with torch.no_grad():
+            rows.append(bench_model(name, model, x, n_perm, naive_pixels, engine_all, 8192))
+        print(f"done: {name}", file=sys.stderr)
+    if rows:
+        print_table(rows, n_perm, source, args.threads)
+    if not args.no_snakemake:
+        print_sharded()
+
+
+def print_table(rows, n_perm, source, threads):
+    print(f"\nPermutation importance, {n_perm} permutations, {source} images, "
+          f"{threads} threads, device {imp.default_device()}\n")
+    print("| encoder | N | naive: wall s (784 px) | naive images/s | engine path | "
+          "engine: wall s (784 px) | engine images/s | speed-up | max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['N']} | {r['naive_s']:.1f} ({r['naive_note']}) | "
+              f"{r['naive_ips']:,.0f} | {r['method']} | {r['fast_s']:.2f} ({r['fast_note']}) | "
+              f"{r['fast_ips']:,.0f} | {r['ratio']:.1f}x | {r['max_rel_diff']:.1e} |")
+
+
+def print_sharded():
+    with tempfile.TemporaryDirectory(prefix="importance-bench-") as tmp:
+        work = Path(tmp)
+        snakemake_wall(2, work, forcerun=False)  # data, training, plan: untimed
+        one = snakemake_wall(1, work, forcerun=True)
+        two = snakemake_wall(2, work, forcerun=True)
+    print("\nSharded rule (config/test.yaml, dense_ae, 4 blocks of 64 pixels, shards + gather):\n")
+    print("| parallel jobs | wall s |\n|---|---|")
+    print(f"| 1 | {one:.1f} |\n| 2 | {two:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

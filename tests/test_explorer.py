@@ -1,0 +1,157 @@
+"""The importance explorer: self-contained HTML, driven in a real headless Chromium (Playwright).
+
+In CI (CI=true) a missing Chromium fails the browser tests; locally they skip with the install hint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latent_atlas import importance as imp
+from latent_atlas.explorer import explorer_data, render_explorer, write_explorer
+
+CHROMIUM = "/usr/bin/chromium"
+H, W, D = 5, 7, 6
+
+
+def _tables():
+    """Pixel and latent tables where class 0 relies on z0, z1 and class 1 on z4, z5; z3 unused."""
+    rows, cols = np.divmod(np.arange(H * W), W)
+    pixel = pd.DataFrame({
+        "pixel": np.repeat(np.arange(H * W), D), "row": np.repeat(rows, D),
+        "col": np.repeat(cols, D), "dim": np.tile(np.arange(D), H * W)})
+    rng = np.random.default_rng(0)
+    pixel["importance"] = rng.random(len(pixel)) * 0.01
+    pixel.loc[pixel["dim"] == 3, "importance"] = 0.0
+    hot = (pixel["row"] == 0) & (pixel["col"] == W - 1)  # top-right corner: orientation check
+    pixel.loc[hot, "importance"] = 1.0
+    pixel["std"] = pixel["importance"] * 0.1
+    pixel["sign"] = np.where(pixel["col"] < W // 2, -1, 1).astype(np.int8)
+    pixel["directional"] = pixel["sign"] * pixel["importance"]
+    imp_by_class = np.array([[9, 8, 1, 0, 2, 3], [1, 2, 3, 0, 8, 9.0]])
+    latent = imp.latent_frame(imp.LatentImportance(np.array([0, 1]), None, imp_by_class,
+                                                   imp_by_class * 0.1, imp_by_class, imp_by_class),
+                              ["T-shirt/top", "Shirt </script>"])
+    return pixel, latent
+
+
+def test_explorer_html_is_self_contained(tmp_path):
+    pixel, latent = _tables()
+    path = tmp_path / "explorer.html"
+    write_explorer(pixel, latent, path, title="test <model>", top_k=2, n_perm=4)
+    text = path.read_text()
+    assert "<script src" not in text and "http://" not in text.replace(
+        'http://www.w3.org/2000/svg', "") and "https://" not in text
+    assert "test &lt;model&gt;" in text
+    assert "Shirt </script>" not in text  # a '</' in the data cannot end the script early
+    payload = re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S)
+    data = json.loads(payload.group(1))
+    assert data["height"] == H and data["width"] == W and data["dims"] == list(range(D))
+    assert data["classes"][1]["name"] == "Shirt </script>"
+    # a pixel's value sits at row * W + col
+    assert data["pixel"]["importance"][0][W - 1] == 1.0
+    assert render_explorer(explorer_data(pixel, latent, "test <model>", 2, 4)) == text
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        msg = ("Debian's chromium is not installed (apt-get install -y --no-install-recommends "
+               "chromium, or `make system-deps`)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"explorer-chromium-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, env=env,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"])
+        yield b
+        b.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _shown(page):
+    return [int(v) for v in page.eval_on_selector_all("#maps .map", "els => els.map(e => e.dataset.dim)")]
+
+
+def test_explorer_in_chromium(browser, tmp_path):
+    pixel, latent = _tables()
+    path = tmp_path / "explorer.html"
+    write_explorer(pixel, latent, path, title="digits / dense_ae", top_k=2, n_perm=4)
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    requests, errors = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#maps .map")
+    assert _shown(page) == [0, 1]
+    assert page.locator("#bars rect.bar").count() == D
+
+    page.select_option("#class", label="Shirt </script>")
+    page.wait_for_function("document.querySelector('#maps .map').dataset.dim === '5'")
+    assert _shown(page) == [5, 4]  # the shown dimensions change with the class
+
+    page.fill("#topk", "3")
+    page.dispatch_event("#topk", "change")
+    assert _shown(page) == [5, 4, 2]
+    page.uncheck("#sort")
+    assert _shown(page) == [2, 4, 5]
+    bars = page.eval_on_selector_all("#bars rect.bar", "els => els.map(e => +e.dataset.dim)")
+    assert bars == list(range(D))
+    page.check("#hide")  # z3 has importance 0 for every class
+    bars = page.eval_on_selector_all("#bars rect.bar", "els => els.map(e => +e.dataset.dim)")
+    assert 3 not in bars and len(bars) == D - 1
+    page.check("#sort")
+
+    # Orientation: the hot pixel (row 0, col W-1) is drawn top-right; rotate 90 moves it bottom-right.
+    def hot_corner():
+        return page.evaluate("""() => {
+          const cv = document.querySelector('#maps .map canvas');
+          const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+          let best = -1, at = null;
+          for (let y = 0; y < cv.height; y++) for (let x = 0; x < cv.width; x++) {
+            const i = (y * cv.width + x) * 4, redness = d[i] - d[i + 2];
+            if (redness > best) { best = redness; at = [y, x, cv.height, cv.width]; }
+          }
+          return at; }""")
+    page.select_option("#value", "importance")
+    assert hot_corner() == [0, W - 1, H, W]
+    page.select_option("#rotate", "90")
+    assert hot_corner() == [W - 1, H - 1, W, H]
+    page.select_option("#rotate", "0")
+    page.check("#flipx")
+    assert hot_corner() == [0, 0, H, W]
+    page.uncheck("#flipx")
+
+    # Values on hover.
+    box = page.locator("#maps .map canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * (W - 0.5) / W, box["y"] + box["height"] * 0.5 / H)
+    tip = page.locator("#tooltip")
+    assert tip.is_visible() and "row 0, col 6" in tip.inner_text()
+
+    page.check("#theme")
+    assert "dark" in page.evaluate("document.body.className")
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg != "rgb(255, 255, 255)"
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 5000
+    if os.environ.get("IMPORTANCE_SCREENSHOT"):
+        shutil.copy(shot, os.environ["IMPORTANCE_SCREENSHOT"])
+    assert not errors, errors
+    assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests
+    page.close()
