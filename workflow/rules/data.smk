@@ -1,21 +1,20 @@
 # Stage 1: datasets -> results/data/{dataset}.npz (+ a grid of example images per class).
 
 
-def dataset_spec(wildcards):
-    return config["datasets"][wildcards.dataset]
+include: "data_functions.smk"
 
 
 rule prepare_data:
     output:
         "results/data/{dataset}.npz",
-    params:
-        spec=dataset_spec,
     log:
         "results/logs/prepare_data/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_data/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
+    params:
+        spec=dataset_spec,
     script:
         "../scripts/prepare_data.py"
 
@@ -35,12 +34,3 @@ rule plot_dataset_examples:
         "../../envs/analysis.yaml"
     script:
         "../scripts/plot_dataset_examples.py"
-
-
-@register_targets
-def data_targets():
-    return [
-        path
-        for dataset in sorted({m["dataset"] for m in MODELS.values()} or config["datasets"])
-        for path in figure_paths(f"results/figures/data/{dataset}_examples")
-    ]

@@ -3,8 +3,8 @@
 # maps of the map axes, PCA loadings, per-cluster feature profiles, and one sample end to end.
 # Tables under results/{dataset}/{model}/explain/, figures drawn from them by separate rules.
 
-EXPLAIN = config["explain"]
-EXPLAIN_FIGURES = ["maps", "correlation", "ridge", "pca", "umap_features", "samples"]
+
+include: "explain_functions.smk"
 
 
 rule explain_maps:
@@ -236,16 +236,3 @@ rule plot_explain_samples:
         max_maps=EXPLAIN["samples"]["max_maps"],
     script:
         "../scripts/explain_plot_samples.py"
-
-
-@register_targets
-def explain_targets():
-    out = []
-    for model in models_of("explain"):
-        d = model_dir(model)
-        figures = d.replace("results/", "results/figures/", 1)
-        out.append(f"{d}/explain/quality.parquet")
-        out.append(f"{d}/explain/ridge_scores.parquet")
-        for what in EXPLAIN_FIGURES:
-            out += figure_paths(f"{figures}/explain_{what}")
-    return out
