@@ -21,6 +21,7 @@ Dense models (dense AE/VAE, MLP): first_linear_split(output) -> (linear, rest), 
 
 from __future__ import annotations
 
+import io
 import os
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from .archs import VAE_ARCHS, arch_kind, latent_size, resolve_params
-from .io import atomic_path
+from .io import write_bytes
 
 __all__ = ["build_model", "save_model", "load_model", "count_parameters"]
 
@@ -322,8 +323,11 @@ def model_record(model: nn.Module, class_names: Sequence[str] | None = None,
 def save_model(model: nn.Module, path: str | os.PathLike, class_names: Sequence[str] | None = None,
                **extra: Any) -> None:
     """Write the model's record (see `model_record`) atomically; `extra` adds plain keys."""
-    with atomic_path(path) as tmp:
-        torch.save(model_record(model, class_names, **extra), tmp)
+    # torch names the archive's inner folder after the file it writes to; saving to a buffer
+    # gives the fixed name "archive", so the same weights give the same bytes.
+    buf = io.BytesIO()
+    torch.save(model_record(model, class_names, **extra), buf)
+    write_bytes(buf.getvalue(), path)
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:

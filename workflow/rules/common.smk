@@ -19,7 +19,8 @@ except ConfigError as err:
 
 FIG_FORMATS = config["figures"]["formats"]
 MODELS = config["models"]
-CONFIG_HASH = config_hash(config)
+# Machine settings (the local GPU pool) do not change results, so they stay out of the hash.
+CONFIG_HASH = config_hash({key: value for key, value in config.items() if key != "gpu"})
 
 
 wildcard_constraints:
