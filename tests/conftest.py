@@ -42,7 +42,15 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_run(tmp_path_factory) -> Path:
-    """Run config/test.yaml end to end once; return the working directory holding results/."""
+    """Run config/test.yaml end to end once; return the working directory holding results/.
+
+    GPU rules run with a fake local pool of two devices ("0,1", two jobs at once): no result
+    depends on the device, and tests/test_gpu.py reads from the logs how the jobs were spread.
+    """
     workdir = tmp_path_factory.mktemp("e2e")
-    run_snakemake(workdir, "--cores", "2", configfile=ROOT / "config" / "test.yaml", timeout=1200)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATENT_ATLAS_GPU_POOL", "0,1")
+        mp.delenv("SLURM_JOB_ID", raising=False)
+        run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2",
+                      configfile=ROOT / "config" / "test.yaml", timeout=1200)
     return workdir

@@ -259,7 +259,7 @@ EXPLAIN_TABLES = ["maps", "placement", "quality", "feature_stats", "feature_corr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["cnn", "dense_ae"])
+@pytest.mark.parametrize("model", ["cnn"])
 def test_workflow_explain_outputs(e2e_run, model):
     from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from latent_atlas import importance as imp
+from latent_atlas import importance_figures as impfig
 
 
 @pytest.fixture(autouse=True)
@@ -238,9 +239,9 @@ def test_heatmaps_are_upright():
     """A pixel's importance lands at its (row, col) in the drawn image (row 0 at the top)."""
     h, w, r, c = 6, 9, 1, 7
     frame = _frame_with_hot_pixel(h, w, r, c)
-    img = imp.grid(frame, "importance", (h, w), 0)
+    img = impfig.grid(frame, "importance", (h, w), 0)
     assert img.shape == (h, w) and img[r, c] == 1 and img.sum() == 1
-    fig = imp.plot_heatmap(frame, 0)
+    fig = impfig.plot_heatmap(frame, 0)
     ax = fig.axes[0]
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
@@ -269,14 +270,14 @@ def test_figures_draw(tmp_path):
     lat = imp.latent_frame(imp.LatentImportance(np.arange(3), None, rng.random((3, d)),
                                                 rng.random((3, d)) * 0.1, np.zeros((3, d)),
                                                 np.zeros((3, d))), ["a", "b", "c"])
-    figs = {"dir": imp.plot_directional(pixel), "dim": imp.plot_dimension(pixel, 2),
-            "cls": imp.plot_class(pixel, lat, 1, 3), "all": imp.plot_classes(pixel, lat, 3)}
+    figs = {"dir": impfig.plot_directional(pixel), "dim": impfig.plot_dimension(pixel, 2),
+            "cls": impfig.plot_class(pixel, lat, 1, 3), "all": impfig.plot_classes(pixel, lat, 3)}
     for name, fig in figs.items():
         save_figure(fig, tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
-    assert imp.most_important_dimension(lat) == int(np.argmax(lat.groupby("dim")["importance"].mean()))
+    assert impfig.most_important_dimension(lat) == int(np.argmax(lat.groupby("dim")["importance"].mean()))
     with pytest.raises(ValueError, match="class 9"):
-        imp.plot_class(pixel, lat, 9, 2)
+        impfig.plot_class(pixel, lat, 9, 2)
 
 
 def test_npz_image_shape_and_plan(tmp_path):

@@ -860,13 +860,6 @@ def save_result(table: pd.DataFrame, images: np.ndarray, table_path, images_path
     write_npz(images_path, images=np.asarray(images, dtype=np.float32), **arrays)
 
 
-def load_result(table_path, images_path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict]:
-    """Read what `save_result` wrote: (table, arrays, metadata)."""
-    from .io import read_npz, read_parquet, read_parquet_metadata
-
-    return read_parquet(table_path), read_npz(images_path), read_parquet_metadata(table_path)
-
-
 def class_names_of(model: nn.Module) -> list[str]:
     """The class names stored with the model (model.pt), else "0".."K-1"."""
     names = list(getattr(model, "class_names", []) or [])

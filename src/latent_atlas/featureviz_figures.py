@@ -13,7 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .io import read_npz, read_parquet, read_parquet_metadata
 from .plotting import use_style
+
+
+def load_result(table_path, images_path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict]:
+    """Read what `featureviz.save_result` wrote: (table, arrays, metadata)."""
+    return read_parquet(table_path), read_npz(images_path), read_parquet_metadata(table_path)
 
 
 def _img(x: np.ndarray) -> np.ndarray:

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from .data import load_dataset
 from .io import library_versions, read_parquet, write_npz, write_parquet
-from .models import load_model
-from .runtime import log
+from .runtime import configure_torch, log
+
+if TYPE_CHECKING:
+    import torch
 
 ID_COLUMNS = ["sample_id", "split", "label", "label_name"]
 _Z = re.compile(r"z(\d+)")
@@ -66,27 +66,25 @@ def file_metadata(dataset: str, model_name: str, arch: str, config_hash: str,
             "versions": library_versions(), **extra}
 
 
-def _batches(images: np.ndarray, batch_size: int, device: torch.device):
-    for start in range(0, len(images), batch_size):
-        yield torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+def _batches(images: np.ndarray, batch_size: int, model):
+    """Batches of `images` as tensors on the model's device, with autograd off."""
+    torch = configure_torch()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            yield torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def compute_latents(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def compute_latents(model: "torch.nn.Module", images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Latent vectors of shape (n_samples, latent_dim), float32: `encode` for autoencoders (VAE:
     mean), `features` (penultimate ReLU layer) for classifiers."""
     model.eval()
     fn = model.encode if model.kind == "autoencoder" else model.features
-    out = [fn(x).float().cpu().numpy() for x in _batches(images, batch_size, _device_of(model))]
+    out = [fn(x).float().cpu().numpy() for x in _batches(images, batch_size, model)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.latent_dim), np.float32)
 
 
-@torch.no_grad()
-def compute_hidden(model: nn.Module, images: np.ndarray,
+def compute_hidden(model: "torch.nn.Module", images: np.ndarray,
                    batch_size: int = 1024) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """Every hidden layer's activations, concatenated: (n_samples, total_units) float32, and the
     layers as [(name, units), ...] in network order."""
@@ -94,31 +92,29 @@ def compute_hidden(model: nn.Module, images: np.ndarray,
         raise ValueError(f"hidden layers are written for classifiers; {model.arch!r} is an autoencoder")
     model.eval()
     chunks, layers = [], None
-    for x in _batches(images, batch_size, _device_of(model)):
+    for x in _batches(images, batch_size, model):
         h = model.hidden(x)
         layers = [(name, int(a.shape[1])) for name, a in h.items()]
-        chunks.append(torch.cat([a.float() for a in h.values()], dim=1).cpu().numpy())
+        chunks.append(np.concatenate([a.float().cpu().numpy() for a in h.values()], axis=1))
     if layers is None:
         raise ValueError("no samples to compute hidden activations for")
     return np.concatenate(chunks).astype(np.float32), layers
 
 
-@torch.no_grad()
-def compute_predictions(model: nn.Module, images: np.ndarray,
+def compute_predictions(model: "torch.nn.Module", images: np.ndarray,
                         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class (n,) int64 and softmax probabilities (n, K) float32 of a classifier."""
     model.eval()
-    probs = [torch.softmax(model(x).float(), dim=1).cpu().numpy()
-             for x in _batches(images, batch_size, _device_of(model))]
+    probs = [configure_torch().softmax(model(x).float(), dim=1).cpu().numpy()
+             for x in _batches(images, batch_size, model)]
     p = np.concatenate(probs).astype(np.float32)
     return p.argmax(axis=1).astype(np.int64), p
 
 
-@torch.no_grad()
-def compute_reconstructions(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def compute_reconstructions(model: "torch.nn.Module", images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Reconstructions in [0, 1], same shape as `images` (VAE: decoded posterior mean)."""
     model.eval()
-    out = [model(x).float().cpu().numpy() for x in _batches(images, batch_size, _device_of(model))]
+    out = [model(x).float().cpu().numpy() for x in _batches(images, batch_size, model)]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -145,6 +141,8 @@ def latents_frame(ds, z: np.ndarray) -> pd.DataFrame:
 
 
 def _load(data_path, model_path):
+    from .models import load_model  # imports torch: only the extraction jobs pay for it
+
     ds = load_dataset(data_path)
     model = load_model(model_path)
     if tuple(ds.images.shape[1:]) != tuple(model.input_shape):

@@ -31,6 +31,7 @@ from torch import nn
 
 from .archs import VAE_ARCHS, arch_kind, latent_size, resolve_params
 from .io import write_bytes
+from .runtime import configure_torch
 
 __all__ = ["build_model", "save_model", "load_model", "count_parameters"]
 
@@ -337,6 +338,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
+    configure_torch()  # the job's seed and threads, when torch was imported after the job started
     record = torch.load(path, map_location=map_location, weights_only=True)
     missing = {"arch", "params", "input_shape", "n_classes", "state_dict"} - set(record)
     if missing:

@@ -33,23 +33,43 @@ def configure_logging(log_path: str | os.PathLike | None) -> None:
         log.addHandler(h)
 
 
+_SETTINGS: dict[str, int] = {}
+
+
 def set_determinism(seed: int, threads: int) -> None:
-    """Seed python, numpy and torch, and fix the thread count that float results depend on."""
+    """Seed python and numpy, fix the thread count that float results depend on, and set up torch.
+
+    torch is set up now if the job already imported it; code that imports torch later calls
+    `configure_torch()` (models.load_model does). Importing torch costs seconds, so jobs that do not
+    need it (most analyses and figures) never import it.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
-    try:
-        import torch
-    except ImportError:  # analyses without torch
-        return
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=False)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if torch.backends.cudnn.is_available():
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    _SETTINGS.update(seed=int(seed), threads=int(threads))
+    _SETTINGS.pop("torch_done", None)
+    if "torch" in sys.modules:
+        configure_torch()
+
+
+def configure_torch():
+    """Apply the job's seed, thread count and deterministic algorithms to torch; return torch.
+
+    Idempotent; does nothing but import torch when `set_determinism` was never called.
+    """
+    import torch
+
+    if _SETTINGS and not _SETTINGS.get("torch_done"):
+        torch.manual_seed(_SETTINGS["seed"])
+        torch.set_num_threads(_SETTINGS["threads"])
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        _SETTINGS["torch_done"] = 1
+    return torch
 
 
 def start_job(smk) -> None:

@@ -1,6 +1,6 @@
 """One class: sorted latent importance beside its top-k heatmaps (rule plot_importance_class)."""
 
-from latent_atlas.importance import plot_class
+from latent_atlas.importance_figures import plot_class
 from latent_atlas.io import read_parquet
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import run_script

@@ -1,6 +1,6 @@
 """Appendix grid of every class (rule plot_importance_classes)."""
 
-from latent_atlas.importance import plot_classes
+from latent_atlas.importance_figures import plot_classes
 from latent_atlas.io import read_parquet
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import run_script

@@ -1,6 +1,6 @@
 """Plain beside directional importance of the most important dimension (paper Fig. A.1)."""
 
-from latent_atlas.importance import most_important_dimension, plot_dimension
+from latent_atlas.importance_figures import most_important_dimension, plot_dimension
 from latent_atlas.io import read_parquet
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import run_script
