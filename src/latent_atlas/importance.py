@@ -255,6 +255,16 @@ def kernel_plan(rest) -> _KernelPlan | None:
 # --------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------
+def _device_of(fn) -> torch.device:
+    """Where `fn` computes: the device of its module's parameters (a module, or a bound method
+    such as `model.encode`), else the default device."""
+    module = getattr(fn, "__self__", fn)
+    if isinstance(module, nn.Module):
+        for p in module.parameters():
+            return p.device
+    return default_device()
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -307,7 +317,8 @@ def pixel_importance(
         "rows" (only changed rows, batched), "rank1" (rank-1 first layer, batched), "kernel"
         (compiled, CPU, identity/ReLU/ReLU+Linear rests) or "auto" (the fastest that applies).
     batch_size : rows per forward pass (bounds memory).
-    device : torch device (default: CUDA when available, else CPU).
+    device : torch device (default: the device of the function's module, else CUDA when
+        available, else CPU).
     sign_threshold : |slope| at or below which the sign is 0.
     confidence : level of the t confidence interval of the mean over permutations.
 
@@ -327,7 +338,7 @@ def pixel_importance(
     pixels = np.arange(hw, dtype=np.int64) if pixels is None else np.asarray(pixels, dtype=np.int64)
     if pixels.ndim != 1 or (len(pixels) and (pixels.min() < 0 or pixels.max() >= hw)):
         raise ValueError(f"pixels must be flat indices in [0, {hw}) for images {h}x{w}")
-    device = torch.device(device) if device is not None else default_device()
+    device = torch.device(device) if device is not None else _device_of(model_fn)
     xflat = x.reshape(n, c * hw)
     plan = kernel_plan(split[1]) if split is not None else None
     if method == "auto":
@@ -544,7 +555,7 @@ def _kernel(split, plan, x, cols, pixels, n_perm, seed, batch_size, device, z0):
     linear, _ = split
     n, c, h, w = x.shape
     hw = h * w
-    a0 = _first_layer(linear, x, batch_size, "cpu").double().numpy()
+    a0 = _first_layer(linear, x, batch_size, linear.weight.device).double().cpu().numpy()
     weight = linear.weight.detach().double().cpu().numpy()
     wcols = np.stack([weight[:, ch * hw + pixels].T for ch in range(c)], axis=1)
     h0 = np.maximum(a0, 0.0) if plan.relu1 else a0
@@ -622,7 +633,7 @@ def latent_importance(
     labels = np.asarray(labels)
     if z.ndim != 2 or len(labels) != len(z):
         raise ValueError(f"z must be (N, d) and labels (N,), got {z.shape} and {labels.shape}")
-    device = torch.device(device) if device is not None else default_device()
+    device = torch.device(device) if device is not None else _device_of(output_fn)
     classes = np.unique(labels)
     d = z.shape[1]
     values = np.zeros((len(classes), d, n_perm))

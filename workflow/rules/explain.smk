@@ -115,6 +115,8 @@ rule plot_explain_maps:
         ),
     log:
         "results/logs/plot_explain_maps/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -136,6 +138,8 @@ rule plot_explain_correlation:
         ),
     log:
         "results/logs/plot_explain_correlation/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -158,6 +162,8 @@ rule plot_explain_ridge:
         ),
     log:
         "results/logs/plot_explain_ridge/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -181,6 +187,8 @@ rule plot_explain_pca:
         ),
     log:
         "results/logs/plot_explain_pca/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -204,6 +212,8 @@ rule plot_explain_umap_features:
         ),
     log:
         "results/logs/plot_explain_umap_features/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -228,6 +238,8 @@ rule plot_explain_samples:
         ),
     log:
         "results/logs/plot_explain_samples/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:

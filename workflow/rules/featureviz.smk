@@ -154,6 +154,8 @@ rule plot_featureviz_unregularised:
         ),
     log:
         "results/logs/plot_featureviz_unregularised/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -180,6 +182,8 @@ rule plot_featureviz_adversarial:
         ),
     log:
         "results/logs/plot_featureviz_adversarial/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -201,6 +205,8 @@ rule plot_featureviz_tv_sweep:
         ),
     log:
         "results/logs/plot_featureviz_tv_sweep/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -222,6 +228,8 @@ rule plot_featureviz_tv_l1_grid:
         "results/logs/plot_featureviz_tv_l1_grid/{dataset}/{model}_{panel}.log",
     wildcard_constraints:
         panel="output|hidden",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -243,6 +251,8 @@ rule plot_featureviz_gallery:
         "results/logs/plot_featureviz_gallery/{dataset}/{model}/layer{layer}.log",
     wildcard_constraints:
         layer="[0-9]+",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -269,6 +279,8 @@ rule plot_featureviz_census:
         ),
     log:
         "results/logs/plot_featureviz_census/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -106,6 +106,8 @@ rule plot_geometry_axes:
         ),
     log:
         "results/logs/plot_geometry_axes/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -126,6 +128,8 @@ rule plot_geometry_radius:
         ),
     log:
         "results/logs/plot_geometry_radius/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -143,6 +147,8 @@ rule plot_geometry_pca:
         ),
     log:
         "results/logs/plot_geometry_pca/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -161,6 +167,8 @@ rule plot_geometry_planes:
         ),
     log:
         "results/logs/plot_geometry_planes/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -179,6 +187,8 @@ rule plot_geometry_neighbours:
         ),
     log:
         "results/logs/plot_geometry_neighbours/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -198,6 +208,8 @@ rule plot_geometry_projection:
         "results/logs/plot_geometry_projection/{dataset}/{model}_{method}.log",
     wildcard_constraints:
         method="tsne|umap",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -216,6 +228,8 @@ rule plot_geometry_random_points:
         ),
     log:
         "results/logs/plot_geometry_random_points/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -121,6 +121,8 @@ rule plot_importance_directional:
         ),
     log:
         "results/logs/plot_importance_directional/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -140,6 +142,8 @@ rule plot_importance_dimension:
         ),
     log:
         "results/logs/plot_importance_dimension/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -161,6 +165,8 @@ rule plot_importance_class:
         "results/logs/plot_importance_class/{dataset}/{model}/{cls}.log",
     wildcard_constraints:
         cls=r"\d+",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -182,6 +188,8 @@ rule plot_importance_classes:
         ),
     log:
         "results/logs/plot_importance_classes/{dataset}/{model}.log",
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
