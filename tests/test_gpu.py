@@ -257,3 +257,13 @@ def test_local_run_spreads_gpu_jobs_over_a_fake_pool(e2e_run):
     shards = used.get("importance_block", [])
     assert len(shards) > 1, f"fewer than two importance shards ran: {shards}"
     assert set(shards) == {"0", "1"}, f"{len(shards)} importance shards, all on device {set(shards)}"
+
+
+def test_jobs_one_after_another_alternate_devices(tmp_path, monkeypatch):
+    """A free slot is taken least-recently-used first, so sequential jobs spread over the pool."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    taken = []
+    for _ in range(4):
+        with gpu.gpu_slot(["0", "1"], lock_dir=tmp_path) as device:
+            taken.append(device)
+    assert taken == ["0", "1", "0", "1"]

@@ -127,10 +127,27 @@ def _lock_name(device: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in device)
 
 
+def _slot_path(lock_dir: Path, device: str, k: int) -> Path:
+    return lock_dir / f"gpu-{_lock_name(device)}.slot{k}.lock"
+
+
+def _least_recently_used_first(slots: Sequence[tuple[str, int]], lock_dir: Path) -> list[tuple[str, int]]:
+    """`slots` ordered by when each was last taken (never taken first; ties keep `slots` order),
+    so jobs that follow one another also spread over the devices instead of all taking the first."""
+    def last_taken(slot):
+        # The holder writes "pid time_ns" (file mtimes are too coarse for jobs in quick succession).
+        try:
+            return int(_slot_path(lock_dir, *slot).read_text().split()[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            return -1
+    return sorted(slots, key=last_taken)
+
+
 def _try_slots(slots: Sequence[tuple[str, int]], lock_dir: Path) -> tuple[int, str, int] | None:
-    """Lock the first free slot; return (open fd, device, index) or None when all are taken."""
-    for device, k in slots:
-        path = lock_dir / f"gpu-{_lock_name(device)}.slot{k}.lock"
+    """Lock the free slot taken least recently; return (open fd, device, index) or None when all
+    are taken."""
+    for device, k in _least_recently_used_first(slots, lock_dir):
+        path = _slot_path(lock_dir, device, k)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -141,7 +158,7 @@ def _try_slots(slots: Sequence[tuple[str, int]], lock_dir: Path) -> tuple[int, s
             raise
         # Who holds it, for a person looking at the folder; the lock itself is the flock.
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {time.time_ns()}\n".encode())
         return fd, device, k
     return None
 
