@@ -30,8 +30,6 @@ rule plot_dataset_examples:
         ),
     log:
         "results/logs/plot_dataset_examples/{dataset}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -115,8 +115,6 @@ rule plot_explain_maps:
         ),
     log:
         "results/logs/plot_explain_maps/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -138,8 +136,6 @@ rule plot_explain_correlation:
         ),
     log:
         "results/logs/plot_explain_correlation/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -162,8 +158,6 @@ rule plot_explain_ridge:
         ),
     log:
         "results/logs/plot_explain_ridge/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -187,8 +181,6 @@ rule plot_explain_pca:
         ),
     log:
         "results/logs/plot_explain_pca/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -212,8 +204,6 @@ rule plot_explain_umap_features:
         ),
     log:
         "results/logs/plot_explain_umap_features/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -238,8 +228,6 @@ rule plot_explain_samples:
         ),
     log:
         "results/logs/plot_explain_samples/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:

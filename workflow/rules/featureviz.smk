@@ -154,8 +154,6 @@ rule plot_featureviz_unregularised:
         ),
     log:
         "results/logs/plot_featureviz_unregularised/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -182,8 +180,6 @@ rule plot_featureviz_adversarial:
         ),
     log:
         "results/logs/plot_featureviz_adversarial/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -205,8 +201,6 @@ rule plot_featureviz_tv_sweep:
         ),
     log:
         "results/logs/plot_featureviz_tv_sweep/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -228,8 +222,6 @@ rule plot_featureviz_tv_l1_grid:
         "results/logs/plot_featureviz_tv_l1_grid/{dataset}/{model}_{panel}.log",
     wildcard_constraints:
         panel="output|hidden",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -251,8 +243,6 @@ rule plot_featureviz_gallery:
         "results/logs/plot_featureviz_gallery/{dataset}/{model}/layer{layer}.log",
     wildcard_constraints:
         layer="[0-9]+",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -279,8 +269,6 @@ rule plot_featureviz_census:
         ),
     log:
         "results/logs/plot_featureviz_census/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:

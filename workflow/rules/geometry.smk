@@ -106,8 +106,6 @@ rule plot_geometry_axes:
         ),
     log:
         "results/logs/plot_geometry_axes/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -128,8 +126,6 @@ rule plot_geometry_radius:
         ),
     log:
         "results/logs/plot_geometry_radius/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -147,8 +143,6 @@ rule plot_geometry_pca:
         ),
     log:
         "results/logs/plot_geometry_pca/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -167,8 +161,6 @@ rule plot_geometry_planes:
         ),
     log:
         "results/logs/plot_geometry_planes/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -187,8 +179,6 @@ rule plot_geometry_neighbours:
         ),
     log:
         "results/logs/plot_geometry_neighbours/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -208,8 +198,6 @@ rule plot_geometry_projection:
         "results/logs/plot_geometry_projection/{dataset}/{model}_{method}.log",
     wildcard_constraints:
         method="tsne|umap",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -228,8 +216,6 @@ rule plot_geometry_random_points:
         ),
     log:
         "results/logs/plot_geometry_random_points/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -121,8 +121,6 @@ rule plot_importance_directional:
         ),
     log:
         "results/logs/plot_importance_directional/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -142,8 +140,6 @@ rule plot_importance_dimension:
         ),
     log:
         "results/logs/plot_importance_dimension/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -165,8 +161,6 @@ rule plot_importance_class:
         "results/logs/plot_importance_class/{dataset}/{model}/{cls}.log",
     wildcard_constraints:
         cls=r"\d+",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -188,8 +182,6 @@ rule plot_importance_classes:
         ),
     log:
         "results/logs/plot_importance_classes/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -117,8 +117,6 @@ rule plot_training_curves:
         ),
     log:
         "results/logs/plot_training_curves/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -137,8 +135,6 @@ rule plot_reconstructions:
         ),
     log:
         "results/logs/plot_reconstructions/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -157,8 +153,6 @@ rule plot_confusion_matrix:
         ),
     log:
         "results/logs/plot_confusion_matrix/{dataset}/{model}.log",
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -179,8 +173,6 @@ rule plot_latent_scatter:
         "results/logs/plot_latent_scatter/{dataset}/{model}.log",
     wildcard_constraints:
         model=model_names("2d_latents"),
-    group:
-        "figures"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -201,8 +193,6 @@ rule plot_first_layer_weights:
         "results/logs/plot_first_layer_weights/{dataset}/{model}.log",
     wildcard_constraints:
         model=model_names("dense"),
-    group:
-        "figures"
     conda:
         "../../envs/torch.yaml"
     script:
