@@ -275,3 +275,13 @@ def test_local_run_spreads_gpu_jobs_over_a_fake_pool(e2e_run):
         for dev_b, start_b, end_b, who_b in holds[i + 1:]:
             if dev_a == dev_b:
                 assert not (start_a < end_b and start_b < end_a), f"{who_a} and {who_b} shared device {dev_a}"
+
+
+def test_jobs_one_after_another_alternate_devices(tmp_path, monkeypatch):
+    """A free slot is taken least-recently-used first, so sequential jobs spread over the pool."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    taken = []
+    for _ in range(4):
+        with gpu.gpu_slot(["0", "1"], lock_dir=tmp_path) as device:
+            taken.append(device)
+    assert taken == ["0", "1", "0", "1"]
