@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,92 @@ def stage_times(results: Path) -> pd.DataFrame:
     return df
 
 
+def rule_stages() -> dict[str, str]:
+    """Each rule's stage: the workflow/rules/<stage>.smk file that defines it."""
+    stages = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        if smk.stem.endswith("_functions"):
+            continue
+        text = smk.read_text()
+        for name in re.findall(r"^(?:rule|checkpoint) (\w+):", text, flags=re.M):
+            stages[name] = smk.stem
+        for name in re.findall(r"^use rule \w+ as (\w+)", text, flags=re.M):
+            stages[name] = smk.stem
+    return stages
+
+
+def former_rule_stage(rule: str) -> str:
+    """The stage of a rule an older version of the workflow had (logs of earlier runs)."""
+    for stage in ("geometry", "explain", "importance", "featureviz"):
+        if stage in rule:
+            return stage
+    if rule.startswith(("train", "extract_", "plot_")):
+        return "data" if rule == "plot_dataset_examples" else "models"
+    return "other"
+
+
+def log_job_times(log: Path) -> pd.DataFrame:
+    """Start, end and wall seconds of every job in a Snakemake log (.snakemake/log/*.log).
+
+    Every job is covered, also rules without a `benchmark:` file; the log's time stamps have a
+    resolution of one second.
+    """
+    stamp, pending, starts, rows = None, None, {}, []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$", line.strip())
+        if m:
+            stamp = dt.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+            continue
+        m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", line.strip())
+        if m:
+            pending = m.group(1)
+            continue
+        m = re.match(r"\s+jobid: (\d+)$", line)
+        if m and pending:
+            starts[m.group(1)] = (pending, stamp)
+            pending = None
+            continue
+        m = re.match(r"Finished jobid: (\d+)", line)
+        if m and m.group(1) in starts:
+            rule, start = starts.pop(m.group(1))
+            rows.append({"rule": rule, "start": start, "end": stamp, "seconds": (stamp - start).total_seconds()})
+    return pd.DataFrame(rows, columns=["rule", "start", "end", "seconds"])
+
+
+def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per stage: jobs, the span from its first job's start to its last job's end, and the sum of
+    its jobs' wall times (jobs of a stage run side by side and beside other stages' jobs)."""
+    stages = rule_stages()
+    jobs = jobs.assign(stage=jobs["rule"].map(lambda r: stages.get(r) or former_rule_stage(r)))
+    table = jobs.groupby("stage", sort=False).agg(jobs=("rule", "size"), first_start=("start", "min"),
+                                                  last_end=("end", "max"), job_seconds=("seconds", "sum"))
+    table["span_s"] = (table["last_end"] - table["first_start"]).dt.total_seconds()
+    t0 = jobs["start"].min()
+    table["starts_at_s"] = (table["first_start"] - t0).dt.total_seconds()
+    table = table.sort_values("first_start").reset_index()
+    return table[["stage", "jobs", "starts_at_s", "span_s", "job_seconds"]]
+
+
+def default_run_section(results: Path, log: Path | None) -> list[str]:
+    """Tables of a finished default run: per stage and per rule from the Snakemake log (every job),
+    and Snakemake's `benchmark:` files (CPU-heavy rules, with peak memory)."""
+    parts = ["\n## Default config (config/config.yaml), `make run`\n"]
+    if log is not None:
+        jobs = log_job_times(log)
+        wall = (jobs["end"].max() - jobs["start"].min()).total_seconds()
+        parts += [f"From `{log.name}`: {len(jobs)} jobs, {wall / 60:.1f} min from the first job's start to "
+                  "the last job's end, 2 cores. Stages overlap: a stage's span runs from its first job's "
+                  "start to its last job's end; job seconds sum its jobs' wall times.\n",
+                  stage_table(jobs).to_markdown(index=False, floatfmt=".0f"), "\n",
+                  "Per rule (sum of job wall times):\n",
+                  jobs.groupby("rule").agg(jobs=("rule", "size"), seconds=("seconds", "sum"))
+                  .sort_values("seconds", ascending=False).reset_index().to_markdown(index=False, floatfmt=".0f"),
+                  "\n"]
+    parts += ["From Snakemake's `benchmark:` files (rules that declare one):\n",
+              stage_times(results).to_markdown(index=False, floatfmt=".1f"), "\n"]
+    return parts
+
+
 def test_pipeline_times(cores: int) -> tuple[pd.DataFrame, float]:
     with tempfile.TemporaryDirectory(prefix="latent-atlas-bench-") as tmp:
         cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", tmp,
@@ -80,6 +167,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small versions of each benchmark")
     ap.add_argument("--default-results", type=Path, help="results/ of a finished default run to tabulate")
+    ap.add_argument("--default-log", type=Path,
+                    help="that run's Snakemake log (.snakemake/log/...snakemake.log): per-stage times")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = ap.parse_args()
 
@@ -95,9 +184,7 @@ def main() -> None:
               "Sum of each rule's job wall times (jobs overlap, so the sum exceeds the wall time).\n",
               times.to_markdown(index=False, floatfmt=".1f"), "\n"]
     if args.default_results:
-        dtimes = stage_times(args.default_results)
-        parts += ["\n## Default config (config/config.yaml), per rule\n",
-                  dtimes.to_markdown(index=False, floatfmt=".1f"), "\n"]
+        parts += default_run_section(args.default_results, args.default_log)
     args.out.write_text("\n".join(parts))
     print(args.out.read_text())
 

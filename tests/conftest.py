@@ -1,7 +1,9 @@
-"""Shared fixtures: paths, and one end-to-end Snakemake run of config/test.yaml per session.
+"""Shared fixtures: paths, and the end-to-end Snakemake runs of config/test.yaml per session.
 
 Stage tests that check workflow outputs take `e2e_run` (the run's working directory) instead of
-running Snakemake themselves, so the whole pipeline runs once per test session.
+running Snakemake themselves, so the whole pipeline runs once per test session. A second clean run
+(`second_run`) checks determinism; it goes through the SLURM executor on a test cluster when one
+can start, so that one run also checks that SLURM gives the local run's bytes.
 """
 
 from __future__ import annotations
@@ -9,14 +11,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from slurm_cluster import INSTALL_HINT, SlurmCluster, missing_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FSDD = SHARED / "data" / "fsdd" / "recordings"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TEST_CONFIG = ROOT / "config" / "test.yaml"
 
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None,
@@ -54,3 +61,49 @@ def e2e_run(tmp_path_factory) -> Path:
         run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2",
                       configfile=ROOT / "config" / "test.yaml", timeout=1200)
     return workdir
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A single-node SLURM cluster (munged, slurmctld, slurmd with two fake GPUs) for this session.
+
+    Without the SLURM binaries (or root) the tests that take it skip with the install hint,
+    except in CI (CI=true), where they fail.
+    """
+    missing = missing_requirements()
+    if missing:
+        message = f"SLURM test cluster cannot start, missing: {', '.join(missing)}. Install: {INSTALL_HINT}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    # A short path: munge's socket lives inside (UNIX socket paths are limited to ~107 bytes).
+    root = Path(tempfile.mkdtemp(prefix="la-slurm-"))
+    with SlurmCluster(root, gpus=2) as cluster:
+        yield cluster
+    assert not root.exists()
+
+
+@dataclass
+class SecondRun:
+    workdir: Path
+    executor: str  # "slurm" or "local"
+    output: str  # Snakemake's stdout + stderr
+
+
+@pytest.fixture(scope="session")
+def second_run(request, tmp_path_factory) -> SecondRun:
+    """A second run of config/test.yaml from a clean results/: through `--executor slurm` on the
+    test cluster when one can start (or in CI, where a missing cluster fails), else locally."""
+    workdir = tmp_path_factory.mktemp("second")
+    if not missing_requirements() or in_ci():
+        from slurm_workflow import run_on_cluster
+
+        cluster = request.getfixturevalue("slurm_cluster")
+        proc = run_on_cluster(cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400)
+        return SecondRun(workdir, "slurm", proc.stdout + proc.stderr)
+    proc = run_snakemake(workdir, "--cores", "2", configfile=TEST_CONFIG, timeout=1200)
+    return SecondRun(workdir, "local", proc.stdout + proc.stderr)

@@ -1,8 +1,11 @@
 """The SLURM profile, run for real on a single-node cluster started by the test (tests/slurm_cluster.py).
 
-The cluster (munged, slurmctld, slurmd with a fake GPU) starts in a few seconds under a scratch
-folder and is stopped by PID and removed at the end, also when a test fails. Without the SLURM
-binaries (or root) the tests skip with the install hint, except in CI (CI=true), where they fail.
+The cluster (munged, slurmctld, slurmd with a fake GPU; fixture `slurm_cluster` in conftest.py)
+starts in a few seconds under a scratch folder and is stopped by PID and removed at the end of the
+session, also when a test fails. Without the SLURM binaries (or root) the tests skip with the
+install hint, except in CI (CI=true), where they fail. The SLURM run of config/test.yaml is the
+session's second clean run (fixture `second_run`), which tests/test_workflow.py also compares
+with the first for determinism.
 
 Run:  .venv/bin/python -m pytest -m slurm tests/test_slurm.py
 """
@@ -11,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -22,66 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, run_snakemake
-from slurm_cluster import INSTALL_HINT, SlurmCluster, missing_requirements
+from conftest import ROOT, run_snakemake
+from slurm_workflow import PROFILE, run_on_cluster
 
-PROFILE = ROOT / "profiles" / "slurm"
 TEST_CONFIG = ROOT / "config" / "test.yaml"
-# The plugin waits `init` seconds before its first status check and then backs off by 10 s per
-# round in which no job finished; these keep a test run fast. `squeue` because the test cluster
-# has no accounting database (sacct would fail); MinJobAge=300 keeps finished jobs in squeue.
-FAST_POLLING = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-                "--seconds-between-status-checks", "1"]
-# The test node: every job fits next to another (2 CPUs here), memory is only a scheduling number.
-NODE_CAPS = {"cpus_per_task": 1, "mem_mb": 1000}
 # Results that are not a function of the config: wall-clock logs and timings.
 NOT_COMPARED = ("logs/", "benchmarks/")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    missing = missing_requirements()
-    if missing:
-        message = f"SLURM test cluster cannot start, missing: {', '.join(missing)}. Install: {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    # A short path: munge's socket lives inside (UNIX socket paths are limited to ~107 bytes).
-    root = Path(tempfile.mkdtemp(prefix="la-slurm-"))
-    with SlurmCluster(root, gpus=2) as c:
-        yield c
-    assert not root.exists()
-
-
-def profile_resources(profile: Path = PROFILE, partition: str = "main") -> tuple[list[str], list[str]]:
-    """The profile's default-resources and set-resources as command-line values, fitted to the test
-    node: the partition placeholders become `partition`, CPUs and memory are capped."""
-    cfg = yaml.safe_load((profile / "config.yaml").read_text())
-
-    def fit(key: str, value):
-        if key == "slurm_partition":
-            return partition
-        return min(int(value), NODE_CAPS[key]) if key in NODE_CAPS else value
-
-    defaults = [f"{k}={fit(k, v)}" for k, v in cfg["default-resources"].items()]
-    per_rule = [f"{rule}:{k}={fit(k, v)}" for rule, res in cfg["set-resources"].items() for k, v in res.items()]
-    return defaults, per_rule
-
-
-def run_on_cluster(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile",
-                   timeout: int = 900) -> subprocess.CompletedProcess:
-    """`snakemake --workflow-profile profiles/slurm` in `workdir`, submitting to `cluster`."""
-    defaults, per_rule = profile_resources()
-    cmd = ["timeout", "-k", "15", str(timeout), SNAKEMAKE, "--snakefile", str(snakefile),
-           "--directory", str(workdir), "--workflow-profile", str(PROFILE),
-           "--default-resources", *defaults, "--set-resources", *per_rule,
-           "--retries", "0", "--jobs", "4", *FAST_POLLING, *args]
-    env = cluster.env(dict(os.environ, PYTHONPATH=str(ROOT / "src")))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 60)
-    if proc.returncode != 0:
-        raise AssertionError(f"snakemake on SLURM failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-8000:]}{cluster.logs(15)}")
-    return proc
 
 
 def planned_resources(workdir: Path, *args: str) -> dict[str, dict[str, str]]:
@@ -125,9 +71,9 @@ def workflow_rule_names() -> set[str]:
 
 
 @pytest.mark.slurm
-def test_cluster_runs_a_gpu_job_and_a_cpu_job(cluster, tmp_path):
+def test_cluster_runs_a_gpu_job_and_a_cpu_job(slurm_cluster, tmp_path):
     """A two-rule workflow through --executor slurm: the gpu rule gets the node's (fake) GPU."""
-    run_on_cluster(cluster, tmp_path, snakefile=ROOT / "tests" / "slurm" / "Snakefile", timeout=300)
+    run_on_cluster(slurm_cluster, tmp_path, snakefile=ROOT / "tests" / "slurm" / "Snakefile", timeout=300)
     gpu_job = (tmp_path / "gpu.txt").read_text().split()
     cpu_job = (tmp_path / "cpu.txt").read_text().split()
     assert re.fullmatch(r"job=\d+", gpu_job[0]) and re.fullmatch(r"job=\d+", cpu_job[0])
@@ -161,11 +107,10 @@ def comparable_bytes(path: Path) -> bytes:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_test_config_on_slurm_equals_the_local_run(cluster, e2e_run, tmp_path):
+def test_test_config_on_slurm_equals_the_local_run(slurm_cluster, e2e_run, second_run):
     """config/test.yaml through --executor slurm, to the end; every result equals the local run's."""
-    workdir = tmp_path / "slurm-run"
-    proc = run_on_cluster(cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400)
-    out = proc.stdout + proc.stderr
+    assert second_run.executor == "slurm"
+    workdir, out = second_run.workdir, second_run.output
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert submitted, "no job went through SLURM"
 

@@ -141,6 +141,18 @@ def latents_frame(ds, z: np.ndarray) -> pd.DataFrame:
 
 
 def _load(data_path, model_path):
+    """The dataset and the model; one extraction job writes several files from one load."""
+    stamp = tuple((str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (data_path, model_path))
+    if _LOADED.get("stamp") != stamp:
+        _LOADED.clear()
+        _LOADED.update(stamp=stamp, value=_load_uncached(data_path, model_path))
+    return _LOADED["value"]
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def _load_uncached(data_path, model_path):
     from .models import load_model  # imports torch: only the extraction jobs pay for it
 
     ds = load_dataset(data_path)
@@ -153,7 +165,7 @@ def _load(data_path, model_path):
 
 def write_latents(data_path, model_path, out_path, *, model_name: str, config_hash: str,
                   batch_size: int = 1024) -> pd.DataFrame:
-    """The `extract_latents` rule: latents.parquet for every sample of the dataset."""
+    """latents.parquet (rule extract_*) for every sample of the dataset."""
     ds, model = _load(data_path, model_path)
     df = latents_frame(ds, compute_latents(model, ds.images, batch_size))
     write_parquet(df, out_path, file_metadata(ds.name, model_name, model.arch, config_hash,
@@ -164,7 +176,7 @@ def write_latents(data_path, model_path, out_path, *, model_name: str, config_ha
 
 def write_predictions(data_path, model_path, out_path, *, model_name: str, config_hash: str,
                       batch_size: int = 1024) -> pd.DataFrame:
-    """The `extract_predictions` rule: predictions.parquet (pred, p0..p{K-1}) for every sample."""
+    """predictions.parquet (rule extract_classifier) (pred, p0..p{K-1}) for every sample."""
     ds, model = _load(data_path, model_path)
     pred, probs = compute_predictions(model, ds.images, batch_size)
     df = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
@@ -180,7 +192,7 @@ def write_predictions(data_path, model_path, out_path, *, model_name: str, confi
 
 def write_hidden(data_path, model_path, out_path, *, model_name: str, config_hash: str,
                  max_samples: int = 10000, batch_size: int = 1024) -> pd.DataFrame:
-    """The `extract_hidden` rule: hidden.parquet with every hidden unit of a classifier."""
+    """hidden.parquet (rule extract_classifier) with every hidden unit of a classifier."""
     ds, model = _load(data_path, model_path)
     rows = hidden_rows(ds.split, max_samples)
     acts, layers = compute_hidden(model, ds.images[rows], batch_size)
@@ -196,7 +208,7 @@ def write_hidden(data_path, model_path, out_path, *, model_name: str, config_has
 
 def write_reconstructions(data_path, model_path, out_path, *, per_class: int = 4,
                           batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """The `extract_reconstructions` rule: originals and reconstructions of a fixed test subset."""
+    """reconstructions.npz (rule extract_autoencoder): originals and reconstructions of a fixed test subset."""
     ds, model = _load(data_path, model_path)
     if model.kind != "autoencoder":
         raise ValueError(f"reconstructions are written for autoencoders; {model.arch!r} is a classifier")

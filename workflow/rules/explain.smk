@@ -102,137 +102,35 @@ rule explain_samples:
         "../scripts/explain_samples.py"
 
 
-rule plot_explain_maps:
+# Every explain figure of a model in one job: drawing is quick, starting a process is not.
+rule plot_explain:
     input:
         maps="results/{dataset}/{model}/explain/maps.parquet",
         quality="results/{dataset}/{model}/explain/quality.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_maps"),
-            caption="../report/explain_maps.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_explain_maps/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        title="{model} on {dataset}",
-    script:
-        "../scripts/explain_plot_maps.py"
-
-
-rule plot_explain_correlation:
-    input:
         correlation="results/{dataset}/{model}/explain/feature_correlation.parquet",
         stats="results/{dataset}/{model}/explain/feature_stats.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_correlation"),
-            caption="../report/explain_correlation.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_explain_correlation/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        title="{model} on {dataset}",
-    script:
-        "../scripts/explain_plot_correlation.py"
-
-
-rule plot_explain_ridge:
-    input:
-        scores="results/{dataset}/{model}/explain/ridge_scores.parquet",
-        coefficients="results/{dataset}/{model}/explain/ridge_coefficients.parquet",
-        predictions="results/{dataset}/{model}/explain/ridge_predictions.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_ridge"),
-            caption="../report/explain_ridge.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_explain_ridge/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        title="{model} on {dataset}",
-        top=EXPLAIN["ridge"]["top"],
-    script:
-        "../scripts/explain_plot_ridge.py"
-
-
-rule plot_explain_pca:
-    input:
-        maps="results/{dataset}/{model}/explain/maps.parquet",
+        ridge_scores="results/{dataset}/{model}/explain/ridge_scores.parquet",
+        ridge_coefficients="results/{dataset}/{model}/explain/ridge_coefficients.parquet",
+        ridge_predictions="results/{dataset}/{model}/explain/ridge_predictions.parquet",
         loadings="results/{dataset}/{model}/explain/pca_loadings.parquet",
         scree="results/{dataset}/{model}/explain/pca_scree.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_pca"),
-            caption="../report/explain_pca.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_explain_pca/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        title="{model} on {dataset}",
-        arrows=EXPLAIN["pca"]["arrows"],
-    script:
-        "../scripts/explain_plot_pca.py"
-
-
-rule plot_explain_umap_features:
-    input:
-        maps="results/{dataset}/{model}/explain/maps.parquet",
         profiles="results/{dataset}/{model}/explain/cluster_profiles.parquet",
         clusters="results/{dataset}/{model}/explain/umap_clusters.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_umap_features"),
-            caption="../report/explain_umap_features.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_explain_umap_features/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        title="{model} on {dataset}",
-        top=EXPLAIN["clusters"]["top_features"],
-    script:
-        "../scripts/explain_plot_umap_features.py"
-
-
-rule plot_explain_samples:
-    input:
         samples="results/{dataset}/{model}/explain/samples.npz",
         placement="results/{dataset}/{model}/explain/placement.parquet",
-        maps="results/{dataset}/{model}/explain/maps.parquet",
         contributions="results/{dataset}/{model}/explain/pca_contributions.parquet",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/explain_samples"),
-            caption="../report/explain_samples.rst",
-            category="Explain",
-            subcategory="{model}",
-        ),
+        **{what: explain_figure(what) for what in EXPLAIN_FIGURES},
     log:
-        "results/logs/plot_explain_samples/{dataset}/{model}.log",
+        "results/logs/plot_explain/{dataset}/{model}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         title="{model} on {dataset}",
-        top=EXPLAIN["pca"]["top_contributors"],
+        ridge_top=EXPLAIN["ridge"]["top"],
+        arrows=EXPLAIN["pca"]["arrows"],
+        cluster_top=EXPLAIN["clusters"]["top_features"],
+        contributors_top=EXPLAIN["pca"]["top_contributors"],
         max_maps=EXPLAIN["samples"]["max_maps"],
     script:
-        "../scripts/explain_plot_samples.py"
+        "../scripts/plot_explain.py"

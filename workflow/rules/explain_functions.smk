@@ -6,6 +6,16 @@ EXPLAIN = config["explain"]
 EXPLAIN_FIGURES = ["maps", "correlation", "ridge", "pca", "umap_features", "samples"]
 
 
+def explain_figure(what):
+    """A figure output of rule plot_explain, in every format, with its report caption."""
+    return report(
+        fig(f"results/figures/{{dataset}}/{{model}}/explain_{what}"),
+        caption=f"../report/explain_{what}.rst",
+        category="Explain",
+        subcategory="{model}",
+    )
+
+
 @register_targets
 def explain_targets():
     out = []

@@ -141,135 +141,26 @@ rule featureviz_census:
         "../scripts/featureviz_census.py"
 
 
-rule plot_featureviz_unregularised:
+# Every featureviz figure of a model in one job: drawing is quick, starting a process is not.
+rule plot_featureviz:
     input:
-        table=f"{FV_DIR}/unregularised.parquet",
-        images=f"{FV_DIR}/unregularised.npz",
+        unpack(featureviz_plot_inputs),
     output:
-        report(
-            fig(f"{FV_FIG}_unregularised"),
-            caption="../report/featureviz_unregularised.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
+        **featureviz_optional_figures(featureviz_figure),
+        unregularised=featureviz_figure("unregularised", "unregularised"),
+        adversarial=featureviz_figure("adversarial", "adversarial"),
+        adversarial_success=featureviz_figure(
+            "adversarial_success", "adversarial_success"
         ),
+        tv_sweep=featureviz_figure("tv_sweep", "tv_sweep"),
+        tv_l1_grid_output=featureviz_figure("tv_l1_grid_output", "tv_l1_grid_output"),
+        dead_neurons=featureviz_figure("dead_neurons", "dead_neurons"),
+        coactivation=featureviz_figure("coactivation", "coactivation"),
     log:
-        "results/logs/plot_featureviz_unregularised/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_featureviz_unregularised.py"
-
-
-rule plot_featureviz_adversarial:
-    input:
-        table=f"{FV_DIR}/adversarial.parquet",
-        images=f"{FV_DIR}/adversarial.npz",
-        success=f"{FV_DIR}/adversarial_success.parquet",
-    output:
-        examples=report(
-            fig(f"{FV_FIG}_adversarial"),
-            caption="../report/featureviz_adversarial.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-        success=report(
-            fig(f"{FV_FIG}_adversarial_success"),
-            caption="../report/featureviz_adversarial_success.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_featureviz_adversarial/{dataset}/{model}.log",
+        "results/logs/plot_featureviz/{dataset}/{model}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         show=FV["adversarial"]["show"],
     script:
-        "../scripts/plot_featureviz_adversarial.py"
-
-
-rule plot_featureviz_tv_sweep:
-    input:
-        table=f"{FV_DIR}/tv_sweep.parquet",
-        images=f"{FV_DIR}/tv_sweep.npz",
-    output:
-        report(
-            fig(f"{FV_FIG}_tv_sweep"),
-            caption="../report/featureviz_tv_sweep.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_featureviz_tv_sweep/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_featureviz_tv_sweep.py"
-
-
-rule plot_featureviz_tv_l1_grid:
-    input:
-        table=f"{FV_DIR}/tv_l1_grid.parquet",
-        images=f"{FV_DIR}/tv_l1_grid.npz",
-    output:
-        report(
-            fig(f"{FV_FIG}_tv_l1_grid_{{panel}}"),
-            caption="../report/featureviz_tv_l1_grid.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_featureviz_tv_l1_grid/{dataset}/{model}_{panel}.log",
-    wildcard_constraints:
-        panel="output|hidden",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_featureviz_tv_l1_grid.py"
-
-
-rule plot_featureviz_gallery:
-    input:
-        table=f"{FV_DIR}/gallery_layer{{layer}}.parquet",
-        images=f"{FV_DIR}/gallery_layer{{layer}}.npz",
-    output:
-        report(
-            fig(f"{FV_FIG}_gallery_layer{{layer}}"),
-            caption="../report/featureviz_gallery.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_featureviz_gallery/{dataset}/{model}/layer{layer}.log",
-    wildcard_constraints:
-        layer="[0-9]+",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_featureviz_gallery.py"
-
-
-rule plot_featureviz_census:
-    input:
-        dead_summary=f"{FV_DIR}/dead_summary.parquet",
-        coactivation_clusters=f"{FV_DIR}/coactivation_clusters.parquet",
-        coactivation_matrix=f"{FV_DIR}/coactivation_matrix.parquet",
-    output:
-        dead=report(
-            fig(f"{FV_FIG}_dead_neurons"),
-            caption="../report/featureviz_dead_neurons.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-        coactivation=report(
-            fig(f"{FV_FIG}_coactivation"),
-            caption="../report/featureviz_coactivation.rst",
-            category="Feature visualisation",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_featureviz_census/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_featureviz_census.py"
+        "../scripts/plot_featureviz.py"

@@ -26,6 +26,42 @@ def featureviz_figure_stems():
     return stems
 
 
+def featureviz_figure(stem, caption):
+    """A figure output of rule plot_featureviz, in every format, with its report caption."""
+    return report(
+        fig(f"{FV_FIG}_{stem}"),
+        caption=f"../report/featureviz_{caption}.rst",
+        category="Feature visualisation",
+        subcategory="{model}",
+    )
+
+
+def featureviz_optional_figures(figure):
+    """The figures whose presence depends on the config: the hidden TV x L1 panel, the galleries."""
+    out = {}
+    if FV["tv_l1_grid"]["hidden_layer"] is not None:
+        out["tv_l1_grid_hidden"] = figure("tv_l1_grid_hidden", "tv_l1_grid_hidden")
+    for layer in FV["gallery"]["layers"]:
+        out[f"gallery_layer{layer}"] = figure(f"gallery_layer{layer}", "gallery")
+    return out
+
+
+def featureviz_plot_inputs(wildcards):
+    """Every table (and image array) rule plot_featureviz draws, by name."""
+    d = FV_DIR.format(dataset=wildcards.dataset, model=wildcards.model)
+    out = {}
+    for name in ("unregularised", "adversarial", "tv_sweep", "tv_l1_grid"):
+        out[f"{name}_table"] = f"{d}/{name}.parquet"
+        out[f"{name}_images"] = f"{d}/{name}.npz"
+    out["adversarial_success"] = f"{d}/adversarial_success.parquet"
+    for layer in FV["gallery"]["layers"]:
+        out[f"gallery_layer{layer}_table"] = f"{d}/gallery_layer{layer}.parquet"
+        out[f"gallery_layer{layer}_images"] = f"{d}/gallery_layer{layer}.npz"
+    for name in ("dead_summary", "coactivation_clusters", "coactivation_matrix"):
+        out[name] = f"{d}/{name}.parquet"
+    return out
+
+
 @register_targets
 def featureviz_targets():
     out = []

@@ -1,8 +1,8 @@
 # Stage: latent geometry. For every model in `geometry.models`: density along each axis, radius
 # histograms, PCA, zoomed plane scatters, nearest neighbours and intrinsic dimension (one job),
 # t-SNE (one job per input space and sample size), UMAP (one job per model: numba compiles once),
-# decoded random latent points (autoencoders); then one figure rule per figure, and a side-by-side
-# comparison of the models of each dataset.
+# decoded random latent points (autoencoders); then one job draws the figures of each model,
+# and a side-by-side comparison of the models of each dataset.
 
 
 include: "geometry_functions.smk"
@@ -94,114 +94,29 @@ rule geometry_random_points:
         "../scripts/geometry_random_points.py"
 
 
-rule plot_geometry_axes:
+# The figures of a model's geometry tables and projections in one job: drawing is quick,
+# starting a process is not.
+rule plot_geometry:
     input:
-        density="results/{dataset}/{model}/geometry/axis_density.parquet",
-        summary="results/{dataset}/{model}/geometry/axis_summary.parquet",
+        unpack(geometry_plot_inputs),
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_axes"),
-            caption="../report/geometry_axes.rst",
-            category="Latent geometry",
-        ),
+        **{
+            method: geometry_figure(method, "projection")
+            for method in geometry_methods()
+        },
+        axes=geometry_figure("axes"),
+        radius=geometry_figure("radius"),
+        pca=geometry_figure("pca"),
+        planes=geometry_figure("planes"),
+        neighbours=geometry_figure("neighbours"),
     log:
-        "results/logs/plot_geometry_axes/{dataset}/{model}.log",
+        "results/logs/plot_geometry/{dataset}/{model}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        settings=GEOMETRY["axes"],
+        axes=GEOMETRY["axes"],
     script:
-        "../scripts/plot_geometry_axes.py"
-
-
-rule plot_geometry_radius:
-    input:
-        histogram="results/{dataset}/{model}/geometry/radius_histogram.parquet",
-        summary="results/{dataset}/{model}/geometry/radius_summary.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_radius"),
-            caption="../report/geometry_radius.rst",
-            category="Latent geometry",
-        ),
-    log:
-        "results/logs/plot_geometry_radius/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_geometry_radius.py"
-
-
-rule plot_geometry_pca:
-    input:
-        "results/{dataset}/{model}/geometry/pca_variance.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_pca"),
-            caption="../report/geometry_pca.rst",
-            category="Latent geometry",
-        ),
-    log:
-        "results/logs/plot_geometry_pca/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_geometry_pca.py"
-
-
-rule plot_geometry_planes:
-    input:
-        planes="results/{dataset}/{model}/geometry/planes.parquet",
-        zoom="results/{dataset}/{model}/geometry/zoom.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_planes"),
-            caption="../report/geometry_planes.rst",
-            category="Latent geometry",
-        ),
-    log:
-        "results/logs/plot_geometry_planes/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_geometry_planes.py"
-
-
-rule plot_geometry_neighbours:
-    input:
-        points="results/{dataset}/{model}/geometry/neighbours.parquet",
-        dimension="results/{dataset}/{model}/geometry/intrinsic_dimension.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_neighbours"),
-            caption="../report/geometry_neighbours.rst",
-            category="Latent geometry",
-        ),
-    log:
-        "results/logs/plot_geometry_neighbours/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_geometry_neighbours.py"
-
-
-rule plot_geometry_projection:
-    input:
-        geometry_projection_inputs,
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_{method}"),
-            caption="../report/geometry_projection.rst",
-            category="Latent geometry",
-        ),
-    log:
-        "results/logs/plot_geometry_projection/{dataset}/{model}_{method}.log",
-    wildcard_constraints:
-        method="tsne|umap",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_geometry_projections.py"
+        "../scripts/plot_geometry.py"
 
 
 rule plot_geometry_random_points:

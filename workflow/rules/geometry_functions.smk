@@ -49,10 +49,28 @@ def projection_files(method, d):
     ]
 
 
-def geometry_projection_inputs(wildcards):
-    return projection_files(
-        wildcards.method, f"results/{wildcards.dataset}/{wildcards.model}"
+def geometry_methods():
+    """The projection methods with at least one configured map."""
+    return [method for method in ("tsne", "umap") if geometry_grid(method)]
+
+
+def geometry_figure(what, caption=None):
+    """A figure output of a geometry plot rule, in every format, with its report caption."""
+    return report(
+        fig(f"results/figures/{{dataset}}/{{model}}/geometry_{what}"),
+        caption=f"../report/geometry_{caption or what}.rst",
+        category="Latent geometry",
     )
+
+
+def geometry_plot_inputs(wildcards):
+    """What plot_geometry draws from: the geometry tables and every projection map."""
+    d = f"results/{wildcards.dataset}/{wildcards.model}"
+    out = {t: f"{d}/geometry/{t}.parquet" for t in GEOMETRY_TABLES}
+    for method in geometry_methods():
+        for i, path in enumerate(projection_files(method, d)):
+            out[f"{method}_{i}"] = path
+    return out
 
 
 def geometry_classifier(wildcards):
@@ -91,10 +109,9 @@ def geometry_targets():
         fd = d.replace("results/", "results/figures/", 1)
         out += [f"{d}/geometry/{t}.parquet" for t in GEOMETRY_TABLES]
         whats = ["axes", "radius", "pca", "planes", "neighbours"]
-        for method in ("tsne", "umap"):
-            if geometry_grid(method):
-                out += projection_files(method, d)
-                whats.append(method)
+        for method in geometry_methods():
+            out += projection_files(method, d)
+            whats.append(method)
         if m in geometry_autoencoders():
             out.append(f"{d}/geometry/random_points.parquet")
             whats.append("random_points")

@@ -109,82 +109,25 @@ rule importance_explorer:
         "../scripts/importance_explorer.py"
 
 
-rule plot_importance_directional:
-    input:
-        "results/{dataset}/{model}/importance/pixel_importance.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/importance_directional"),
-            caption="../report/importance_directional.rst",
-            category="Permutation importance",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_importance_directional/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_importance_directional.py"
-
-
-rule plot_importance_dimension:
+# Every importance figure of a model in one job: drawing is quick, starting a process is not.
+rule plot_importance:
     input:
         pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
         latent="results/{dataset}/{model}/importance/latent_importance.parquet",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/importance_dimension"),
-            caption="../report/importance_dimension.rst",
-            category="Permutation importance",
-            subcategory="{model}",
-        ),
+        **{
+            f"class_{c}": importance_figure(f"class_{c}", "class")
+            for c in IMPORTANCE["classes"]
+        },
+        directional=importance_figure("directional"),
+        dimension=importance_figure("dimension"),
+        classes=importance_figure("classes"),
     log:
-        "results/logs/plot_importance_dimension/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_importance_dimension.py"
-
-
-rule plot_importance_class:
-    input:
-        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
-        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/importance_class_{cls}"),
-            caption="../report/importance_class.rst",
-            category="Permutation importance",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_importance_class/{dataset}/{model}/{cls}.log",
-    wildcard_constraints:
-        cls=r"\d+",
+        "results/logs/plot_importance/{dataset}/{model}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         top_k=IMPORTANCE["top_k"],
+        classes=IMPORTANCE["classes"],
     script:
-        "../scripts/plot_importance_class.py"
-
-
-rule plot_importance_classes:
-    input:
-        pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
-        latent="results/{dataset}/{model}/importance/latent_importance.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/importance_classes"),
-            caption="../report/importance_classes.rst",
-            category="Permutation importance",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_importance_classes/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        top_k=IMPORTANCE["top_k"],
-    script:
-        "../scripts/plot_importance_classes.py"
+        "../scripts/plot_importance.py"

@@ -17,6 +17,16 @@ def importance_block_paths(wildcards):
     return [f"{d}/block_{b:04d}.parquet" for b in range(n_blocks)]
 
 
+def importance_figure(what, caption=None):
+    """A figure output of rule plot_importance, in every format, with its report caption."""
+    return report(
+        fig(f"results/figures/{{dataset}}/{{model}}/importance_{what}"),
+        caption=f"../report/importance_{caption or what}.rst",
+        category="Permutation importance",
+        subcategory="{model}",
+    )
+
+
 def importance_figure_stems(model):
     d = f"results/figures/{MODELS[model]['dataset']}/{model}"
     stems = ["importance_directional", "importance_dimension", "importance_classes"]

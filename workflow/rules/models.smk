@@ -28,135 +28,74 @@ rule train:
         "../scripts/train.py"
 
 
-rule extract_latents:
+# Extraction: one job per model writes every file computed from it (one torch start, one load).
+rule extract_autoencoder:
     input:
         data="results/data/{dataset}.npz",
         model="results/{dataset}/{model}/model.pt",
     output:
         latents="results/{dataset}/{model}/latents.parquet",
-    log:
-        "results/logs/extract_latents/{dataset}/{model}.log",
-    benchmark:
-        "results/benchmarks/extract_latents/{dataset}/{model}.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    params:
-        extract=model_extract,
-        config_hash=model_config_hash,
-    script:
-        "../scripts/extract_latents.py"
-
-
-rule extract_predictions:
-    input:
-        data="results/data/{dataset}.npz",
-        model="results/{dataset}/{model}/model.pt",
-    output:
-        predictions="results/{dataset}/{model}/predictions.parquet",
-    log:
-        "results/logs/extract_predictions/{dataset}/{model}.log",
-    wildcard_constraints:
-        model=model_names("classifier"),
-    conda:
-        "../../envs/torch.yaml"
-    params:
-        extract=model_extract,
-        config_hash=model_config_hash,
-    script:
-        "../scripts/extract_predictions.py"
-
-
-rule extract_hidden:
-    input:
-        data="results/data/{dataset}.npz",
-        model="results/{dataset}/{model}/model.pt",
-    output:
-        hidden="results/{dataset}/{model}/hidden.parquet",
-    log:
-        "results/logs/extract_hidden/{dataset}/{model}.log",
-    benchmark:
-        "results/benchmarks/extract_hidden/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model=model_names("hidden"),
-    conda:
-        "../../envs/torch.yaml"
-    params:
-        extract=model_extract,
-        config_hash=model_config_hash,
-    script:
-        "../scripts/extract_hidden.py"
-
-
-rule extract_reconstructions:
-    input:
-        data="results/data/{dataset}.npz",
-        model="results/{dataset}/{model}/model.pt",
-    output:
         reconstructions="results/{dataset}/{model}/reconstructions.npz",
     log:
-        "results/logs/extract_reconstructions/{dataset}/{model}.log",
+        "results/logs/extract/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/extract/{dataset}/{model}.tsv"
     wildcard_constraints:
         model=model_names("autoencoder"),
     conda:
         "../../envs/torch.yaml"
     params:
         extract=model_extract,
+        config_hash=model_config_hash,
     script:
-        "../scripts/extract_reconstructions.py"
+        "../scripts/extract.py"
 
 
-rule plot_training_curves:
-    input:
-        "results/{dataset}/{model}/train_log.tsv",
+use rule extract_autoencoder as extract_classifier with:
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/model_training_curves"),
-            caption="../report/model_training_curves.rst",
-            category="Models",
-            subcategory="{model}",
-        ),
+        latents="results/{dataset}/{model}/latents.parquet",
+        predictions="results/{dataset}/{model}/predictions.parquet",
+    wildcard_constraints:
+        model=model_names("classifier_only"),
+
+
+use rule extract_autoencoder as extract_classifier_hidden with:
+    output:
+        latents="results/{dataset}/{model}/latents.parquet",
+        predictions="results/{dataset}/{model}/predictions.parquet",
+        hidden="results/{dataset}/{model}/hidden.parquet",
+    wildcard_constraints:
+        model=model_names("hidden"),
+
+
+# The model's figures: training curves and reconstructions (autoencoders) or the confusion
+# matrix (classifiers) in one job.
+rule plot_model_autoencoder:
+    input:
+        train_log="results/{dataset}/{model}/train_log.tsv",
+        reconstructions="results/{dataset}/{model}/reconstructions.npz",
+    output:
+        training_curves=model_figure("training_curves"),
+        reconstructions=model_figure("reconstructions"),
     log:
-        "results/logs/plot_training_curves/{dataset}/{model}.log",
+        "results/logs/plot_model/{dataset}/{model}.log",
+    wildcard_constraints:
+        model=model_names("autoencoder"),
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/plot_training_curves.py"
+        "../scripts/plot_model.py"
 
 
-rule plot_reconstructions:
+use rule plot_model_autoencoder as plot_model_classifier with:
     input:
-        "results/{dataset}/{model}/reconstructions.npz",
+        train_log="results/{dataset}/{model}/train_log.tsv",
+        predictions="results/{dataset}/{model}/predictions.parquet",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/model_reconstructions"),
-            caption="../report/model_reconstructions.rst",
-            category="Models",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_reconstructions/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_reconstructions.py"
-
-
-rule plot_confusion_matrix:
-    input:
-        "results/{dataset}/{model}/predictions.parquet",
-    output:
-        report(
-            fig("results/figures/{dataset}/{model}/model_confusion_matrix"),
-            caption="../report/model_confusion_matrix.rst",
-            category="Models",
-            subcategory="{model}",
-        ),
-    log:
-        "results/logs/plot_confusion_matrix/{dataset}/{model}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_confusion_matrix.py"
+        training_curves=model_figure("training_curves"),
+        confusion_matrix=model_figure("confusion_matrix"),
+    wildcard_constraints:
+        model=model_names("classifier"),
 
 
 rule plot_latent_scatter:

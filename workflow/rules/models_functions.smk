@@ -31,12 +31,24 @@ def model_extract(wildcards):
     return extract_settings(MODELS[wildcards.model])
 
 
+def model_figure(what):
+    """A figure output of a model plot rule, in every format, with its report caption."""
+    return report(
+        fig(f"results/figures/{{dataset}}/{{model}}/model_{what}"),
+        caption=f"../report/model_{what}.rst",
+        category="Models",
+        subcategory="{model}",
+    )
+
+
 def _model_has(model, what):
     spec = MODELS[model]
     return {
         "classifier": is_classifier(model),
         "autoencoder": not is_classifier(model),
         "hidden": is_classifier(model) and extract_settings(spec)["hidden_layers"],
+        "classifier_only": is_classifier(model)
+        and not extract_settings(spec)["hidden_layers"],
         "2d_latents": latent_size(spec["arch"], spec.get("params")) == 2,
         "dense": is_dense(spec["arch"]),
     }[what]
