@@ -10,6 +10,7 @@ from torch import nn
 
 from latent_atlas import importance as imp
 from latent_atlas import importance_figures as impfig
+from latent_atlas import importance_plan
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +154,7 @@ def test_shard_and_batch_invariance():
         whole = imp.pixel_frame(imp.pixel_importance(model, x, n_perm=2, seed=1,
                                                      split=_split(model), method=method))
         blocks = imp.pixel_blocks(64, 5)
-        assert len(blocks) == 13 == imp.n_blocks(64, 5)
+        assert len(blocks) == 13 == importance_plan.n_blocks(64, 5)
         parts = pd.concat([
             imp.pixel_frame(imp.pixel_importance(model, x, pixels=b, n_perm=2, seed=1,
                                                  split=_split(model), method=method,
@@ -284,8 +285,8 @@ def test_npz_image_shape_and_plan(tmp_path):
     from latent_atlas.io import write_npz
 
     write_npz(tmp_path / "d.npz", images=np.zeros((3, 1, 28, 28), np.uint8), labels=np.zeros(3))
-    assert imp.npz_image_shape(tmp_path / "d.npz") == (1, 28, 28)
-    assert imp.plan(tmp_path / "d.npz", 64)["n_blocks"] == 13
+    assert importance_plan.npz_image_shape(tmp_path / "d.npz") == (1, 28, 28)
+    assert importance_plan.plan(tmp_path / "d.npz", 64)["n_blocks"] == 13
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ rule explain_maps:
         "results/logs/explain_maps/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/explain_maps/{dataset}/{model}.tsv"
+    priority: 10  # a long job heading a chain of jobs: start it early
     conda:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]

@@ -62,6 +62,7 @@ rule geometry_umap:
         "results/logs/geometry_umap/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/geometry_umap/{dataset}/{model}.tsv"
+    priority: 10  # a long job heading a chain of jobs: start it early
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -16,6 +16,7 @@ rule train:
         "results/logs/train/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{model}.tsv"
+    priority: 5  # every analysis waits on it: start it early
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -42,6 +43,7 @@ rule extract_autoencoder:
         "results/benchmarks/extract/{dataset}/{model}.tsv"
     wildcard_constraints:
         model=model_names("autoencoder"),
+    priority: 5  # every analysis waits on it: start it early
     conda:
         "../../envs/torch.yaml"
     params:

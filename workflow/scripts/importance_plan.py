@@ -1,6 +1,6 @@
 """Image shape and number of pixel blocks of a model's dataset (checkpoint importance_plan)."""
 
-from latent_atlas.importance import plan
+from latent_atlas.importance_plan import plan
 from latent_atlas.io import write_json
 from latent_atlas.runtime import run_script
 
