@@ -123,6 +123,7 @@ def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per stage: jobs, the span from its first job's start to its last job's end, and the sum of
     its jobs' wall times (jobs of a stage run side by side and beside other stages' jobs)."""
     stages = rule_stages()
+    jobs = jobs[jobs["rule"] != "all"]
     jobs = jobs.assign(stage=jobs["rule"].map(lambda r: stages.get(r) or former_rule_stage(r)))
     table = jobs.groupby("stage", sort=False).agg(jobs=("rule", "size"), first_start=("start", "min"),
                                                   last_end=("end", "max"), job_seconds=("seconds", "sum"))
