@@ -330,6 +330,37 @@ def test_auto_starts_use_a_random_start_where_the_unit_is_off(trained):
     zero = fv.start_images("zero", len(units), trained.input_shape)
     on = fv.describe_images(trained, zero, lay, units)["activation"].to_numpy() > 0
     assert on.any() and (~on).any()
-    x0 = fv.auto_starts(trained, lay, units)
+    x0, kinds = fv.auto_starts(trained, lay, units)
     assert np.all(x0[on] == 0.01)
     assert not np.any(x0[~on] == 0.01)
+    assert [k for k, o in zip(kinds, on) if o] == ["zero"] * int(on.sum())
+
+
+def test_auto_starts_fall_back_on_the_real_image_that_activates_the_unit_most(trained, blobs):
+    """A unit that neither the near-zero nor the random start activates (no gradient through its
+    ReLU) starts from the real image that activates it most, and optimisation raises it."""
+    model = TinyMLP()
+    model.load_state_dict(trained.state_dict())
+    with torch.no_grad():  # unit 0 of layer 1 fires only where the top-left quadrant is lit
+        w = torch.full((64,), -1.0)
+        w.view(8, 8)[:4, :4] = 1.0
+        model.layers[0].weight[0] = w
+        model.layers[0].bias[0] = -3.0
+    model = _frozen(model)
+    lay = fv.resolve_layer(1, model)
+    x, y = blobs
+    acts = fv.layer_activations(model, x, lay)[:, 0]
+    assert acts.max() > 0 and (acts > 0).mean() < 0.5
+    ids = np.arange(1000, 1000 + len(x))
+    x0, kinds = fv.auto_starts(model, lay, [0, 1], images=x, image_ids=ids)
+    best = int(acts.argmax())
+    assert kinds[0] == f"image:{1000 + best}" and np.array_equal(x0[0], x[best])
+    assert kinds[1] in ("zero", "random")
+    table, _ = fv.gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
+                          start="auto", images=x, image_ids=ids)
+    assert table["start"].tolist() == [kinds[0]]
+    assert table["activation"].item() > acts.max()
+    # Without real images to fall back on, the unit stays at 0 (the study's blank images).
+    blank, _ = fv.gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
+                          start="auto")
+    assert blank["activation"].item() == 0 and blank["start"].item() == "random"

@@ -396,6 +396,21 @@ def class_probabilities(model: nn.Module, images: np.ndarray, batch_size: int = 
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.float32)
 
 
+def layer_activations(model: nn.Module, images: np.ndarray, layer: Layer, batch_size: int = 1024,
+                      device: torch.device | str | None = None) -> np.ndarray:
+    """Activations (N, units) of `layer` for `images` (N, C, H, W), in batches: softmax
+    probabilities for the output layer, post-ReLU values for hidden layers."""
+    if layer.is_output:
+        return class_probabilities(model, images, batch_size, device)
+    device = torch.device(device) if device is not None else model_device(model)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.as_tensor(np.asarray(images[i:i + batch_size], dtype=np.float32), device=device)
+            out.append(model.hidden(x)[layer.name].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, layer.units), dtype=np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Figure sets: each returns (table, images) for one job
 
@@ -456,13 +471,33 @@ def unregularised_outputs(model, class_names, opt: Optimiser, *, steps_output: i
     return _stack(tables, images)
 
 
-def auto_starts(model, layer: Layer, units: Sequence[int], seed: int = 0) -> np.ndarray:
-    """Near-zero start for units active there, else a random start: a unit at 0 (ReLU off) gets
-    no gradient and would stay blank. Returns (len(units), C, H, W)."""
+def auto_starts(model, layer: Layer, units: Sequence[int], seed: int = 0,
+                images: np.ndarray | None = None, image_ids: Sequence[int] | None = None
+                ) -> tuple[np.ndarray, list[str]]:
+    """A start per unit from which gradient ascent can move it: a unit at 0 (ReLU off) gets no
+    gradient and would stay blank.
+
+    The near-zero image where the unit is active there; else a seeded random image where it is
+    active there; else, when real `images` (M, C, H, W) are given, the one that activates the unit
+    most (if any does). A unit that none of these activates keeps the random start (and stays at
+    0). Returns the starts (len(units), C, H, W) and each start's kind ("zero", "random" or
+    "image:<id>", the image's entry of `image_ids`, default its row of `images`).
+    """
     zero = _starts("zero", len(units), model, seed)
     rand = _starts("random", len(units), model, seed)
-    active = describe_images(model, zero, layer, units)["activation"].to_numpy() > 0
-    return np.where(active[:, None, None, None], zero, rand).astype(np.float32)
+    on_zero = describe_images(model, zero, layer, units)["activation"].to_numpy() > 0
+    on_rand = describe_images(model, rand, layer, units)["activation"].to_numpy() > 0
+    x0 = np.where(on_zero[:, None, None, None], zero, rand).astype(np.float32)
+    kinds = ["zero" if z else "random" for z in on_zero]
+    off = np.flatnonzero(~on_zero & ~on_rand)
+    if images is not None and len(off) and len(images):
+        acts = layer_activations(model, np.asarray(images, dtype=np.float32), layer)[:, np.asarray(units)[off]]
+        best = acts.argmax(axis=0)
+        for i, row, value in zip(off, best, acts[best, np.arange(len(off))]):
+            if value > 0:
+                x0[i] = images[row]
+                kinds[i] = f"image:{int(image_ids[row] if image_ids is not None else row)}"
+    return x0, kinds
 
 
 def _stack(tables, images) -> tuple[pd.DataFrame, np.ndarray]:
@@ -628,22 +663,26 @@ def tv_l1_grids(model, class_names, opt: Optimiser, *, output_class: int = 0, hi
 
 
 def gallery(model, class_names, opt: Optimiser, *, layer, units, tv: float, l1: float,
-            steps: int = 30, start: str = "zero", jitter: bool = False, penalty: float = 0.0
+            steps: int = 30, start: str = "zero", jitter: bool = False, penalty: float = 0.0,
+            images: np.ndarray | None = None, image_ids: Sequence[int] | None = None
             ) -> tuple[pd.DataFrame, np.ndarray]:
     """Figure set 5: units of one hidden layer, each optimised with the same regularisation.
-    `units`: an int n (the first n units) or a list of 0-based indices."""
+    `units`: an int n (the first n units) or a list of 0-based indices. `start="auto"`: see
+    `auto_starts` (`images`: real images to fall back on for units neither the near-zero nor a
+    random image activates); the table's `start` column says which start each unit got."""
     lay = resolve_layer(layer, model, "featureviz.gallery.layers")
     units = first_units(units, lay, "featureviz.gallery.units")
     if start == "auto":
-        x0 = auto_starts(model, lay, units, opt.seed)
+        x0, kinds = auto_starts(model, lay, units, opt.seed, images, image_ids)
     else:
-        x0 = _starts(start, len(units), model, opt.seed)
+        x0, kinds = _starts(start, len(units), model, opt.seed), [start] * len(units)
     img = opt.run(model, lay, units, x0, steps=steps, tv=tv, l1=l1, penalty=penalty, jitter=jitter,
                   clip=True, desc=f"gallery layer {lay.number}")
     df = describe_images(model, img, lay, units, class_names)
     df["tv_weight"] = tv
     df["l1_weight"] = l1
     df["steps"] = steps
+    df["start"] = kinds
     return _stack([df], [img])
 
 

@@ -255,11 +255,15 @@ def plot_gallery(table: pd.DataFrame, images: np.ndarray, title: str = "", ncol:
         ax.axis("off")
     for ax, (_, row) in zip(axes.ravel(), table.iterrows()):
         _show(ax, images[int(row["index"])])
-        ax.set_title(f"unit {int(row['unit'])}: {activation_label(row)}", fontsize=6, pad=2)
+        from_image = str(row.get("start", "")).startswith("image")
+        ax.set_title(f"unit {int(row['unit'])}{'*' if from_image else ''}: {activation_label(row)}",
+                     fontsize=6, pad=2)
         ax.set_xlabel(top3_text(row), fontsize=5, labelpad=2)
     row = table.iloc[0]
+    marked = "; * started from the real image that activates the unit most" if (
+        "start" in table and table["start"].astype(str).str.startswith("image").any()) else ""
     fig.suptitle(title or (f"Layer {int(row['layer'])} ({row['layer_name']}): TV {row['tv_weight']:g}, "
-                           f"L1 {row['l1_weight']:g}, {int(row['steps'])} steps"))
+                           f"L1 {row['l1_weight']:g}, {int(row['steps'])} steps{marked}"))
     return fig
 
 

@@ -97,6 +97,7 @@ rule featureviz_tv_l1_grid:
 rule featureviz_gallery:
     input:
         model="results/{dataset}/{model}/model.pt",
+        data="results/data/{dataset}.npz",
     output:
         table=f"{FV_DIR}/gallery_layer{{layer}}.parquet",
         images=f"{FV_DIR}/gallery_layer{{layer}}.npz",
