@@ -110,7 +110,7 @@ def test_slope_and_sign_validates_threshold():
 
 
 @pytest.mark.parametrize("kind", ["linear", "relu", "relu_linear", "relu_linear_relu", "deep", "conv",
-                                  "rgb_dense", "rgb_conv"])
+                                  "rgb_dense", "rgb_conv", "rgb_linear"])
 def test_fast_paths_equal_naive(kind):
     c = 3 if kind.startswith("rgb") else 1
     x = _images(n=90, c=c)
@@ -124,6 +124,7 @@ def test_fast_paths_equal_naive(kind):
         "conv": lambda: _conv(),
         "rgb_dense": lambda: _dense([p, 6, 3]),
         "rgb_conv": lambda: _conv(c=3),
+        "rgb_linear": lambda: _dense([p, 4]),
     }[kind]()
     with torch.no_grad():
         model(torch.as_tensor(x[:2]))  # materialise lazy layers
@@ -143,6 +144,23 @@ def test_fast_paths_equal_naive(kind):
     if kind == "deep":
         assert imp.kernel_plan(split[1]) is None
         assert imp.pixel_importance(model, x, n_perm=1, split=split).method == "rank1"
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_linear_kernel_gives_the_general_kernels_bits(c):
+    """The identity-rest kernel is the general kernel's linear case, sum for sum: same bits."""
+    rng = np.random.default_rng(3)
+    n_pix, n, d = 5, 200, 4
+    cols = np.ascontiguousarray(rng.integers(0, 4, size=(n_pix, c, n)) / 3.0)
+    wcols = rng.normal(size=(n_pix, c, d))
+    pixels = np.arange(10, 10 + n_pix, dtype=np.int64)
+    fast, general = np.zeros((n_pix, 3, d)), np.zeros((n_pix, 3, d))
+    imp._kernel_linear(cols, wcols, 7, pixels, 3, fast)
+    a0 = np.zeros((n, d))
+    z = np.zeros((1, 1))
+    imp._kernel_pairs(cols, wcols, a0, a0, z, z, z, False, False, False, 7, pixels, 3, general)
+    assert fast.max() > 0
+    np.testing.assert_array_equal(fast, general)
 
 
 def test_shard_and_batch_invariance():

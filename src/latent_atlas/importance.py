@@ -474,6 +474,47 @@ def _rank1(split, x, cols, pixels, n_perm, seed, batch_size, device, z0):
 
 
 @numba.njit(parallel=True, cache=True)
+def _kernel_linear(cols, wcols, seed, pixels, n_perm, out):
+    """Identity rest: z' - z = sum_ch dx_ch * W[:, (ch, pixel)] exactly, so
+    out[p, k, j] = (1/N) sum_ch,ch2 w_chj w_ch2j G[ch, ch2], with G the Gram matrix of the pixel's
+    changes over the rows. The same sums in the same order as `_kernel_pairs`, without its
+    per-row work for the other rests (about 4x faster on the paper's 784->32 encoder).
+
+    cols (P, C, N) pixel values; wcols (P, C, d) first-layer weight columns. All float64.
+    """
+    n_pix, c, n = cols.shape
+    d = out.shape[2]
+    for t in numba.prange(n_pix * n_perm):
+        p = t // n_perm
+        k = t % n_perm
+        perm = np.empty(n, dtype=np.int64)
+        _fill_permutation(perm, seed, 1, pixels[p], k)
+        gram = np.zeros((c, c))
+        if c == 1:
+            col = cols[p, 0]
+            g = 0.0
+            for i in range(n):
+                dx = col[perm[i]] - col[i]
+                g += dx * dx
+            gram[0, 0] = g
+        else:
+            dx = np.empty(c)
+            for i in range(n):
+                m = perm[i]
+                for ch in range(c):
+                    dx[ch] = cols[p, ch, m] - cols[p, ch, i]
+                for ch in range(c):
+                    for ch2 in range(c):
+                        gram[ch, ch2] += dx[ch] * dx[ch2]
+        for j in range(d):
+            s = 0.0
+            for ch in range(c):
+                for ch2 in range(c):
+                    s += wcols[p, ch, j] * wcols[p, ch2, j] * gram[ch, ch2]
+            out[p, k, j] = s / n
+
+
+@numba.njit(parallel=True, cache=True)
 def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_second, seed,
                   pixels, n_perm, out):
     """out[p, k, j] = mean_n (z'_nj - z_nj)^2 for rest = relu1? then (second, relu2?).
@@ -554,9 +595,14 @@ def _kernel(split, plan, x, cols, pixels, n_perm, seed, batch_size, device, z0):
     linear, _ = split
     n, c, h, w = x.shape
     hw = h * w
-    a0 = _first_layer(linear, x, batch_size, linear.weight.device).double().cpu().numpy()
     weight = linear.weight.detach().double().cpu().numpy()
     wcols = np.stack([weight[:, ch * hw + pixels].T for ch in range(c)], axis=1)
+    cols64 = np.ascontiguousarray(cols.transpose(2, 1, 0), dtype=np.float64)
+    if not plan.relu1 and plan.second is None:  # identity rest: no pre-activations needed
+        out = np.zeros((len(pixels), n_perm, weight.shape[0]))
+        _kernel_linear(cols64, np.ascontiguousarray(wcols), int(seed), pixels.astype(np.int64), n_perm, out)
+        return out
+    a0 = _first_layer(linear, x, batch_size, linear.weight.device).double().cpu().numpy()
     h0 = np.maximum(a0, 0.0) if plan.relu1 else a0
     if plan.second is not None:
         second = plan.second.weight.detach().double().cpu().numpy().T.copy()
@@ -568,7 +614,7 @@ def _kernel(split, plan, x, cols, pixels, n_perm, seed, batch_size, device, z0):
         second = pre2 = z2 = np.zeros((1, 1))
         d = a0.shape[1]
     out = np.zeros((len(pixels), n_perm, d))
-    _kernel_pairs(np.ascontiguousarray(cols.transpose(2, 1, 0), dtype=np.float64), np.ascontiguousarray(wcols),
+    _kernel_pairs(cols64, np.ascontiguousarray(wcols),
                   np.ascontiguousarray(a0), np.ascontiguousarray(h0), np.ascontiguousarray(second),
                   np.ascontiguousarray(pre2), np.ascontiguousarray(z2), plan.relu1, plan.relu2,
                   plan.second is not None, int(seed), pixels.astype(np.int64), n_perm, out)
