@@ -38,7 +38,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-
 log = logging.getLogger("latent_atlas")
 
 # Stream tags keep the pixel and the latent permutations independent for the same seed.
@@ -477,8 +476,8 @@ def _rank1(split, x, cols, pixels, n_perm, seed, batch_size, device, z0):
 def _kernel_linear(cols, wcols, seed, pixels, n_perm, out):
     """Identity rest: z' - z = sum_ch dx_ch * W[:, (ch, pixel)] exactly, so
     out[p, k, j] = (1/N) sum_ch,ch2 w_chj w_ch2j G[ch, ch2], with G the Gram matrix of the pixel's
-    changes over the rows. The same sums in the same order as `_kernel_pairs`, without its
-    per-row work for the other rests (about 4x faster on the paper's 784->32 encoder).
+    changes over the rows: O(N) per pixel and permutation, without the per-row work of the ReLU
+    rests (`_kernel_pairs`).
 
     cols (P, C, N) pixel values; wcols (P, C, d) first-layer weight columns. All float64.
     """
@@ -517,7 +516,8 @@ def _kernel_linear(cols, wcols, seed, pixels, n_perm, out):
 @numba.njit(parallel=True, cache=True)
 def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_second, seed,
                   pixels, n_perm, out):
-    """out[p, k, j] = mean_n (z'_nj - z_nj)^2 for rest = relu1? then (second, relu2?).
+    """out[p, k, j] = mean_n (z'_nj - z_nj)^2 for rest = ReLU, then optionally (second, relu2?)
+    (identity rests: `_kernel_linear`).
 
     cols (P, C, N) pixel values; wcols (P, C, h) first-layer weight columns; a0 (N, h) base
     pre-activations; h0 (N, h) = relu1(a0); second (h, d) transposed weight of the second layer;
@@ -526,7 +526,6 @@ def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_secon
     n_pix, c, n = cols.shape
     hdim = a0.shape[1]
     d = out.shape[2]
-    linear_only = not relu1 and not use_second
     for t in numba.prange(n_pix * n_perm):
         p = t // n_perm
         k = t % n_perm
@@ -536,7 +535,6 @@ def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_secon
         dx = np.empty(c)
         e = np.empty(hdim)
         dz = np.empty(d)
-        gram = np.zeros((c, c))
         for i in range(n):
             m = perm[i]
             changed = False
@@ -545,12 +543,6 @@ def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_secon
                 if dx[ch] != 0.0:
                     changed = True
             if not changed:
-                continue
-            if linear_only:
-                # z' - z = W[:, i] * dx exactly: only the Gram matrix of dx over rows matters.
-                for ch in range(c):
-                    for ch2 in range(c):
-                        gram[ch, ch2] += dx[ch] * dx[ch2]
                 continue
             for u in range(hdim):
                 e[u] = 0.0
@@ -580,11 +572,6 @@ def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_secon
                 else:
                     diff = dz[j]
                 acc[j] += diff * diff
-        if linear_only:
-            for u in range(hdim):
-                for ch in range(c):
-                    for ch2 in range(c):
-                        acc[u] += wcols[p, ch, u] * wcols[p, ch2, u] * gram[ch, ch2]
         for j in range(d):
             out[p, k, j] = acc[j] / n
 

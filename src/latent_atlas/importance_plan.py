@@ -1,7 +1,7 @@
 """The shard plan of permutation importance: image shape and pixel blocks of a dataset file.
 
 Torch-free and numba-free, so the checkpoint job that writes the plan starts in a fraction of a
-second; latent_atlas.importance re-exports these functions.
+second.
 """
 
 from __future__ import annotations

@@ -53,6 +53,15 @@ def fig(stem):
     return expand(f"{stem}.{{ext}}", ext=FIG_FORMATS, allow_missing=True)
 
 
+def figure_output(stem, caption, category, subcategory=None):
+    """A figure output of a plot rule: `stem` in every format, in the report under `category`
+    with the caption workflow/report/<caption>.rst."""
+    extra = {"subcategory": subcategory} if subcategory else {}
+    return report(
+        fig(stem), caption=f"../report/{caption}.rst", category=category, **extra
+    )
+
+
 # Each stage registers a function returning its final files (tables and figures);
 # `rule all` asks for all of them, the figure manifest for those under results/figures/.
 _TARGET_FUNCTIONS = []

@@ -8,11 +8,11 @@ EXPLAIN_FIGURES = ["maps", "correlation", "ridge", "pca", "umap_features", "samp
 
 def explain_figure(what):
     """A figure output of rule plot_explain, in every format, with its report caption."""
-    return report(
-        fig(f"results/figures/{{dataset}}/{{model}}/explain_{what}"),
-        caption=f"../report/explain_{what}.rst",
-        category="Explain",
-        subcategory="{model}",
+    return figure_output(
+        f"results/figures/{{dataset}}/{{model}}/explain_{what}",
+        f"explain_{what}",
+        "Explain",
+        "{model}",
     )
 
 

@@ -28,11 +28,8 @@ def featureviz_figure_stems():
 
 def featureviz_figure(stem, caption):
     """A figure output of rule plot_featureviz, in every format, with its report caption."""
-    return report(
-        fig(f"{FV_FIG}_{stem}"),
-        caption=f"../report/featureviz_{caption}.rst",
-        category="Feature visualisation",
-        subcategory="{model}",
+    return figure_output(
+        f"{FV_FIG}_{stem}", f"featureviz_{caption}", "Feature visualisation", "{model}"
     )
 
 

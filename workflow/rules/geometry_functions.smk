@@ -56,10 +56,10 @@ def geometry_methods():
 
 def geometry_figure(what, caption=None):
     """A figure output of a geometry plot rule, in every format, with its report caption."""
-    return report(
-        fig(f"results/figures/{{dataset}}/{{model}}/geometry_{what}"),
-        caption=f"../report/geometry_{caption or what}.rst",
-        category="Latent geometry",
+    return figure_output(
+        f"results/figures/{{dataset}}/{{model}}/geometry_{what}",
+        f"geometry_{caption or what}",
+        "Latent geometry",
     )
 
 

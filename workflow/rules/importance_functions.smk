@@ -19,11 +19,11 @@ def importance_block_paths(wildcards):
 
 def importance_figure(what, caption=None):
     """A figure output of rule plot_importance, in every format, with its report caption."""
-    return report(
-        fig(f"results/figures/{{dataset}}/{{model}}/importance_{what}"),
-        caption=f"../report/importance_{caption or what}.rst",
-        category="Permutation importance",
-        subcategory="{model}",
+    return figure_output(
+        f"results/figures/{{dataset}}/{{model}}/importance_{what}",
+        f"importance_{caption or what}",
+        "Permutation importance",
+        "{model}",
     )
 
 

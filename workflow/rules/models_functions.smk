@@ -33,11 +33,11 @@ def model_extract(wildcards):
 
 def model_figure(what):
     """A figure output of a model plot rule, in every format, with its report caption."""
-    return report(
-        fig(f"results/figures/{{dataset}}/{{model}}/model_{what}"),
-        caption=f"../report/model_{what}.rst",
-        category="Models",
-        subcategory="{model}",
+    return figure_output(
+        f"results/figures/{{dataset}}/{{model}}/model_{what}",
+        f"model_{what}",
+        "Models",
+        "{model}",
     )
 
 
