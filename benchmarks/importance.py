@@ -30,8 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latent_atlas import importance as imp  # noqa: E402
-from latent_atlas.models import build_model  # noqa: E402
+from latent_atlas.devices import default_device  # noqa: E402
+from latent_atlas.importance import engine as imp  # noqa: E402
+from latent_atlas.models.networks import build_model  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 
@@ -39,7 +40,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 def test_images(n: int) -> tuple[np.ndarray, str]:
     """The first n Fashion-MNIST test images (N, 1, 28, 28) in [0, 1], or a stand-in if absent."""
     if FASHION.exists():
-        from latent_atlas.data import read_idx
+        from latent_atlas.data.sources import read_idx
 
         x = read_idx(FASHION, "images")[:n]
         return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), "Fashion-MNIST test"
@@ -154,7 +155,7 @@ def main(argv=None):
 
 def print_table(rows, n_perm, source, threads):
     print(f"\nPermutation importance, {n_perm} permutations, {source} images, "
-          f"{threads} threads, device {imp.default_device()}\n")
+          f"{threads} threads, device {default_device()}\n")
     print("| encoder | N | naive: wall s (784 px) | naive images/s | engine path | "
           "engine: wall s (784 px) | engine images/s | speed-up | max rel. diff |")
     print("|---|---|---|---|---|---|---|---|---|")

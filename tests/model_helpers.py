@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latent_atlas.data import Dataset
+from latent_atlas.data.store import Dataset
 
 # Small sizes of every arch, so each test trains in well under a second.
 TINY_PARAMS = {

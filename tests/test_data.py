@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import string
 from pathlib import Path
@@ -12,8 +13,14 @@ import yaml
 from PIL import Image
 from scipy.io import wavfile
 
-from latent_atlas import audio, data
-from latent_atlas.data import DataError, Dataset, build_dataset, load_dataset, save_dataset
+from latent_atlas.schema import with_defaults
+from latent_atlas.data import audio
+from latent_atlas.data.build import build_dataset
+from latent_atlas.data.figures import example_indices, plot_examples
+from latent_atlas.data.jobs import plot_dataset_examples, prepare_data
+from latent_atlas.data.sources import spectrogram_params
+from latent_atlas.data.store import DataError, Dataset, load_dataset, save_dataset
+from latent_atlas.runtime import Files, Job
 
 from conftest import FSDD, ROOT
 
@@ -277,7 +284,15 @@ def test_image_folder_errors_name_the_file(tmp_path):
 
 
 def test_spectrogram_rows_are_frequencies_high_at_top():
-    params = audio.SpectrogramParams(sample_rate=8000, band=(100, 3800), size=32, smoothing_sigma=0)
+    params = audio.SpectrogramParams(
+        sample_rate=8000,
+        band=(100, 3800),
+        db_range=(-30, 0),
+        n_fft=256,
+        hop_length=64,
+        smoothing_sigma=0,
+        size=32,
+    )
     low = audio.spectrogram_image(tone(500, 8000), params)
     high = audio.spectrogram_image(tone(3000, 8000), params)
     assert low.shape == (32, 32) and low.dtype == np.float32 and low.min() == 0 and low.max() == 1
@@ -575,15 +590,54 @@ def test_example_grid_rows_are_classes(tmp_path):
     from latent_atlas.plotting import save_figure
 
     ds = build_dataset("d", {"source": "sklearn_digits", "classes": [3, 8, 0]}, seed=0)
-    fig = data.plot_examples(ds, per_class=5, random_state=0)
+    fig = plot_examples(ds, per_class=5, random_state=0)
     axes = np.array(fig.axes).reshape(3, 5)
     assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == ["3", "8", "0"]
     shown = axes[1, 0].images[0].get_array()
-    picks = data.example_indices(ds, 5, 0)
+    picks = example_indices(ds, 5, 0)
     np.testing.assert_array_equal(shown, ds.images[picks[1][0], 0])
     assert all(ds.labels[p].tolist() == [r] * 5 for r, p in enumerate(picks))
     save_figure(fig, tmp_path / "grid.png")
-    assert (tmp_path / "grid.png").stat().st_size > 1000
+    save_figure(plot_examples(ds, per_class=5, random_state=0), tmp_path / "again.png")
+    assert (tmp_path / "grid.png").read_bytes() == (tmp_path / "again.png").read_bytes()
+    # Gray images on the gray colour map, black text: every pixel is a gray level, dark to light.
+    png = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB")).astype(int)
+    assert np.array_equal(png[..., 0], png[..., 1]) and np.array_equal(png[..., 1], png[..., 2])
+    assert png.min() < 30 and png.max() > 225
+
+
+def test_jobs_write_the_dataset_and_its_grid(tmp_path):
+    """prepare_data writes what build_dataset + save_dataset give; the grid of an audio source is in colour."""
+    spec = {"source": "sklearn_digits", "classes": [0, 1], "subsample": {"train": 20, "test": 10}}
+    npz = tmp_path / "data" / "d.npz"
+    prepare_data(
+        Job(
+            output=Files([str(npz)]),
+            params=Files(spec=spec),
+            wildcards=Files(dataset="d"),
+            config={"seed": 3, "datasets": {"d": spec}},
+        )
+    )
+    save_dataset(build_dataset("d", spec, seed=3), tmp_path / "direct.npz")
+    assert npz.read_bytes() == (tmp_path / "direct.npz").read_bytes()
+    assert len(load_dataset(npz)) == 30
+
+    def grid(source: str) -> np.ndarray:
+        out = tmp_path / f"{source}.png"
+        plot_dataset_examples(
+            Job(
+                input=Files([str(npz)]),
+                output=Files([str(out)]),
+                wildcards=Files(dataset="d"),
+                config={"seed": 3, "datasets": {"d": {"source": source}}},
+            )
+        )
+        return np.asarray(Image.open(out).convert("RGB")).astype(int)
+
+    gray, magma = grid("sklearn_digits"), grid("audio_digits")
+    assert gray.shape == magma.shape
+    assert np.array_equal(gray[..., 0], gray[..., 2])
+    assert np.abs(magma[..., 0] - magma[..., 2]).max() > 50  # magma's purples and oranges
 
 
 def test_schema_dataset_entries(tmp_path):
@@ -603,24 +657,22 @@ def test_schema_dataset_entries(tmp_path):
             },
         },
     }
+    bare = copy.deepcopy(cfg["datasets"])
     validate(cfg, schema)
     spoken = cfg["datasets"]["spoken"]
-    # The schema's defaults are the ones the code assumes when a key is absent.
-    params = audio.SpectrogramParams()
-    assert (
-        spoken["sample_rate"],
-        tuple(spoken["band"]),
-        tuple(spoken["db_range"]),
-        spoken["n_fft"],
-        spoken["hop_length"],
-        spoken["smoothing_sigma"],
-    ) == (
-        params.sample_rate,
-        params.band,
-        params.db_range,
-        params.n_fft,
-        params.hop_length,
-        params.smoothing_sigma,
+    # The code fills a bare entry from the schema exactly as validate() does (no defaults of its own).
+    for name, entry in bare.items():
+        assert with_defaults(entry, "#/$defs/dataset", f"datasets.{name}") == cfg["datasets"][name]
+    assert cfg["datasets"]["vowels"]["emnist_split"] == "balanced"
+    # The study's spectrograms: 8 kHz, 100..3800 Hz, -30..0 dB, 256/64 STFT, 32x32 images.
+    assert spectrogram_params(spoken) == audio.SpectrogramParams(
+        sample_rate=8000,
+        band=(100, 3800),
+        db_range=(-30, 0),
+        n_fft=256,
+        hop_length=64,
+        smoothing_sigma=0.5,
+        size=32,
     )
     assert spoken["split"]["test_fraction"] == 0.15
     for bad, where in (
@@ -633,7 +685,7 @@ def test_schema_dataset_entries(tmp_path):
 
 
 @pytest.mark.slow
-def test_e2e_dataset_file_and_grid(e2e_run):
+def test_e2e_dataset_file_and_grid(e2e_run, tmp_path):
     """The test config's run wrote its dataset in the contract's form, and its example grid."""
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     spec = config["datasets"]["digits"]
@@ -648,4 +700,14 @@ def test_e2e_dataset_file_and_grid(e2e_run):
     rebuilt = build_dataset("digits", spec, seed=config["seed"])
     np.testing.assert_array_equal(rebuilt.images, ds.images)
     np.testing.assert_array_equal(rebuilt.sample_id, ds.sample_id)
-    assert (e2e_run / "results" / "figures" / "data" / "digits_examples.png").stat().st_size > 10_000
+    # And the job function, run in-process on the workflow's dataset file, draws the workflow's grid.
+    grid = e2e_run / "results" / "figures" / "data" / "digits_examples.png"
+    plot_dataset_examples(
+        Job(
+            input=Files([str(path)]),
+            output=Files([str(tmp_path / "grid.png")]),
+            wildcards=Files(dataset="digits"),
+            config=config,
+        )
+    )
+    assert grid.read_bytes() == (tmp_path / "grid.png").read_bytes()

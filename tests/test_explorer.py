@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_atlas import importance as imp
-from latent_atlas.explorer import explorer_data, render_explorer, write_explorer
+from latent_atlas.importance import tables
+from latent_atlas.importance.explorer import explorer_data, render_explorer, write_explorer
 
 CHROMIUM = "/usr/bin/chromium"
 H, W, D = 5, 7, 6
@@ -37,7 +37,7 @@ def _tables():
     pixel["sign"] = np.where(pixel["col"] < W // 2, -1, 1).astype(np.int8)
     pixel["directional"] = pixel["sign"] * pixel["importance"]
     imp_by_class = np.array([[9, 8, 1, 0, 2, 3], [1, 2, 3, 0, 8, 9.0]])
-    latent = imp.latent_frame(imp.LatentImportance(np.array([0, 1]), None, imp_by_class,
+    latent = tables.latent_frame(tables.LatentImportance(np.array([0, 1]), None, imp_by_class,
                                                    imp_by_class * 0.1, imp_by_class, imp_by_class),
                               ["T-shirt/top", "Shirt </script>"])
     return pixel, latent

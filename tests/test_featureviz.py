@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from conftest import ROOT
-from latent_atlas import featureviz as fv
+from latent_atlas.featureviz.adversarial import adversarial_examples, adversarial_success
+from latent_atlas.featureviz.census import activation_census, census_summary, coactivation_clusters, revive_dead
+from latent_atlas.featureviz.describe import describe_images, layer_activations
+from latent_atlas.featureviz.gallery import auto_starts, gallery
+from latent_atlas.featureviz.layers import Layer, check_units, first_units, hidden_layer_sizes, resolve_layer
+from latent_atlas.featureviz.optimise import (Optimiser, _jitter, l1_grad, l1_norm, prepare_model, start_images,
+                                              total_variation, total_variation_grad)
+from latent_atlas.featureviz.sweeps import confident_class_means
 
 
 class TinyMLP(nn.Module):
@@ -76,7 +83,7 @@ def trained(blobs):
     return model
 
 
-OPT = fv.Optimiser(lr=0.1, progress=False)
+OPT = Optimiser.from_config({}, seed=0, progress=False)  # the schema defaults
 
 
 # --- regularisers ------------------------------------------------------------------------------
@@ -84,32 +91,32 @@ OPT = fv.Optimiser(lr=0.1, progress=False)
 def test_tv_and_l1_gradients_match_autograd_and_finite_differences():
     x = torch.rand(3, 2, 5, 6, dtype=torch.float64) - 0.3  # no ties: gradients are unique
     xa = x.clone().requires_grad_(True)
-    (g_tv,) = torch.autograd.grad(fv.total_variation(xa).sum(), xa)
-    (g_l1,) = torch.autograd.grad(fv.l1_norm(xa).sum(), xa)
-    assert torch.allclose(fv.total_variation_grad(x), g_tv)
-    assert torch.allclose(fv.l1_grad(x), g_l1)
+    (g_tv,) = torch.autograd.grad(total_variation(xa).sum(), xa)
+    (g_l1,) = torch.autograd.grad(l1_norm(xa).sum(), xa)
+    assert torch.allclose(total_variation_grad(x), g_tv)
+    assert torch.allclose(l1_grad(x), g_l1)
     # finite differences at a few pixels, against the closed forms
     eps = 1e-6
     for idx in [(0, 0, 0, 0), (1, 1, 2, 3), (2, 0, 4, 5), (0, 1, 4, 0)]:
         e = torch.zeros_like(x)
         e[idx] = eps
-        fd_tv = (fv.total_variation(x + e) - fv.total_variation(x - e))[idx[0]] / (2 * eps)
-        fd_l1 = (fv.l1_norm(x + e) - fv.l1_norm(x - e))[idx[0]] / (2 * eps)
-        assert fd_tv.item() == pytest.approx(fv.total_variation_grad(x)[idx].item(), abs=1e-6)
-        assert fd_l1.item() == pytest.approx(fv.l1_grad(x)[idx].item(), abs=1e-6)
+        fd_tv = (total_variation(x + e) - total_variation(x - e))[idx[0]] / (2 * eps)
+        fd_l1 = (l1_norm(x + e) - l1_norm(x - e))[idx[0]] / (2 * eps)
+        assert fd_tv.item() == pytest.approx(total_variation_grad(x)[idx].item(), abs=1e-6)
+        assert fd_l1.item() == pytest.approx(l1_grad(x)[idx].item(), abs=1e-6)
 
 
 def test_total_variation_counts_neighbour_differences():
     x = torch.zeros(1, 1, 3, 3)
     x[0, 0, 1, 1] = 1.0  # one bright pixel: 4 differences of 1
-    assert fv.total_variation(x).item() == 4.0
-    assert fv.l1_norm(x).item() == 1.0
+    assert total_variation(x).item() == 4.0
+    assert l1_norm(x).item() == 1.0
 
 
 def test_jitter_rolls_each_image_by_its_own_shift():
     x = torch.arange(2 * 16, dtype=torch.float32).reshape(2, 1, 4, 4)
     shifts = torch.tensor([[1, 0], [-1, 1]])
-    out = fv._jitter(x, shifts)
+    out = _jitter(x, shifts)
     assert torch.equal(out[0], torch.roll(x[0], (1, 0), dims=(1, 2)))
     assert torch.equal(out[1], torch.roll(x[1], (-1, 1), dims=(1, 2)))
 
@@ -118,14 +125,14 @@ def test_jitter_rolls_each_image_by_its_own_shift():
 
 @pytest.mark.parametrize("layer", [1, 2, 3, "output"])
 def test_optimisation_raises_the_target_activation(trained, layer):
-    lay = fv.resolve_layer(layer, trained)
+    lay = resolve_layer(layer, trained)
     units = list(range(min(4, lay.units)))
     # near-zero start (the study's): from a confident random start a softmax probability of
     # 1e-8 has a gradient too small to move it in float32
-    x0 = fv.start_images("zero", len(units), trained.input_shape)
-    before = fv.describe_images(trained, x0, lay, units, list("abcd"))["activation"].to_numpy()
+    x0 = start_images("zero", len(units), trained.input_shape)
+    before = describe_images(trained, x0, lay, units, list("abcd"))["activation"].to_numpy()
     img = OPT.run(trained, lay, units, x0, steps=40)
-    after = fv.describe_images(trained, img, lay, units, list("abcd"))
+    after = describe_images(trained, img, lay, units, list("abcd"))
     alive = before > 0  # a unit at 0 from this start has no gradient (the study's dead test)
     assert alive.sum() >= 2
     assert (after["activation"].to_numpy()[alive] > before[alive]).all()
@@ -137,8 +144,8 @@ def test_optimisation_raises_the_target_activation(trained, layer):
 
 
 def test_engine_is_deterministic_with_a_seed(trained):
-    lay = fv.resolve_layer(2, trained)
-    x0 = fv.start_images("random", 5, trained.input_shape, random_state=3)
+    lay = resolve_layer(2, trained)
+    x0 = start_images("random", 5, trained.input_shape, random_state=3)
     a = OPT.run(trained, lay, range(5), x0, steps=10, tv=0.01, jitter=True)
     b = OPT.run(trained, lay, range(5), x0, steps=10, tv=0.01, jitter=True)
     assert np.array_equal(a, b)
@@ -148,7 +155,7 @@ def test_pinned_pixels_move_again_only_without_clipping_the_regulariser_gradient
     """The study's switch: with clip's derivative applied only to the activation gradient
     (default), TV/L1 pull pixels that were pushed past a bound back inside; with the derivative
     applied to the regulariser gradients too, those pixels stay pinned at the bound."""
-    lay = fv.resolve_layer("output", trained)
+    lay = resolve_layer("output", trained)
     x0 = np.full((2, 1, 8, 8), 0.3, dtype=np.float32)
     x0[:, :, 2:6, 2:6] = 1.05  # raw values past the upper bound: the network sees 1.0 there
     pinned = x0 > 1
@@ -157,20 +164,20 @@ def test_pinned_pixels_move_again_only_without_clipping_the_regulariser_gradient
     stuck = OPT.run(trained, lay, [0, 1], x0, clip_regulariser_gradients=True, **kwargs)
     assert (stuck[pinned] == 1.0).all()  # pinned for good: no gradient reaches them
     assert (free[pinned] < 1.0).mean() > 0.5  # the regularisers moved them back inside
-    assert fv.Optimiser().clip_regulariser_gradients is False  # the study's choice is the default
+    assert OPT.clip_regulariser_gradients is False  # the study's choice is the schema default
 
 
 def test_without_clipping_pixels_leave_the_unit_range(trained):
-    lay = fv.resolve_layer("output", trained)
-    x0 = fv.start_images("zero", 4, trained.input_shape)
+    lay = resolve_layer("output", trained)
+    x0 = start_images("zero", 4, trained.input_shape)
     img = OPT.run(trained, lay, range(4), x0, steps=50, lr=1.0, clip=False)
     assert img.min() < 0 or img.max() > 1
 
 
 def test_per_image_weights_run_a_sweep_in_one_batch(trained):
     """A batch with one TV/L1 weight per image gives each image what a run on its own gives."""
-    lay = fv.resolve_layer(2, trained)
-    x0 = fv.start_images("random", 3, trained.input_shape, random_state=2)
+    lay = resolve_layer(2, trained)
+    x0 = start_images("random", 3, trained.input_shape, random_state=2)
     tv, l1 = [0.0, 0.02, 0.2], [0.01, 0.0, 0.05]
     batch = OPT.run(trained, lay, [0, 1, 2], x0, steps=20, tv=tv, l1=l1)
     for i in range(3):
@@ -184,15 +191,15 @@ def test_per_image_weights_run_a_sweep_in_one_batch(trained):
 # --- layer references --------------------------------------------------------------------------
 
 def test_layer_references_are_one_based_and_validated(trained):
-    assert fv.resolve_layer(1, trained) == fv.Layer(1, "fc1", 32)
-    assert fv.resolve_layer(3, trained) == fv.Layer(3, "fc3", 16)
-    assert fv.resolve_layer(4, trained) == fv.resolve_layer("output", trained) == fv.Layer(4, "output", 4)
+    assert resolve_layer(1, trained) == Layer(1, "fc1", 32)
+    assert resolve_layer(3, trained) == Layer(3, "fc3", 16)
+    assert resolve_layer(4, trained) == resolve_layer("output", trained) == Layer(4, "output", 4)
     for bad in (0, 5, -1, "fc1"):
         with pytest.raises(ValueError, match=r"featureviz.gallery.layers: layer .* does not exist; "
                                              r"the model has hidden layers 1..3"):
-            fv.resolve_layer(bad, trained, "featureviz.gallery.layers")
+            resolve_layer(bad, trained, "featureviz.gallery.layers")
     with pytest.raises(ValueError, match=r"units \[16\] do not exist in layer 3"):
-        fv.check_units([0, 16], fv.resolve_layer(3, trained))
+        check_units([0, 16], resolve_layer(3, trained))
 
 
 # --- dead neurons ------------------------------------------------------------------------------
@@ -204,14 +211,14 @@ def test_census_finds_a_neuron_killed_on_purpose(trained, blobs):
     with torch.no_grad():  # layer 2 unit 5: weights <= 0 on non-negative inputs, bias < 0
         model.layers[1].weight[5] = -model.layers[1].weight[5].abs()
         model.layers[1].bias[5] = -1.0
-    census, samples = fv.activation_census(model, blobs[0], batch_size=64, keep=100)
+    census, samples = activation_census(model, blobs[0], batch_size=64, keep=100)
     row = census[(census["layer"] == 2) & (census["unit"] == 5)].iloc[0]
     assert row["dead"] and row["max_activation"] == 0 and row["active_fraction"] == 0
     assert samples["fc2"].shape == (100, 24)
-    revived = fv.revive_dead(model, census, OPT, steps=20, random_starts=2)
+    revived = revive_dead(model, census, OPT, steps=20, random_starts=2)
     row = revived[(revived["layer"] == 2) & (revived["unit"] == 5)].iloc[0]
     assert not row["revivable"] and row["optimised_activation"] == 0
-    summary = fv.census_summary(revived)
+    summary = census_summary(revived)
     assert summary.loc[summary["layer"] == 2, "dead"].item() >= 1
     assert (summary["tried"] == summary["dead"]).all()
 
@@ -225,7 +232,7 @@ def test_coactivation_finds_units_that_fire_together():
 
     census = pd.DataFrame({"layer": 1, "layer_name": "fc1", "unit": np.arange(6),
                            "active_fraction": (acts > 0).mean(0)})
-    clusters = fv.coactivation_clusters({"fc1": acts.astype(np.float32)}, census, threshold=0.9)
+    clusters = coactivation_clusters({"fc1": acts.astype(np.float32)}, census, threshold=0.9)
     assert sorted(clusters["unit"]) == [1, 4]
     assert clusters["mean_correlation"].iloc[0] > 0.99
 
@@ -234,9 +241,9 @@ def test_coactivation_finds_units_that_fire_together():
 
 def test_adversarial_example_flips_the_prediction_within_a_small_linf(trained, blobs):
     x, y = blobs
-    table, images = fv.adversarial_examples(
+    table, images = adversarial_examples(
         trained, x[:40], y[:40], np.arange(40), list("abcd"), OPT, per_pair=1, steps=60,
-        lr=0.05, objective="log_probability", max_linf=0.3)
+        lr=0.05, objective="log_probability", max_linf=0.3, success_threshold=0.5)
     assert len(table) == 4 * 3 and images.shape == (12, 2, 1, 8, 8)
     assert (table["pred_before"] == table["source_class"]).all()
     assert table["success"].mean() > 0.5
@@ -245,14 +252,14 @@ def test_adversarial_example_flips_the_prediction_within_a_small_linf(trained, b
     assert (table["linf"] <= 0.3 + 1e-6).all()
     diff = np.abs(images[:, 1] - images[:, 0]).reshape(len(table), -1).max(1)
     assert np.allclose(diff, table["linf"], atol=1e-6)
-    rates = fv.adversarial_success(table, list("abcd"))
+    rates = adversarial_success(table, list("abcd"))
     assert len(rates) == 12 and rates["success_rate"].between(0, 1).all()
 
 
 def test_confident_class_means():
     probs = np.array([[0.95, 0.05], [0.5, 0.5], [0.99, 0.01], [0.0, 1.0]])
     images = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1)
-    means, counts = fv.confident_class_means(probs, images, threshold=0.9)
+    means, counts = confident_class_means(probs, images, threshold=0.9)
     assert counts.tolist() == [2, 1]
     assert means[:, 0, 0, 0].tolist() == [1.0, 3.0]
 
@@ -262,19 +269,56 @@ def test_confident_class_means():
 @pytest.mark.parametrize("arch, params", [("mlp_classifier", {"hidden": [16, 12]}),
                                           ("cnn_classifier", {"channels": [4], "feature_dim": 8})])
 def test_engine_runs_on_the_pipelines_classifiers(arch, params):
-    from latent_atlas.models import build_model
+    from latent_atlas.models.networks import build_model
 
     torch.manual_seed(0)
-    model = fv.prepare_model(build_model(arch, (1, 8, 8), 3, params), "cpu")
-    sizes = fv.hidden_layer_sizes(model)
+    model = prepare_model(build_model(arch, (1, 8, 8), 3, params), "cpu")
+    sizes = hidden_layer_sizes(model)
     assert [name for name, _ in sizes] == model.hidden_layer_names()
     for ref in (1, len(sizes), "output"):
-        lay = fv.resolve_layer(ref, model)
-        units = fv.first_units(3, lay)
-        x0 = fv.start_images("random", len(units), model.input_shape, random_state=0)
+        lay = resolve_layer(ref, model)
+        units = first_units(3, lay)
+        x0 = start_images("random", len(units), model.input_shape, random_state=0)
         img = OPT.run(model, lay, units, x0, steps=3, tv=0.01, l1=0.001, jitter=True)
-        df = fv.describe_images(model, img, lay, units, ["a", "b", "c"])
+        df = describe_images(model, img, lay, units, ["a", "b", "c"])
         assert len(df) == len(units) and df["layer"].eq(lay.number).all()
+
+
+# --- the jobs (without Snakemake) --------------------------------------------------------------
+
+def test_tv_l1_grid_job_writes_the_table_its_images_and_metadata(tmp_path):
+    from latent_atlas.schema import defaults
+    from latent_atlas.featureviz.jobs import featureviz_tv_l1_grid
+    from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata
+    from latent_atlas.models.networks import build_model, load_model, save_model
+    from latent_atlas.runtime import Files, Job
+
+    torch.manual_seed(0)
+    save_model(build_model("mlp_classifier", (1, 8, 8), 3, {"hidden": [16, 12]}), tmp_path / "model.pt",
+               class_names=["a", "b", "c"])
+    section = defaults("#/properties/featureviz")
+    optimiser = {k: section[k] for k in ("lr", "output_objective", "clip_regulariser_gradients")}
+    settings = {**section["tv_l1_grid"], "hidden_layer": 2, "tv": [0.0, 0.1], "l1_fractions": [0.0, 1.0],
+                "steps_output": 3, "steps_hidden": 3}
+    job = Job(input=Files(model=str(tmp_path / "model.pt")),
+              output=Files(table=str(tmp_path / "grid.parquet"), images=str(tmp_path / "grid.npz")),
+              params=Files(optimiser=optimiser, settings=settings),
+              wildcards=Files(dataset="toy", model="m"), config={"seed": 0})
+    featureviz_tv_l1_grid(job)
+
+    table, images = read_parquet(job.output.table), read_npz(job.output.images)["images"]
+    assert table["panel"].tolist() == ["output"] * 4 + ["hidden"] * 4
+    assert table["index"].tolist() == list(range(8)) and images.shape == (8, 1, 8, 8)
+    assert table.loc[table["panel"] == "hidden", "layer"].eq(2).all()
+    assert table["tv_weight"].tolist() == [0.0, 0.0, 0.1, 0.1] * 2
+    meta = read_parquet_metadata(job.output.table)
+    assert meta["class_names"] == ["a", "b", "c"] and meta["model"] == "m"
+    assert meta["settings"] == settings and meta["optimiser"] == optimiser
+    # each row describes the image at its index
+    model = prepare_model(load_model(job.input.model), "cpu")
+    out = table[table["panel"] == "output"]
+    again = describe_images(model, images[out["index"]], resolve_layer("output", model), out["unit"])
+    assert np.array_equal(again["activation"].to_numpy(), out["activation"].to_numpy())
 
 
 # --- the workflow's outputs (config/test.yaml end to end) --------------------------------------
@@ -283,7 +327,10 @@ def test_engine_runs_on_the_pipelines_classifiers(arch, params):
 def test_workflow_writes_the_featureviz_tables_and_figures(e2e_run):
     import yaml
 
-    from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata, sha256_file
 
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())["featureviz"]
     d = e2e_run / "results" / "digits" / "mlp" / "featureviz"
@@ -291,8 +338,14 @@ def test_workflow_writes_the_featureviz_tables_and_figures(e2e_run):
     stems = ["unregularised", "adversarial", "adversarial_success", "tv_sweep", "tv_l1_grid_output",
              "tv_l1_grid_hidden", "dead_neurons", "coactivation"]
     stems += [f"gallery_layer{layer}" for layer in cfg["gallery"]["layers"]]
+    manifest = pd.read_csv(e2e_run / "results" / "figures" / "MANIFEST.tsv", sep="\t")
     for stem in stems:
-        assert (figs / f"featureviz_{stem}.png").stat().st_size > 0, stem
+        path = figs / f"featureviz_{stem}.png"
+        image = plt.imread(path)[..., :3]
+        assert min(image.shape[:2]) > 100 and image.std() > 0.01, stem  # a drawn figure, not a blank
+        row = manifest[manifest["file"] == f"results/figures/digits/mlp/featureviz_{stem}.png"]
+        assert row["rule"].tolist() == ["plot_featureviz"], stem
+        assert row["sha256"].item() == sha256_file(path), stem
 
     unreg = read_parquet(d / "unregularised.parquet")
     assert set(unreg["clip"]) == {False, True}
@@ -325,12 +378,12 @@ def test_workflow_writes_the_featureviz_tables_and_figures(e2e_run):
 
 
 def test_auto_starts_use_a_random_start_where_the_unit_is_off(trained):
-    lay = fv.resolve_layer(1, trained)
+    lay = resolve_layer(1, trained)
     units = list(range(lay.units))
-    zero = fv.start_images("zero", len(units), trained.input_shape)
-    on = fv.describe_images(trained, zero, lay, units)["activation"].to_numpy() > 0
+    zero = start_images("zero", len(units), trained.input_shape)
+    on = describe_images(trained, zero, lay, units)["activation"].to_numpy() > 0
     assert on.any() and (~on).any()
-    x0, kinds = fv.auto_starts(trained, lay, units)
+    x0, kinds = auto_starts(trained, lay, units, OPT)
     assert np.all(x0[on] == 0.01)
     assert not np.any(x0[~on] == 0.01)
     assert [k for k, o in zip(kinds, on) if o] == ["zero"] * int(on.sum())
@@ -347,20 +400,20 @@ def test_auto_starts_fall_back_on_the_real_image_that_activates_the_unit_most(tr
         model.layers[0].weight[0] = w
         model.layers[0].bias[0] = -3.0
     model = _frozen(model)
-    lay = fv.resolve_layer(1, model)
+    lay = resolve_layer(1, model)
     x, y = blobs
-    acts = fv.layer_activations(model, x, lay)[:, 0]
+    acts = layer_activations(model, x, lay)[:, 0]
     assert acts.max() > 0 and (acts > 0).mean() < 0.5
     ids = np.arange(1000, 1000 + len(x))
-    x0, kinds = fv.auto_starts(model, lay, [0, 1], images=x, image_ids=ids)
+    x0, kinds = auto_starts(model, lay, [0, 1], OPT, images=x, image_ids=ids)
     best = int(acts.argmax())
     assert kinds[0] == f"image:{1000 + best}" and np.array_equal(x0[0], x[best])
     assert kinds[1] in ("zero", "random")
-    table, _ = fv.gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
-                          start="auto", images=x, image_ids=ids)
+    table, _ = gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
+                      start="auto", jitter=False, penalty=0.0, images=x, image_ids=ids)
     assert table["start"].tolist() == [kinds[0]]
     assert table["activation"].item() > acts.max()
     # Without real images to fall back on, the unit stays at 0 (the study's blank images).
-    blank, _ = fv.gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
-                          start="auto")
+    blank, _ = gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
+                      start="auto", jitter=False, penalty=0.0)
     assert blank["activation"].item() == 0 and blank["start"].item() == "random"

@@ -285,3 +285,13 @@ def test_jobs_one_after_another_alternate_devices(tmp_path, monkeypatch):
         with gpu.gpu_slot(["0", "1"], lock_dir=tmp_path) as device:
             taken.append(device)
     assert taken == ["0", "1", "0", "1"]
+
+
+def test_failed_gpu_probe_warns_with_the_reason(monkeypatch, caplog):
+    """A probe that cannot count devices says why instead of silently turning slots off."""
+    monkeypatch.setattr(gpu.Path, "is_dir", lambda self: True)  # pretend an NVIDIA driver is there
+    monkeypatch.setattr(gpu.sys, "executable", "/bin/false")
+    with caplog.at_level("WARNING", logger="latent_atlas"):
+        assert gpu.visible_device_count() == 0
+    assert "GPU probe failed (exit status 1" in caplog.text
+    assert "LATENT_ATLAS_GPU_POOL" in caplog.text

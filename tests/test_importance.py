@@ -1,4 +1,4 @@
-"""Permutation importance engine: closed forms, invariances, fast paths, figures, workflow outputs."""
+"""Permutation importance: closed forms, invariances, fast paths, figures, jobs, workflow outputs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from latent_atlas import importance as imp
-from latent_atlas import importance_figures as impfig
-from latent_atlas import importance_plan
+from latent_atlas.importance import engine, jobs, kernels, streams, tables
+from latent_atlas.importance import figures as impfig
+from latent_atlas.importance import plan as importance_plan
+from latent_atlas.io import read_json, read_parquet, read_parquet_metadata
+from latent_atlas.runtime import Files, Job
 
 
 @pytest.fixture(autouse=True)
@@ -52,13 +54,13 @@ def _conv(c=1, seed=0):
 
 # --------------------------------------------------------------------------------------------
 def test_permutation_stream_depends_only_on_its_key():
-    a = imp.permutation(7, 12, 3, 500)
+    a = streams.permutation(7, 12, 3, 500)
     assert sorted(a) == list(range(500))
-    assert np.array_equal(a, imp.permutation(7, 12, 3, 500))
-    assert not np.array_equal(a, imp.permutation(7, 12, 2, 500))
-    assert not np.array_equal(a, imp.permutation(7, 13, 3, 500))
-    assert not np.array_equal(a, imp.permutation(8, 12, 3, 500))
-    assert not np.array_equal(a, imp.permutation(7, 12, 3, 500, stream=imp.LATENT_STREAM))
+    assert np.array_equal(a, streams.permutation(7, 12, 3, 500))
+    assert not np.array_equal(a, streams.permutation(7, 12, 2, 500))
+    assert not np.array_equal(a, streams.permutation(7, 13, 3, 500))
+    assert not np.array_equal(a, streams.permutation(8, 12, 3, 500))
+    assert not np.array_equal(a, streams.permutation(7, 12, 3, 500, stream=streams.LATENT_STREAM))
 
 
 def test_linear_encoder_closed_form_and_sign():
@@ -82,13 +84,13 @@ def test_linear_encoder_closed_form_and_sign():
         lin.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
     enc = nn.Sequential(nn.Flatten(), lin).eval()
     n_perm = 3000
-    res = imp.pixel_importance(enc, images, n_perm=n_perm, seed=3, split=(lin, nn.Identity()))
+    res = engine.pixel_importance(enc, images, n_perm=n_perm, seed=3, split=(lin, nn.Identity()))
     assert res.method == "kernel"
     xi = images.reshape(n, p).astype(np.float64)
     # Exact per permutation.
     for i in (0, 4):
         for k in (0, 17):
-            perm = imp.permutation(3, i, k, n)
+            perm = streams.permutation(3, i, k, n)
             expected = weight[:, i] ** 2 * np.mean((xi[perm, i] - xi[:, i]) ** 2)
             np.testing.assert_allclose(res.per_permutation[i, k], expected, rtol=1e-5)
     # In expectation (3000 permutations: the mean is within a few percent).
@@ -99,14 +101,14 @@ def test_linear_encoder_closed_form_and_sign():
     assert np.array_equal(res.sign, np.sign(weight.T).astype(np.int8))
     np.testing.assert_allclose(res.directional, np.sign(weight.T) * res.importance)
     # The threshold applies to the slope (not to its sign): |W_ji| <= 1 loses its sign.
-    thr = imp.pixel_importance(enc, images, n_perm=1, split=(lin, nn.Identity()), sign_threshold=1.0)
+    thr = engine.pixel_importance(enc, images, n_perm=1, split=(lin, nn.Identity()), sign_threshold=1.0)
     assert np.array_equal(thr.sign, np.where(np.abs(weight.T) > 1.0, np.sign(weight.T), 0))
     assert (thr.sign == 0).any() and (thr.sign != 0).any()
 
 
 def test_slope_and_sign_validates_threshold():
     with pytest.raises(ValueError, match="threshold"):
-        imp.slope_and_sign(np.zeros((3, 1)), np.zeros((3, 1)), threshold=-1)
+        engine.slope_and_sign(np.zeros((3, 1)), np.zeros((3, 1)), threshold=-1)
 
 
 @pytest.mark.parametrize("kind", ["linear", "relu", "relu_linear", "relu_linear_relu", "deep", "conv",
@@ -130,20 +132,20 @@ def test_fast_paths_equal_naive(kind):
         model(torch.as_tensor(x[:2]))  # materialise lazy layers
     dense = "conv" not in kind
     split = _split(model) if dense else None
-    ref = imp.pixel_importance(model, x, n_perm=3, seed=5, method="naive")
+    ref = engine.pixel_importance(model, x, n_perm=3, seed=5, method="naive")
     methods = ["rows", "auto"] + (["rank1"] if dense else [])
-    if dense and imp.kernel_plan(split[1]) is not None:
+    if dense and kernels.kernel_plan(split[1]) is not None:
         methods.append("kernel")
     assert ref.importance.max() > 0
     for method in methods:
-        got = imp.pixel_importance(model, x, n_perm=3, seed=5, method=method, split=split,
+        got = engine.pixel_importance(model, x, n_perm=3, seed=5, method=method, split=split,
                                    batch_size=37)
         np.testing.assert_allclose(got.per_permutation, ref.per_permutation, rtol=2e-4,
                                    atol=1e-7 * ref.per_permutation.max(), err_msg=method)
         np.testing.assert_array_equal(got.sign, ref.sign)
     if kind == "deep":
-        assert imp.kernel_plan(split[1]) is None
-        assert imp.pixel_importance(model, x, n_perm=1, split=split).method == "rank1"
+        assert kernels.kernel_plan(split[1]) is None
+        assert engine.pixel_importance(model, x, n_perm=1, split=split).method == "rank1"
 
 
 @pytest.mark.parametrize("c", [1, 3])
@@ -155,12 +157,12 @@ def test_linear_kernel_equals_the_gram_formula_on_the_same_permutations(c):
     wcols = rng.normal(size=(n_pix, c, d))
     pixels = np.arange(10, 10 + n_pix, dtype=np.int64)
     fast = np.zeros((n_pix, 3, d))
-    imp._kernel_linear(cols, wcols, 7, pixels, 3, fast)
+    kernels._kernel_linear(cols, wcols, 7, pixels, 3, fast)
     expected = np.zeros_like(fast)
     perm = np.empty(n, dtype=np.int64)
     for p in range(n_pix):
         for k in range(3):
-            imp._fill_permutation(perm, 7, 1, pixels[p], k)
+            streams.fill_permutation(perm, 7, 1, pixels[p], k)
             dz = (cols[p][:, perm] - cols[p]).T @ wcols[p]  # (n, d)
             expected[p, k] = (dz ** 2).mean(axis=0)
     assert fast.max() > 0
@@ -173,12 +175,12 @@ def test_shard_and_batch_invariance():
     enc = _dense([64, 5], act_last=True)
     deep = _dense([64, 6, 4])
     for model, method in ((enc, "kernel"), (deep, "rank1"), (deep, "rows")):
-        whole = imp.pixel_frame(imp.pixel_importance(model, x, n_perm=2, seed=1,
+        whole = tables.pixel_frame(engine.pixel_importance(model, x, n_perm=2, seed=1,
                                                      split=_split(model), method=method))
-        blocks = imp.pixel_blocks(64, 5)
+        blocks = importance_plan.pixel_blocks(64, 5)
         assert len(blocks) == 13 == importance_plan.n_blocks(64, 5)
         parts = pd.concat([
-            imp.pixel_frame(imp.pixel_importance(model, x, pixels=b, n_perm=2, seed=1,
+            tables.pixel_frame(engine.pixel_importance(model, x, pixels=b, n_perm=2, seed=1,
                                                  split=_split(model), method=method,
                                                  batch_size=[7, 1000][i % 2]))
             for i, b in enumerate(blocks)], ignore_index=True)
@@ -196,7 +198,7 @@ def test_constant_pixels_get_zero():
     x[:, :, 2, 3] = 0.0
     enc = _dense([30, 4], act_last=True)
     for method in ("naive", "kernel", "rows"):
-        res = imp.pixel_importance(enc, x, n_perm=2, split=_split(enc), method=method)
+        res = engine.pixel_importance(enc, x, n_perm=2, split=_split(enc), method=method)
         for pix in (0, 2 * 5 + 3):
             assert np.all(res.importance[pix] == 0) and np.all(res.std[pix] == 0)
             assert np.all(res.sign[pix] == 0) and np.all(res.slope[pix] == 0)
@@ -211,23 +213,23 @@ def test_latent_dimension_the_decoder_ignores_gets_zero():
     dec = nn.Sequential(nn.Linear(4, 12), nn.Sigmoid())
     with torch.no_grad():
         dec[0].weight[:, 2] = 0
-    res = imp.latent_importance(dec, z, labels, n_perm=3, seed=0, batch_size=50)
+    res = engine.latent_importance(dec, z, labels, n_perm=3, seed=0, batch_size=50)
     assert res.importance.shape == (3, 4)
     assert np.all(res.importance[:, 2] == 0) and np.all(res.std[:, 2] == 0)
     assert np.all(res.importance[:, [0, 1, 3]] > 0)
-    again = imp.latent_importance(dec, z, labels, n_perm=3, seed=0, batch_size=7)
+    again = engine.latent_importance(dec, z, labels, n_perm=3, seed=0, batch_size=7)
     np.testing.assert_allclose(again.importance, res.importance, rtol=1e-6)
-    frame = imp.latent_frame(res, ["a", "b", "c"])
+    frame = tables.latent_frame(res, ["a", "b", "c"])
     assert list(frame.columns[:5]) == ["class", "class_name", "dim", "importance", "std"]
     assert set(frame.loc[frame["dim"] == 2, "rank"]) == {4}
 
 
 def test_confidence_interval_and_single_permutation():
     vals = np.array([[[1.0], [2.0], [3.0], [4.0]]])
-    mean, std, lo, hi = imp.summarise_permutations(vals, 0.95)
+    mean, std, lo, hi = engine.summarise_permutations(vals, 0.95)
     assert mean[0, 0] == 2.5 and np.isclose(std[0, 0], np.std([1, 2, 3, 4], ddof=1))
     assert lo[0, 0] < 2.5 < hi[0, 0]
-    mean, std, lo, hi = imp.summarise_permutations(vals[:, :1], 0.95)
+    mean, std, lo, hi = engine.summarise_permutations(vals[:, :1], 0.95)
     assert std[0, 0] == 0 and lo[0, 0] == hi[0, 0] == 1.0
 
 
@@ -235,13 +237,13 @@ def test_errors_name_the_problem():
     x = _images(n=10)
     enc = _dense([30, 2])
     with pytest.raises(ValueError, match="method"):
-        imp.pixel_importance(enc, x, method="fast")
+        engine.pixel_importance(enc, x, method="fast")
     with pytest.raises(ValueError, match="first_linear_split"):
-        imp.pixel_importance(enc, x, method="rank1")
+        engine.pixel_importance(enc, x, method="rank1")
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        imp.pixel_importance(enc, x[0])
+        engine.pixel_importance(enc, x[0])
     with pytest.raises(ValueError, match="pixels"):
-        imp.pixel_importance(enc, x, pixels=[30])
+        engine.pixel_importance(enc, x, pixels=[30])
 
 
 def _frame_with_hot_pixel(h, w, r, c, d=2):
@@ -264,8 +266,8 @@ def test_heatmaps_are_upright():
     frame = _frame_with_hot_pixel(h, w, r, c)
     img = impfig.grid(frame, "importance", (h, w), 0)
     assert img.shape == (h, w) and img[r, c] == 1 and img.sum() == 1
-    fig = impfig.plot_heatmap(frame, 0)
-    ax = fig.axes[0]
+    fig = impfig.plot_dimension(frame, 0)
+    ax = fig.axes[0]  # plain importance (white -> red); the directional map is beside it
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
     x0, y0, x1, y1 = ax.get_window_extent().extents  # display coords, origin bottom-left
@@ -280,24 +282,75 @@ def test_heatmaps_are_upright():
     plt.close(fig)
 
 
-def test_figures_draw(tmp_path):
+def _figure_tables(h=5, w=4, d=6, n_classes=3, seed=0):
+    """Random pixel and latent tables of d dimensions for h x w images and n_classes classes."""
+    rng = np.random.default_rng(seed)
+    res = tables.PixelImportance(np.arange(h * w), rng.random((h * w, 2, d)), rng.random((h * w, d)),
+                                 rng.random((h * w, d)), np.zeros((h * w, d)), np.zeros((h * w, d)),
+                                 rng.standard_normal((h * w, d)),
+                                 rng.choice([-1, 0, 1], size=(h * w, d)).astype(np.int8), (1, h, w), "x")
+    lat = tables.latent_frame(tables.LatentImportance(
+        np.arange(n_classes), None, rng.random((n_classes, d)), rng.random((n_classes, d)) * 0.1,
+        np.zeros((n_classes, d)), np.zeros((n_classes, d))), ["a", "b", "c"][:n_classes])
+    return tables.pixel_frame(res), lat
+
+
+def _heatmaps(fig):
+    """{title: drawn (H, W) array} of the figure's image panels."""
+    return {ax.get_title(): np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images}
+
+
+def test_figures_draw_the_table_values(tmp_path):
+    """Each panel shows its dimension's map from the table; bars are the class's sorted values."""
+    import matplotlib.pyplot as plt
+
     from latent_atlas.plotting import save_figure
 
-    rng = np.random.default_rng(0)
     h, w, d = 5, 4, 6
-    res = imp.PixelImportance(np.arange(h * w), rng.random((h * w, 2, d)), rng.random((h * w, d)),
-                              rng.random((h * w, d)), np.zeros((h * w, d)), np.zeros((h * w, d)),
-                              rng.standard_normal((h * w, d)),
-                              rng.choice([-1, 0, 1], size=(h * w, d)).astype(np.int8), (1, h, w), "x")
-    pixel = imp.pixel_frame(res)
-    lat = imp.latent_frame(imp.LatentImportance(np.arange(3), None, rng.random((3, d)),
-                                                rng.random((3, d)) * 0.1, np.zeros((3, d)),
-                                                np.zeros((3, d))), ["a", "b", "c"])
-    figs = {"dir": impfig.plot_directional(pixel), "dim": impfig.plot_dimension(pixel, 2),
-            "cls": impfig.plot_class(pixel, lat, 1, 3), "all": impfig.plot_classes(pixel, lat, 3)}
-    for name, fig in figs.items():
-        save_figure(fig, tmp_path / f"{name}.png")
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    pixel, lat = _figure_tables(h, w, d)
+    directional = {dim: impfig.grid(pixel, "directional", (h, w), dim) for dim in range(d)}
+
+    fig = impfig.plot_directional(pixel, title="m")
+    maps = _heatmaps(fig)
+    assert list(maps) == [f"z{dim}" for dim in range(d)]
+    for dim in range(d):
+        np.testing.assert_array_equal(maps[f"z{dim}"], directional[dim])
+    assert fig.get_suptitle() == "m"
+    save_figure(fig, tmp_path / "directional.png")
+    assert (tmp_path / "directional.png").stat().st_size > 1000
+
+    fig = impfig.plot_dimension(pixel, 2)
+    maps = _heatmaps(fig)
+    np.testing.assert_array_equal(maps["z2: importance"], impfig.grid(pixel, "importance", (h, w), 2))
+    np.testing.assert_array_equal(maps["z2: directional"], directional[2])
+    plt.close(fig)
+
+    top = impfig.top_dimensions(lat, 1, 3)
+    cls1 = lat[lat["class"] == 1].set_index("dim")["importance"]
+    assert top == list(cls1.sort_values(ascending=False).index[:3])
+    fig = impfig.plot_class(pixel, lat, 1, 3)
+    assert fig.get_suptitle() == "class 1: b"
+    maps = _heatmaps(fig)
+    assert list(maps) == [f"z{dim} (rank {i + 1})" for i, dim in enumerate(top)]
+    for i, dim in enumerate(top):
+        np.testing.assert_array_equal(maps[f"z{dim} (rank {i + 1})"], directional[dim])
+    bars = fig.axes[0].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], np.sort(cls1.to_numpy())[::-1])
+    red = [b.get_facecolor()[0] > 0.6 for b in bars]
+    assert red == [True] * 3 + [False] * (d - 3)  # the top dimensions are the red bars
+    plt.close(fig)
+
+    fig = impfig.plot_classes(pixel, lat, 3)  # one row per class: its bars, its top-3 maps
+    assert len(fig.axes) == 3 * 4 + 1  # and one colour bar
+    for cls, name in enumerate(["a", "b", "c"]):
+        bars, *panels = fig.axes[4 * cls:4 * cls + 4]
+        assert bars.get_ylabel() == name and len(bars.patches) == d
+        top = impfig.top_dimensions(lat, cls, 3)
+        assert [ax.get_title() for ax in panels] == [f"z{dim}" for dim in top]
+        for ax, dim in zip(panels, top):
+            np.testing.assert_array_equal(ax.images[0].get_array(), directional[dim])
+    plt.close(fig)
+
     assert impfig.most_important_dimension(lat) == int(np.argmax(lat.groupby("dim")["importance"].mean()))
     with pytest.raises(ValueError, match="class 9"):
         impfig.plot_class(pixel, lat, 9, 2)
@@ -312,12 +365,113 @@ def test_npz_image_shape_and_plan(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Jobs (latent_atlas.importance.jobs), called as the workflow calls them
+# --------------------------------------------------------------------------------------------
+def _model_files(tmp_path, arch):
+    """A 16x16 tiny dataset (20 test images) and an untrained `arch` model on it, as files."""
+    from model_helpers import TINY_PARAMS, tiny_dataset
+
+    from latent_atlas.data.store import save_dataset
+    from latent_atlas.models.networks import build_model, save_model
+
+    ds = tiny_dataset(n=80)
+    save_dataset(ds, tmp_path / "tiny.npz")
+    torch.manual_seed(0)
+    save_model(build_model(arch, (1, 16, 16), 3, TINY_PARAMS[arch]), tmp_path / f"{arch}.pt", ds.class_names)
+    return Files(data=str(tmp_path / "tiny.npz"), model=str(tmp_path / f"{arch}.pt"))
+
+
+def _job(inputs, outputs, settings, model="tiny_model", **wildcards):
+    return Job(input=inputs, output=outputs, params=Files(settings=settings),
+               wildcards=Files(dataset="tiny", model=model, **wildcards), config={"seed": 3})
+
+
+@pytest.mark.parametrize("method", ["rank1", "kernel"])
+def test_a_configured_method_that_does_not_apply_stops_the_run(tmp_path, method):
+    """A conv model has no dense first layer: a configured rank1/kernel is an error, not rows."""
+    from latent_atlas.schema import ConfigError
+
+    settings = {"method": method, "device": "cpu", "n_perm": 1}
+    job = _job(_model_files(tmp_path, "conv_ae"), Files([str(tmp_path / "block.parquet")]), settings,
+               model="my_conv", block="0000")
+    with pytest.raises(ConfigError, match=rf"importance\.method: '{method}' does not apply to model 'my_conv'"):
+        jobs.importance_block(job)
+    assert not (tmp_path / "block.parquet").exists()
+
+
+@pytest.mark.parametrize("arch, output, path", [("conv_ae", "latent", "rows"), ("dense_ae", "latent", "kernel"),
+                                                 ("mlp_classifier", "features", "kernel")])
+def test_auto_picks_the_path_that_applies_and_logs_it(tmp_path, caplog, arch, output, path):
+    inputs = _model_files(tmp_path, arch)
+    out = str(tmp_path / "block.parquet")
+    job = _job(inputs, Files([out]), {"device": "cpu", "n_perm": 1, "block_size": 64}, block="0001")
+    with caplog.at_level("INFO", logger="latent_atlas"):
+        jobs.importance_block(job)
+    assert f"importance.method auto: model tiny_model, {output} output, on cpu: path {path}" in caplog.text
+    shard = read_parquet(out)
+    assert read_parquet_metadata(out)["block"] == 1
+    expected = [output, "logits"] if arch == "mlp_classifier" else [output]
+    assert list(shard["output"].unique()) == expected
+    for name in ("primary", "logits") if arch == "mlp_classifier" else ("primary",):
+        gather = _job(Files([out]), Files([str(tmp_path / f"{name}.parquet")]), None)
+        gather.params = Files(output_name=name)
+        jobs.importance_gather_logits(gather)  # the same job as importance_gather
+        table = read_parquet(tmp_path / f"{name}.parquet")
+        assert read_parquet_metadata(tmp_path / f"{name}.parquet")["output"] == (output if name == "primary" else name)
+        assert sorted(table["pixel"].unique()) == list(range(64, 128)) and "output" not in table
+
+
+def test_jobs_write_the_stage_files(tmp_path):
+    """Plan, one shard per block, gather, latent importance, explorer and figures of a model; the
+    gathered table equals one computation over all pixels."""
+    from latent_atlas.data.store import load_dataset
+    from latent_atlas.importance.evaluation import evaluation_set
+    from latent_atlas.models.networks import load_model
+
+    inputs = _model_files(tmp_path, "dense_ae")
+    settings = jobs.settings_of({"device": "cpu", "n_perm": 2, "block_size": 100, "max_samples": 15,
+                                 "classes": [2], "top_k": 2})
+    d = tmp_path / "importance"
+    jobs.importance_plan(Job(input=Files([inputs.data]), output=Files([str(d / "plan.json")]),
+                             params=Files(block_size=100)))
+    n_blocks = read_json(d / "plan.json")["n_blocks"]
+    assert n_blocks == 3
+    shards = [str(d / f"block_{b:04d}.parquet") for b in range(n_blocks)]
+    for b, shard in enumerate(shards):
+        jobs.importance_block(_job(inputs, Files([shard]), settings, block=f"{b:04d}"))
+    pixel_path, latent_path = str(d / "pixel_importance.parquet"), str(d / "latent_importance.parquet")
+    gather = _job(Files(shards), Files([pixel_path]), settings)
+    gather.params = Files(output_name="primary")
+    jobs.importance_gather(gather)
+    jobs.latent_importance(_job(inputs, Files([latent_path]), settings))
+
+    images, labels, _ = evaluation_set(load_dataset(inputs.data).test(), 15, 3)
+    model = load_model(inputs.model)
+    whole = tables.pixel_frame(engine.pixel_importance(model.encode, images, n_perm=2, seed=3,
+                                                       split=model.first_linear_split("latent")))
+    pixel = read_parquet(pixel_path)
+    pd.testing.assert_frame_equal(pixel, whole.drop(columns="output"))
+    assert read_parquet_metadata(pixel_path)["n_shards"] == 3
+    latent = read_parquet(latent_path)
+    assert sorted(latent["class"].unique()) == sorted(np.unique(labels))
+    assert latent["dim"].nunique() == pixel["dim"].nunique() == 4
+
+    tables_in = Files(pixel=pixel_path, latent=latent_path)
+    jobs.importance_explorer(_job(tables_in, Files([str(d / "explorer.html")]), settings))
+    assert "tiny / tiny_model" in (d / "explorer.html").read_text()
+    figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}
+    plot = _job(tables_in, Files(figs), settings)
+    plot.params = Files(top_k=2, classes=[2])
+    jobs.plot_importance(plot)
+    assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figs)
+
+
+# --------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_workflow_outputs(e2e_run):
-    from latent_atlas.io import read_parquet
+    from pathlib import Path
 
     import yaml
-    from pathlib import Path
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "test.yaml").read_text())
     models = cfg["importance"]["models"]

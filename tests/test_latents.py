@@ -1,4 +1,5 @@
-"""Extraction files (schema, metadata, rows) and the figures of the models stage."""
+"""Extraction (the extract jobs' files, and that they hold what the model computes) and the
+figures of the models stage (what each draws)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from latent_atlas.data import save_dataset
-from latent_atlas.io import read_npz, read_parquet_metadata
-from latent_atlas.latents import (class_names_of, latent_columns, read_latents, write_hidden,
-                                  write_latents, write_predictions, write_reconstructions)
-from latent_atlas.model_figures import (class_interleaved, confusion_matrix, plot_confusion_matrix,
-                                        plot_latent_scatter, plot_reconstructions, plot_training_curves,
-                                        plot_weight_tiles)
-from latent_atlas.models import build_model, save_model
-from latent_atlas.plotting import save_figure
+from latent_atlas.data.store import save_dataset
+from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata
+from latent_atlas.latents import latent_columns, read_latents
+from latent_atlas.models.archs import AUTOENCODER_ARCHS, extract_settings
+from latent_atlas.models.extract import compute_hidden
+from latent_atlas.models.figures import (class_interleaved, confusion_matrix, plot_confusion_matrix,
+                                         plot_latent_scatter, plot_reconstructions, plot_training_curves,
+                                         plot_weight_tiles)
+from latent_atlas.models.jobs import extract_autoencoder
+from latent_atlas.models.networks import build_model, load_model, save_model
+from latent_atlas.runtime import Files, Job
 from model_helpers import TINY_PARAMS, tiny_dataset
+
+SUFFIX = {"latents": "parquet", "predictions": "parquet", "hidden": "parquet", "reconstructions": "npz"}
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +39,29 @@ def files(tmp_path_factory):
     return root, ds
 
 
-def test_latents_parquet_schema_and_metadata(files, tmp_path):
+def _extract(files, arch, out_dir, outputs, model_name="m", config_hash="h", **settings) -> Files:
+    """Run the extract job of model file `arch` with these outputs and `extract` settings."""
+    root, _ = files
+    out = Files({name: out_dir / f"{name}.{SUFFIX[name]}" for name in outputs})
+    extract_autoencoder(Job(input=Files(data=root / "tiny.npz", model=root / f"{arch}.pt"), output=out,
+                            params=Files(extract=extract_settings({"extract": settings}),
+                                         config_hash=config_hash),
+                            wildcards=Files(model=model_name)))
+    return out
+
+
+def _computed(files, arch, method, rows=slice(None)):
+    """What the saved model `arch` computes with `method` on the dataset's `rows`, in one batch."""
     root, ds = files
-    out = tmp_path / "latents.parquet"
-    write_latents(root / "tiny.npz", root / "dense_ae.pt", out, model_name="ae", config_hash="abc123")
+    model = load_model(root / f"{arch}.pt")
+    with torch.no_grad():
+        return getattr(model, method)(torch.from_numpy(ds.images[rows]))
+
+
+def test_latents_parquet_schema_and_metadata(files, tmp_path):
+    _, ds = files
+    out = _extract(files, "dense_ae", tmp_path, ["latents", "reconstructions"], model_name="ae",
+                   config_hash="abc123").latents
     schema = pq.read_schema(out)
     assert schema.names[:4] == ["sample_id", "split", "label", "label_name"]
     assert str(schema.field("sample_id").type) == "int64" and str(schema.field("label").type) == "int64"
@@ -48,86 +72,137 @@ def test_latents_parquet_schema_and_metadata(files, tmp_path):
     meta = read_parquet_metadata(out)
     assert {"dataset", "model", "arch", "config_hash", "versions"} <= set(meta)
     assert (meta["dataset"], meta["model"], meta["arch"], meta["config_hash"]) == ("tiny", "ae", "dense_ae", "abc123")
-    assert "torch" in meta["versions"] and "numpy" in meta["versions"]
-    df, z = read_latents(out)
-    assert len(df) == len(ds) and z.shape == (len(ds), 12) and z.dtype == np.float32
-    assert latent_columns(df) == [f"z{i}" for i in range(12)]  # z10 after z9
-    assert np.array_equal(df["sample_id"], ds.sample_id) and list(df["split"]) == list(ds.split)
-    assert list(df["label_name"]) == [ds.class_names[k] for k in ds.labels]
-    assert class_names_of(df) == ds.class_names
+    assert meta["latent_dim"] == 12 and "torch" in meta["versions"] and "numpy" in meta["versions"]
+    latents = read_latents(out)
+    ids = latents.ids
+    assert len(ids) == len(ds) and latents.z.shape == (len(ds), 12) and latents.z.dtype == np.float32
+    assert latent_columns(read_parquet(out)) == [f"z{i}" for i in range(12)]  # z10 after z9
+    assert np.array_equal(ids["sample_id"], ds.sample_id) and list(ids["split"]) == list(ds.split)
+    assert list(ids["label_name"]) == [ds.class_names[k] for k in ds.labels]
+    assert latents.class_names == ds.class_names
     before = out.read_bytes()
-    write_latents(root / "tiny.npz", root / "dense_ae.pt", out, model_name="ae", config_hash="abc123")
+    _extract(files, "dense_ae", tmp_path, ["latents", "reconstructions"], model_name="ae", config_hash="abc123")
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("arch", ["cnn_classifier", "mlp_classifier", "conv_vae"])
+@pytest.mark.parametrize("arch", ["cnn_classifier", "mlp_classifier"])
 def test_classifier_latents_are_the_features(files, tmp_path, arch):
-    root, ds = files
-    df = write_latents(root / "tiny.npz", root / f"{arch}.pt", tmp_path / "l.parquet", model_name="m",
-                       config_hash="h")
-    expected = {"cnn_classifier": 16, "mlp_classifier": 16, "conv_vae": 2}[arch]
-    assert len(latent_columns(df)) == expected
+    _, ds = files
+    z = read_latents(_extract(files, arch, tmp_path, ["latents", "predictions"], batch_size=7).latents).z
+    features = _computed(files, arch, "features").numpy()
+    assert z.shape == features.shape == (len(ds), 16)  # not the logits (3 classes)
+    np.testing.assert_allclose(z, features, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", AUTOENCODER_ARCHS)
+def test_autoencoder_latents_are_the_encoding(files, tmp_path, arch):
+    z = read_latents(_extract(files, arch, tmp_path, ["latents", "reconstructions"], batch_size=7).latents).z
+    np.testing.assert_allclose(z, _computed(files, arch, "encode").numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_hidden_parquet(files, tmp_path):
-    root, ds = files
-    out = tmp_path / "hidden.parquet"
-    df = write_hidden(root / "tiny.npz", root / "mlp_classifier.pt", out, model_name="mlp",
-                      config_hash="h", max_samples=40, batch_size=7)
+    _, ds = files
+    out = _extract(files, "mlp_classifier", tmp_path, ["latents", "predictions", "hidden"],
+                   hidden_max_samples=40, batch_size=7).hidden
     meta = read_parquet_metadata(out)
     assert meta["layers"] == [["fc1", 24], ["fc2", 16]]
+    df = read_parquet(out)
     assert list(df.columns) == ["sample_id", "split", "label", "label_name"] + \
         [f"fc1:{u}" for u in range(24)] + [f"fc2:{u}" for u in range(16)]
     assert len(df) == 40 and (df["split"].iloc[:30] == "test").all() and (df["split"].iloc[30:] == "train").all()
-    assert all(df[c].dtype == np.float32 for c in df.columns[4:]) and (df.iloc[:, 4:] >= 0).all().all()
-    cnn = write_hidden(root / "tiny.npz", root / "cnn_classifier.pt", tmp_path / "h2.parquet",
-                       model_name="cnn", config_hash="h", max_samples=500)
-    assert len(cnn) == len(ds)
-    assert read_parquet_metadata(tmp_path / "h2.parquet")["layers"] == [["conv1", 4], ["conv2", 8], ["features", 16]]
+    rows = np.r_[90:120, 0:10]  # the 30 test samples, then the first 10 of the train split
+    assert np.array_equal(df["sample_id"], ds.sample_id[rows])
+    assert all(df[c].dtype == np.float32 for c in df.columns[4:])
+    expected = torch.cat(list(_computed(files, "mlp_classifier", "hidden", rows).values()), dim=1)
+    np.testing.assert_allclose(df.iloc[:, 4:].to_numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    cnn = _extract(files, "cnn_classifier", tmp_path / "cnn", ["latents", "predictions", "hidden"],
+                   hidden_max_samples=500).hidden
+    assert len(read_parquet(cnn)) == len(ds)
+    assert read_parquet_metadata(cnn)["layers"] == [["conv1", 4], ["conv2", 8], ["features", 16]]
     with pytest.raises(ValueError, match="classifiers"):
-        write_hidden(root / "tiny.npz", root / "dense_ae.pt", tmp_path / "x.parquet", model_name="ae", config_hash="h")
+        compute_hidden(load_model(files[0] / "dense_ae.pt"), ds.images)
 
 
 def test_predictions_parquet(files, tmp_path):
-    root, ds = files
-    df = write_predictions(root / "tiny.npz", root / "cnn_classifier.pt", tmp_path / "p.parquet",
-                           model_name="cnn", config_hash="h")
+    _, ds = files
+    out = _extract(files, "cnn_classifier", tmp_path, ["latents", "predictions"]).predictions
+    df = read_parquet(out)
     assert list(df.columns[4:]) == ["pred", "p0", "p1", "p2"] and df["pred"].dtype == np.int64
     probs = df[["p0", "p1", "p2"]].to_numpy()
-    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    expected = torch.softmax(_computed(files, "cnn_classifier", "forward"), dim=1).numpy()
+    assert probs.dtype == np.float32 and np.allclose(probs, expected, atol=1e-6)
     assert np.array_equal(df["pred"], probs.argmax(axis=1))
-    assert read_parquet_metadata(tmp_path / "p.parquet")["class_names"] == ds.class_names
+    assert read_parquet_metadata(out)["class_names"] == ds.class_names
 
 
 def test_reconstructions_npz(files, tmp_path):
-    root, ds = files
-    write_reconstructions(root / "tiny.npz", root / "conv_ae.pt", tmp_path / "r.npz", per_class=2)
-    r = read_npz(tmp_path / "r.npz")
+    _, ds = files
+    out = _extract(files, "conv_ae", tmp_path, ["latents", "reconstructions"], reconstructions_per_class=2)
+    r = read_npz(out.reconstructions)
     assert r["original"].shape == r["reconstruction"].shape == (6, 1, 16, 16)
     assert list(r["label"]) == [0, 0, 1, 1, 2, 2] and list(r["class_names"]) == ds.class_names
-    test_ids = set(ds.sample_id[ds.split == "test"])
-    assert set(r["sample_id"]) <= test_ids
-    assert r["reconstruction"].min() >= 0 and r["reconstruction"].max() <= 1
+    rows = np.searchsorted(ds.sample_id, r["sample_id"])
+    assert (ds.split[rows] == "test").all() and np.array_equal(r["original"], ds.images[rows])
+    np.testing.assert_allclose(r["reconstruction"], _computed(files, "conv_ae", "forward", rows).numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
-def test_figures_draw(tmp_path):
-    rng = np.random.default_rng(0)
-    log = pd.DataFrame({"epoch": [1, 2, 3], "lr": [0.1, 0.1, 0.01], "train_loss": [1.0, 0.5, 0.4],
-                        "val_loss": [0.9, 0.6, 0.5], "train_accuracy": [0.5, 0.7, 0.8],
-                        "val_accuracy": [0.5, 0.6, 0.7], "seconds": [1, 1, 1]})
-    x = rng.random((6, 1, 8, 8)).astype(np.float32)
+TRAIN_LOG = pd.DataFrame({"epoch": [1, 2, 3], "lr": [0.1, 0.1, 0.01], "train_loss": [1.0, 0.5, 0.4],
+                          "val_loss": [0.9, 0.6, 0.5], "train_accuracy": [0.5, 0.7, 0.8],
+                          "val_accuracy": [0.5, 0.6, 0.7], "seconds": [1, 1, 1]})
+
+
+def test_training_curves_draw_each_column_and_the_lr_change():
+    fig = plot_training_curves(TRAIN_LOG, "m")
+    loss, accuracy = fig.axes
+    assert fig._suptitle.get_text() == "m" and accuracy.get_ylabel() == "accuracy"
+    assert [list(line.get_ydata()) for line in loss.lines[:2]] == [[1.0, 0.5, 0.4], [0.9, 0.6, 0.5]]
+    assert [list(line.get_ydata()) for line in accuracy.lines[:2]] == [[0.5, 0.7, 0.8], [0.5, 0.6, 0.7]]
+    assert list(loss.lines[2].get_xdata()) == [2.5, 2.5]  # the lr changes before epoch 3
+    assert [t.get_text() for t in loss.texts] == ["lr 0.01"]
+    autoencoder = plot_training_curves(TRAIN_LOG.drop(columns=["train_accuracy", "val_accuracy"]))
+    assert len(autoencoder.axes) == 1 and autoencoder._suptitle is None
+
+
+def test_reconstructions_draw_originals_reconstructions_and_errors():
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2])
-    figures = {
-        "curves": plot_training_curves(log, "m"),
-        "curves_ae": plot_training_curves(log.drop(columns=["train_accuracy", "val_accuracy"])),
-        "recon": plot_reconstructions(x, x * 0.5, labels, ["a", "b", "c"]),
-        "confusion": plot_confusion_matrix(labels, np.array([0, 1, 1, 1, 2, 0]), ["a", "b", "c"]),
-        "scatter": plot_latent_scatter(rng.normal(size=(6, 2)), labels, ["a", "b", "c"]),
-        "tiles": plot_weight_tiles(rng.normal(size=(10, 1, 8, 8))),
-    }
-    for name, fig in figures.items():
-        save_figure(fig, tmp_path / f"{name}.png")
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    fig = plot_reconstructions(x, x * 0.5, labels, ["a", "b", "c"])
+    grid = np.array(fig.axes[:18]).reshape(3, 6)
+    order = [0, 2, 4, 1, 3, 5]  # one of each class in turn
+    for j, i in enumerate(order):
+        assert np.array_equal(grid[0, j].images[0].get_array(), x[i, 0])
+        assert np.array_equal(grid[1, j].images[0].get_array(), x[i, 0] * 0.5)
+        assert np.allclose(grid[2, j].images[0].get_array(), np.abs(x[i, 0] * 0.5))
+    assert [ax.get_title() for ax in grid[0]] == ["a", "b", "c", "a", "b", "c"]
+    assert len(fig.axes) == 19  # and the error colour bar
+
+
+def test_confusion_matrix_draws_row_shares():
+    fig = plot_confusion_matrix(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0]), ["a", "b", "c"])
+    ax = fig.axes[0]
+    assert np.allclose(ax.images[0].get_array(), [[50, 50, 0], [0, 100, 0], [50, 0, 50]])
+    assert ax.get_title() == "accuracy 66.67% (n = 6)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+
+
+def test_latent_scatter_draws_every_point_by_class():
+    z = np.random.default_rng(0).normal(size=(6, 2))
+    fig = plot_latent_scatter(z, np.array([0, 0, 1, 1, 2, 2]), ["a", "b", "c"])
+    ax = fig.axes[0]
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert sorted(map(tuple, drawn)) == sorted(map(tuple, z))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="2-D"):
+        plot_latent_scatter(np.zeros((6, 3)), np.zeros(6, int), ["a"])
+
+
+def test_weight_tiles_draw_one_tile_per_unit():
+    w = np.random.default_rng(0).normal(size=(10, 3, 8, 8))
+    fig = plot_weight_tiles(w, max_units=9)
+    tiles = [ax for ax in fig.axes if ax.images]
+    assert len(tiles) == 9 and [ax.get_title() for ax in tiles] == [str(u) for u in range(9)]
+    assert all(np.allclose(ax.images[0].get_array(), w[u].mean(axis=0)) for u, ax in enumerate(tiles))
 
 
 def test_confusion_matrix_and_column_order():
@@ -141,7 +216,7 @@ def test_workflow_writes_the_model_files(e2e_run, root):
     """The test config's run: every model's files and figures, with sensible contents."""
     import yaml
 
-    from latent_atlas.archs import arch_kind, is_dense, latent_size
+    from latent_atlas.models.archs import arch_kind, is_dense, latent_size
     from latent_atlas.io import read_json
 
     config = yaml.safe_load((root / "config" / "test.yaml").read_text())
@@ -150,7 +225,7 @@ def test_workflow_writes_the_model_files(e2e_run, root):
         figs = e2e_run / "results" / "figures" / spec["dataset"] / name
         metrics = read_json(d / "metrics.json")
         assert np.isfinite(metrics["test_loss"]) and metrics["epochs"] == spec["train"]["epochs"]
-        df, z = read_latents(d / "latents.parquet")
+        z = read_latents(d / "latents.parquet").z
         assert z.shape[1] == latent_size(spec["arch"], spec["params"]) and np.isfinite(z).all()
         assert read_parquet_metadata(d / "latents.parquet")["model"] == name
         assert (figs / "model_training_curves.png").exists()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_atlas.archs import ARCH_DEFAULTS, latent_size, resolve_params
-from latent_atlas.models import build_model, first_layer_weights, load_model, save_model
+from latent_atlas.schema import schema_node
+from latent_atlas.models.archs import ARCH_DEFAULTS, extract_settings, latent_size, resolve_params
+from latent_atlas.models.networks import build_model, first_layer_weights, load_model, save_model
 from model_helpers import TINY_PARAMS
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 96, 96), (1, 16, 16)]
@@ -113,6 +114,13 @@ def test_save_load_round_trip(tmp_path, arch):
         assert torch.equal(loaded(x), model(x))
 
 
+def test_every_configurable_arch_has_its_defaults_in_the_schema():
+    assert sorted(schema_node("#/$defs/model/properties/arch")["enum"]) == ARCHS
+    assert resolve_params("dense_ae", {"latent_dim": 3}) == {"hidden": [], "latent_dim": 3,
+                                                             "latent_activation": "linear"}
+    assert list(resolve_params("conv_ae", {})) == ["channels", "latent_dim", "kernel_size"]  # model.pt's order
+
+
 def test_param_errors_name_the_key():
     with pytest.raises(ValueError, match="unknown params.*'hiden'"):
         resolve_params("dense_ae", {"hiden": [3]})
@@ -122,3 +130,5 @@ def test_param_errors_name_the_key():
         build_model("resnet", (1, 28, 28), 10, {})
     with pytest.raises(ValueError, match="1 or 3 channels"):
         build_model("conv_ae", (2, 28, 28), 10, {})
+    with pytest.raises(ValueError, match="extract: unknown keys.*'hidden'"):
+        extract_settings({"extract": {"hidden": False}})

@@ -13,10 +13,21 @@ def cloud():
     return np.concatenate([c + rng.normal(size=(80, 8)) for c in centres])
 
 
-def test_pca_variance_sums_to_one(cloud):
-    pca = pca_fit(cloud)
-    assert pca.n_components_ == 8
-    assert np.isclose(pca.explained_variance_ratio_.sum(), 1.0)
+def test_pca_fit_caps_components_and_checks_its_input(cloud):
+    assert pca_fit(cloud).n_components_ == 8  # None keeps every component
+    assert pca_fit(cloud, n_components=3).n_components_ == 3
+    assert pca_fit(cloud, n_components=99).n_components_ == 8  # capped at min(n_samples, n_features)
+    assert pca_fit(cloud[:5], n_components=None).n_components_ == 5
+    with pytest.raises(ValueError, match="n_components must be >= 1"):
+        pca_fit(cloud, n_components=0)
+    with pytest.raises(ValueError, match="shape \\(n_samples, n_features\\)"):
+        pca_fit(cloud[0])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        pca_fit(cloud[:1])
+    bad = cloud.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        pca_fit(bad)
 
 
 # UMAP once only: numba compiles its kernels in every new process (~30 s).

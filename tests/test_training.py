@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_atlas.data import save_dataset
+from latent_atlas.data.store import save_dataset
 from latent_atlas.io import read_json
-from latent_atlas.models import build_model, load_model
-from latent_atlas.runtime import set_determinism
-from latent_atlas.training import (CHECKPOINT_NAME, TrainingDiverged, evaluate, lr_at,
-                                   split_train_validation, train_and_save, train_model)
+from latent_atlas.models.checkpoint import CHECKPOINT_NAME
+from latent_atlas.models.jobs import train
+from latent_atlas.models.networks import build_model, load_model
+from latent_atlas.models.training import (TrainingDiverged, evaluate, lr_at, split_train_validation,
+                                          train_model, train_settings)
+from latent_atlas.runtime import Files, Job, set_determinism
 from model_helpers import TINY_PARAMS, tiny_dataset
 
 ARCHS = sorted(TINY_PARAMS)
@@ -141,17 +143,28 @@ def test_unknown_train_key_is_an_error(ds):
         _train(ds, "dense_ae", {"epoch": 3})
 
 
+def test_settings_take_the_schema_defaults():
+    settings = train_settings({"epochs": 3})
+    assert settings["epochs"] == 3 and settings["batch_size"] == 256 and settings["lr"] == 0.001
+    assert settings["lr_schedule"] == [] and "max_train_samples" not in settings  # absent: every sample
+
+
 @pytest.mark.parametrize("arch", ["conv_vae", "cnn_classifier"])
-def test_train_and_save_writes_the_rule_outputs(tmp_path, ds, arch):
+def test_the_train_job_writes_the_rule_outputs(tmp_path, ds, arch):
     data = tmp_path / "tiny.npz"
     save_dataset(ds, data)
     out = {k: tmp_path / k for k in ("model.pt", "metrics.json", "train_log.tsv")}
     ckpt = tmp_path / "checkpoints"
     spec = {"arch": arch, "params": TINY_PARAMS[arch], "train": {"epochs": 2, "batch_size": 32}}
-    train_and_save(data, spec, model_path=out["model.pt"], metrics_path=out["metrics.json"],
-                   log_path=out["train_log.tsv"], checkpoint_dir=ckpt, name="m", progress=False)
+    train(Job(input=Files([str(data)]),
+              output=Files(model=out["model.pt"], metrics=out["metrics.json"], train_log=out["train_log.tsv"]),
+              params=Files(spec=spec, checkpoint_dir=ckpt), wildcards=Files(model="m"), config={"seed": 0}))
     model = load_model(out["model.pt"])
     assert model.arch == arch and model.class_names == ds.class_names
+    torch.manual_seed(0)  # the job's run: seed 0, then build and train with the spec
+    expected = train_model(build_model(arch, ds.input_shape, ds.n_classes, TINY_PARAMS[arch]), ds.images,
+                           ds.labels, ds.split, spec["train"], seed=0, progress=False)
+    assert _same_weights(model, expected.model)
     metrics = read_json(out["metrics.json"])
     assert metrics["epochs"] == 2 and metrics["device"] in ("cpu", "cuda") and metrics["n_params"] > 0
     expected = {"test_accuracy"} if arch == "cnn_classifier" else {"test_mse", "test_bce", "test_kl"}

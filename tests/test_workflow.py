@@ -10,7 +10,7 @@ import yaml
 
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from latent_atlas.config import ConfigError, check_config, schema_errors
-from latent_atlas.figures import read_manifest
+from latent_atlas.figures.manifest import read_manifest
 from latent_atlas.io import sha256_file
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

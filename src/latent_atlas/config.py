@@ -11,8 +11,11 @@ from typing import Any, Mapping
 
 import yaml
 
-AUTOENCODERS = {"dense_ae", "conv_ae", "dense_vae", "conv_vae"}
-CLASSIFIERS = {"cnn_classifier", "mlp_classifier"}
+from latent_atlas.models.archs import ARCH_DEFAULTS, AUTOENCODER_ARCHS, arch_kind
+from latent_atlas.schema import ConfigError
+
+AUTOENCODERS = set(AUTOENCODER_ARCHS)
+CLASSIFIERS = set(ARCH_DEFAULTS) - AUTOENCODERS
 
 # Which model kinds each analysis section accepts in its `models:` list.
 SECTION_KINDS = {
@@ -21,10 +24,6 @@ SECTION_KINDS = {
     "importance": AUTOENCODERS | CLASSIFIERS,
     "featureviz": CLASSIFIERS,
 }
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key path and what was expected."""
 
 
 def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[str]:
@@ -42,7 +41,8 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[st
 
 
 def model_kind(arch: str) -> str:
-    return "autoencoder" if arch in AUTOENCODERS else "classifier"
+    """'autoencoder' or 'classifier' (the arch registry's answer, for the rule files)."""
+    return arch_kind(arch)
 
 
 def check_config(config: Mapping[str, Any]) -> None:

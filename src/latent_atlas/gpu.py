@@ -32,19 +32,17 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from latent_atlas.schema import defaults
+
 log = logging.getLogger("latent_atlas")
 
 POOL_ENV = "LATENT_ATLAS_GPU_POOL"
 JOBS_PER_GPU_ENV = "LATENT_ATLAS_JOBS_PER_GPU"
 LOCK_DIR_ENV = "LATENT_ATLAS_GPU_LOCK_DIR"
 
-DEFAULTS = {
-    "pool": "all",
-    "jobs_per_gpu": 1,
-    "lock_dir": ".snakemake/gpu-slots",
-    "wait_timeout": 3600,
-    "poll_seconds": 1.0,
-}
+# The `gpu:` section's defaults, from the config schema (the only place they are written).
+DEFAULTS = defaults("#/properties/gpu")
+POLL_SECONDS = 1.0  # how often a waiting job looks for a free slot
 
 
 class GPUSlotTimeout(TimeoutError):
@@ -67,10 +65,19 @@ def visible_device_count() -> int:
     code = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120, env=env, check=True).stdout
-        return int(out.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env=env)
+    except (subprocess.SubprocessError, OSError) as err:
+        log.warning("GPU probe failed (%s): counting 0 devices, so GPU slots are off", err)
+        return 0
+    try:
+        if proc.returncode != 0:
+            raise ValueError(f"exit status {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        return int(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as err:
+        reason = err if isinstance(err, ValueError) and proc.returncode else f"unreadable output {proc.stdout!r}"
+        log.warning("GPU probe failed (%s): counting 0 devices, so GPU slots are off; "
+                    "set LATENT_ATLAS_GPU_POOL to name the devices", reason)
         return 0
 
 
@@ -167,7 +174,7 @@ def _try_slots(slots: Sequence[tuple[str, int]], lock_dir: Path) -> tuple[int, s
 def gpu_slot(ids: Sequence[str], *, jobs_per_gpu: int = 1,
              lock_dir: str | os.PathLike = DEFAULTS["lock_dir"],
              wait_timeout: float = DEFAULTS["wait_timeout"],
-             poll_seconds: float = DEFAULTS["poll_seconds"],
+             poll_seconds: float = POLL_SECONDS,
              label: str = "job") -> Iterator[str | None]:
     """Hold one free slot of `ids` while the block runs, with `CUDA_VISIBLE_DEVICES` set to it.
 
@@ -268,7 +275,7 @@ def job_gpu_slot(gpus: int, section: Mapping | None = None, label: str = "job",
         yield None
         return
     with gpu_slot(ids, jobs_per_gpu=int(cfg["jobs_per_gpu"]), lock_dir=cfg["lock_dir"],
-                  wait_timeout=float(cfg["wait_timeout"]), poll_seconds=float(cfg["poll_seconds"]),
+                  wait_timeout=float(cfg["wait_timeout"]), poll_seconds=float(cfg.get("poll_seconds", POLL_SECONDS)),
                   label=label) as device:
         log.info("%s: %s", label, _describe_cuda(device))
         yield device

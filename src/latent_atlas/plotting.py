@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from latent_atlas.io import atomic_path  # noqa: E402
 
 STYLE = Path(__file__).with_name("latent_atlas.mplstyle")
 
@@ -78,3 +78,17 @@ def scatter_by_class(ax, xy: np.ndarray, labels: np.ndarray, class_names: list[s
                        rasterized=len(xy) > 5000)
     if legend:
         ax.legend(markerscale=max(1.0, 6.0 / np.sqrt(s)), loc="best", fontsize=7)
+
+
+def display_image(x: np.ndarray, clip: bool = False) -> np.ndarray:
+    """One (C, H, W) image as imshow takes it: (H, W) for one channel, (H, W, 3) for colour.
+
+    `clip` clips colour images to [0, 1] (imshow clips them anyway, with a warning; one-channel
+    images are left alone: their colour map has its own vmin/vmax).
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"display_image takes one image of shape (C, H, W), got {x.shape}")
+    if x.shape[0] == 1:
+        return x[0]
+    return np.transpose(np.clip(x, 0, 1) if clip else x, (1, 2, 0))

@@ -1,15 +1,23 @@
-"""What every job does first: log to its Snakemake log file, fix threads and seeds.
+"""How a rule's job runs: log to its Snakemake log file, fix threads and seeds, take a GPU slot,
+then call the job function named after the rule.
 
-`workflow/scripts/*.py` call `start_job(snakemake)` and then one library function.
+Every rule's `script:` is `workflow/scripts/run_job.py`, which calls `run_job(snakemake)`. The job
+function of rule `r` is the function `r` in one stage's `latent_atlas/<stage>/jobs.py` (found
+without importing the other stages, so a job imports only what its own stage needs); it takes a
+`Job`, whose fields are Snakemake's `input`, `output`, `params`, `wildcards`, `config`, `threads`.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import logging
 import os
 import random
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -95,3 +103,79 @@ def run_script(smk, main) -> None:
     except Exception:
         log.exception("rule %s failed", smk.rule)
         raise
+
+
+class Files(list):
+    """Named files of a job, like Snakemake's `input`/`output`/`params`: `files.name`,
+    `files["name"]`, `files[0]`, `files.keys()` (for jobs called from tests without Snakemake)."""
+
+    def __init__(self, items: Mapping[str, Any] | list | None = None, **named: Any):
+        named = {**(items if isinstance(items, Mapping) else {}), **named}
+        super().__init__(items if isinstance(items, list) else named.values())
+        self._names = dict(named)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_names"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key):
+        return self._names[key] if isinstance(key, str) else super().__getitem__(key)
+
+    def keys(self):
+        return self._names.keys()
+
+    def items(self):
+        return self._names.items()
+
+    def get(self, key, default=None):
+        return self._names.get(key, default)
+
+
+@dataclass
+class Job:
+    """What a job function gets: a rule job's files, settings and wildcards."""
+
+    input: Any = field(default_factory=Files)
+    output: Any = field(default_factory=Files)
+    params: Any = field(default_factory=Files)
+    wildcards: Any = field(default_factory=Files)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    rule: str = ""
+
+    @classmethod
+    def from_snakemake(cls, smk) -> "Job":
+        return cls(input=smk.input, output=smk.output, params=smk.params, wildcards=smk.wildcards,
+                   config=smk.config, threads=int(smk.threads), rule=smk.rule)
+
+
+def _defined_names(path: Path) -> set[str]:
+    """Top-level function and variable names of a module, read without importing it."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def job_module(rule: str) -> str:
+    """The module defining the job function of `rule`: `latent_atlas.<stage>.jobs` (exactly one)."""
+    package = Path(__file__).parent
+    found = sorted(p.parent.name for p in package.glob("*/jobs.py") if rule in _defined_names(p))
+    if len(found) != 1:
+        where = f"in several stages: {', '.join(found)}" if found else "in no latent_atlas/<stage>/jobs.py"
+        raise LookupError(f"rule {rule!r}: its job function is defined {where}")
+    return f"latent_atlas.{found[0]}.jobs"
+
+
+def job_function(rule: str) -> Callable[[Job], None]:
+    return getattr(importlib.import_module(job_module(rule)), rule)
+
+
+def run_job(smk) -> None:
+    """Run rule `smk.rule`'s job function with the job's settings (the body of run_job.py)."""
+    run_script(smk, lambda: job_function(smk.rule)(Job.from_snakemake(smk)))

@@ -62,6 +62,12 @@ def figure_output(stem, caption, category, subcategory=None):
     )
 
 
+def outputs(rule, **wildcards):
+    """Every output file of `rule` (`rules.<name>`) for these wildcard values: stages derive their
+    targets from their rules' outputs instead of restating file lists."""
+    return [path for pattern in rule.output for path in expand(pattern, **wildcards)]
+
+
 # Each stage registers a function returning its final files (tables and figures);
 # `rule all` asks for all of them, the figure manifest for those under results/figures/.
 _TARGET_FUNCTIONS = []

@@ -13,24 +13,26 @@ rule prepare_data:
         "results/benchmarks/prepare_data/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     params:
         spec=dataset_spec,
     script:
-        "../scripts/prepare_data.py"
+        "../scripts/run_job.py"
 
 
 rule plot_dataset_examples:
     input:
-        "results/data/{dataset}.npz",
+        rules.prepare_data.output,
     output:
-        report(
-            fig("results/figures/data/{dataset}_examples"),
-            caption="../report/dataset_examples.rst",
-            category="Data",
+        figure_output(
+            "results/figures/data/{dataset}_examples", "dataset_examples", "Data"
         ),
     log:
         "results/logs/plot_dataset_examples/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_dataset_examples/{dataset}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     script:
-        "../scripts/plot_dataset_examples.py"
+        "../scripts/run_job.py"

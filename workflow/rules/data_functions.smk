@@ -7,10 +7,6 @@ def dataset_spec(wildcards):
 
 @register_targets
 def data_targets():
-    return [
-        path
-        for dataset in sorted(
-            {m["dataset"] for m in MODELS.values()} or config["datasets"]
-        )
-        for path in figure_paths(f"results/figures/data/{dataset}_examples")
-    ]
+    """The example grid of every dataset a model uses (of every dataset when there are no models)."""
+    datasets = sorted({m["dataset"] for m in MODELS.values()} or config["datasets"])
+    return outputs(rules.plot_dataset_examples, dataset=datasets)

@@ -27,7 +27,7 @@ rule explain_maps:
     params:
         settings=EXPLAIN,
     script:
-        "../scripts/explain_maps.py"
+        "../scripts/run_job.py"
 
 
 rule explain_quality:
@@ -42,10 +42,11 @@ rule explain_quality:
         "results/benchmarks/explain_quality/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
     params:
         settings=EXPLAIN,
     script:
-        "../scripts/explain_quality.py"
+        "../scripts/run_job.py"
 
 
 rule explain_features:
@@ -59,12 +60,15 @@ rule explain_features:
         profiles="results/{dataset}/{model}/explain/cluster_profiles.parquet",
     log:
         "results/logs/explain_features/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/explain_features/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
     params:
         settings=EXPLAIN,
     script:
-        "../scripts/explain_features.py"
+        "../scripts/run_job.py"
 
 
 rule explain_ridge:
@@ -81,10 +85,11 @@ rule explain_ridge:
         "results/benchmarks/explain_ridge/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
     params:
         settings=EXPLAIN,
     script:
-        "../scripts/explain_ridge.py"
+        "../scripts/run_job.py"
 
 
 rule explain_samples:
@@ -97,10 +102,15 @@ rule explain_samples:
         "results/{dataset}/{model}/explain/samples.npz",
     log:
         "results/logs/explain_samples/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/explain_samples/{dataset}/{model}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
+    resources:
+        gpu=1,
     script:
-        "../scripts/explain_samples.py"
+        "../scripts/run_job.py"
 
 
 # Every explain figure of a model in one job: drawing is quick, starting a process is not.
@@ -124,8 +134,11 @@ rule plot_explain:
         **{what: explain_figure(what) for what in EXPLAIN_FIGURES},
     log:
         "results/logs/plot_explain/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_explain/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         title="{model} on {dataset}",
         ridge_top=EXPLAIN["ridge"]["top"],
@@ -134,4 +147,4 @@ rule plot_explain:
         contributors_top=EXPLAIN["pca"]["top_contributors"],
         max_maps=EXPLAIN["samples"]["max_maps"],
     script:
-        "../scripts/plot_explain.py"
+        "../scripts/run_job.py"

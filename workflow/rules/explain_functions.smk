@@ -18,12 +18,18 @@ def explain_figure(what):
 
 @register_targets
 def explain_targets():
-    out = []
-    for model in models_of("explain"):
-        d = model_dir(model)
-        figures = d.replace("results/", "results/figures/", 1)
-        out.append(f"{d}/explain/quality.parquet")
-        out.append(f"{d}/explain/ridge_scores.parquet")
-        for what in EXPLAIN_FIGURES:
-            out += figure_paths(f"{figures}/explain_{what}")
-    return out
+    """Every output of the stage's rules, for each model of `explain.models`."""
+    stage = [
+        rules.explain_maps,
+        rules.explain_quality,
+        rules.explain_features,
+        rules.explain_ridge,
+        rules.explain_samples,
+        rules.plot_explain,
+    ]
+    return [
+        path
+        for model in models_of("explain")
+        for rule in stage
+        for path in outputs(rule, dataset=MODELS[model]["dataset"], model=model)
+    ]

@@ -19,13 +19,14 @@ rule featureviz_unregularised:
         "results/benchmarks/featureviz_unregularised/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["unregularised"],
     script:
-        "../scripts/featureviz_unregularised.py"
+        "../scripts/run_job.py"
 
 
 rule featureviz_adversarial:
@@ -42,13 +43,14 @@ rule featureviz_adversarial:
         "results/benchmarks/featureviz_adversarial/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["adversarial"],
     script:
-        "../scripts/featureviz_adversarial.py"
+        "../scripts/run_job.py"
 
 
 rule featureviz_tv_sweep:
@@ -64,13 +66,14 @@ rule featureviz_tv_sweep:
         "results/benchmarks/featureviz_tv_sweep/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["tv_sweep"],
     script:
-        "../scripts/featureviz_tv_sweep.py"
+        "../scripts/run_job.py"
 
 
 rule featureviz_tv_l1_grid:
@@ -85,13 +88,14 @@ rule featureviz_tv_l1_grid:
         "results/benchmarks/featureviz_tv_l1_grid/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["tv_l1_grid"],
     script:
-        "../scripts/featureviz_tv_l1_grid.py"
+        "../scripts/run_job.py"
 
 
 rule featureviz_gallery:
@@ -109,13 +113,14 @@ rule featureviz_gallery:
         layer="[0-9]+",
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["gallery"],
     script:
-        "../scripts/featureviz_gallery.py"
+        "../scripts/run_job.py"
 
 
 rule featureviz_census:
@@ -133,13 +138,14 @@ rule featureviz_census:
         "results/benchmarks/featureviz_census/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         optimiser=FV_OPTIMISER,
         settings=FV["census"],
     script:
-        "../scripts/featureviz_census.py"
+        "../scripts/run_job.py"
 
 
 # Every featureviz figure of a model in one job: drawing is quick, starting a process is not.
@@ -159,9 +165,12 @@ rule plot_featureviz:
         coactivation=featureviz_figure("coactivation", "coactivation"),
     log:
         "results/logs/plot_featureviz/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_featureviz/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         show=FV["adversarial"]["show"],
     script:
-        "../scripts/plot_featureviz.py"
+        "../scripts/run_job.py"

@@ -15,17 +15,6 @@ FV_DIR = "results/{dataset}/{model}/featureviz"
 FV_FIG = "results/figures/{dataset}/{model}/featureviz"
 
 
-def featureviz_figure_stems():
-    """What each featureviz model draws: figure stems under results/figures/{dataset}/{model}/."""
-    stems = ["unregularised", "adversarial", "adversarial_success", "tv_sweep"]
-    stems.append("tv_l1_grid_output")
-    if FV["tv_l1_grid"]["hidden_layer"] is not None:
-        stems.append("tv_l1_grid_hidden")
-    stems += [f"gallery_layer{layer}" for layer in FV["gallery"]["layers"]]
-    stems += ["dead_neurons", "coactivation"]
-    return stems
-
-
 def featureviz_figure(stem, caption):
     """A figure output of rule plot_featureviz, in every format, with its report caption."""
     return figure_output(
@@ -44,28 +33,47 @@ def featureviz_optional_figures(figure):
 
 
 def featureviz_plot_inputs(wildcards):
-    """Every table (and image array) rule plot_featureviz draws, by name."""
-    d = FV_DIR.format(dataset=wildcards.dataset, model=wildcards.model)
+    """Every table (and image array) plot_featureviz draws, by name: outputs of the stage's
+    compute rules for this model."""
+
+    def path(job_rule, name, **extra):
+        pattern = getattr(job_rule.output, name)
+        return expand(
+            pattern, dataset=wildcards.dataset, model=wildcards.model, **extra
+        )[0]
+
     out = {}
     for name in ("unregularised", "adversarial", "tv_sweep", "tv_l1_grid"):
-        out[f"{name}_table"] = f"{d}/{name}.parquet"
-        out[f"{name}_images"] = f"{d}/{name}.npz"
-    out["adversarial_success"] = f"{d}/adversarial_success.parquet"
+        job_rule = getattr(rules, f"featureviz_{name}")
+        out[f"{name}_table"] = path(job_rule, "table")
+        out[f"{name}_images"] = path(job_rule, "images")
+    out["adversarial_success"] = path(rules.featureviz_adversarial, "success")
     for layer in FV["gallery"]["layers"]:
-        out[f"gallery_layer{layer}_table"] = f"{d}/gallery_layer{layer}.parquet"
-        out[f"gallery_layer{layer}_images"] = f"{d}/gallery_layer{layer}.npz"
+        for kind in ("table", "images"):
+            out[f"gallery_layer{layer}_{kind}"] = path(
+                rules.featureviz_gallery, kind, layer=layer
+            )
     for name in ("dead_summary", "coactivation_clusters", "coactivation_matrix"):
-        out[name] = f"{d}/{name}.parquet"
+        out[name] = path(rules.featureviz_census, name)
     return out
 
 
 @register_targets
 def featureviz_targets():
+    """Every featureviz table and figure of each classifier, from the outputs of the stage's rules."""
     out = []
     for model in models_of("featureviz", kinds={"classifier"}):
-        dataset = MODELS[model]["dataset"]
-        d = f"results/{dataset}/{model}/featureviz"
-        out += [f"{d}/adversarial_success.parquet", f"{d}/dead_summary.parquet"]
-        for stem in featureviz_figure_stems():
-            out += figure_paths(f"results/figures/{dataset}/{model}/featureviz_{stem}")
+        wildcards = {"dataset": MODELS[model]["dataset"], "model": model}
+        for job_rule in (
+            rules.featureviz_unregularised,
+            rules.featureviz_adversarial,
+            rules.featureviz_tv_sweep,
+            rules.featureviz_tv_l1_grid,
+            rules.featureviz_census,
+            rules.plot_featureviz,
+        ):
+            out += outputs(job_rule, **wildcards)
+        out += outputs(
+            rules.featureviz_gallery, layer=FV["gallery"]["layers"], **wildcards
+        )
     return out

@@ -1,4 +1,4 @@
-# Stage: figures (rules are added by its issue).
+# Stage: figures. The manifest of every figure the stages registered (file, sha256, rule, config hash).
 
 
 rule figure_manifest:
@@ -8,10 +8,13 @@ rule figure_manifest:
         "results/figures/MANIFEST.tsv",
     log:
         "results/logs/figure_manifest.log",
+    benchmark:
+        "results/benchmarks/figure_manifest.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         rules=figure_rules,
         config_hash=CONFIG_HASH,
     script:
-        "../scripts/figure_manifest.py"
+        "../scripts/run_job.py"

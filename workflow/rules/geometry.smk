@@ -22,11 +22,12 @@ rule geometry_tables:
         "results/benchmarks/geometry_tables/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
     params:
         names=GEOMETRY_TABLES,
         geometry=GEOMETRY,
     script:
-        "../scripts/geometry_tables.py"
+        "../scripts/run_job.py"
 
 
 rule geometry_tsne:
@@ -47,7 +48,7 @@ rule geometry_tsne:
     params:
         settings=GEOMETRY["projections"]["tsne"],
     script:
-        "../scripts/geometry_projection.py"
+        "../scripts/run_job.py"
 
 
 rule geometry_umap:
@@ -65,11 +66,12 @@ rule geometry_umap:
     priority: 10  # a long job heading a chain of jobs: start it early
     conda:
         "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
     params:
         settings=GEOMETRY["projections"]["umap"],
         grid=geometry_grid("umap"),
     script:
-        "../scripts/geometry_projection.py"
+        "../scripts/run_job.py"
 
 
 rule geometry_random_points:
@@ -88,11 +90,14 @@ rule geometry_random_points:
     wildcard_constraints:
         model=model_regex(geometry_autoencoders()),
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
+    resources:
+        gpu=1,
     params:
         settings=GEOMETRY["random_points"],
     script:
-        "../scripts/geometry_random_points.py"
+        "../scripts/run_job.py"
 
 
 # The figures of a model's geometry tables and projections in one job: drawing is quick,
@@ -112,12 +117,15 @@ rule plot_geometry:
         neighbours=geometry_figure("neighbours"),
     log:
         "results/logs/plot_geometry/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_geometry/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         axes=GEOMETRY["axes"],
     script:
-        "../scripts/plot_geometry.py"
+        "../scripts/run_job.py"
 
 
 rule plot_geometry_random_points:
@@ -125,17 +133,16 @@ rule plot_geometry_random_points:
         images="results/{dataset}/{model}/geometry/random_points.npz",
         scores="results/{dataset}/{model}/geometry/random_points.parquet",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/geometry_random_points"),
-            caption="../report/geometry_random_points.rst",
-            category="Latent geometry",
-        ),
+        figure=geometry_figure("random_points"),
     log:
         "results/logs/plot_geometry_random_points/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_geometry_random_points/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     script:
-        "../scripts/plot_geometry_random_points.py"
+        "../scripts/run_job.py"
 
 
 rule geometry_compare:
@@ -143,14 +150,17 @@ rule geometry_compare:
         unpack(geometry_compare_inputs),
     output:
         table="results/{dataset}/geometry_compare.parquet",
-        figure=report(
-            fig("results/figures/{dataset}/geometry_compare"),
-            caption="../report/geometry_compare.rst",
-            category="Latent geometry",
+        figure=figure_output(
+            "results/figures/{dataset}/geometry_compare",
+            "geometry_compare",
+            "Latent geometry",
         ),
     log:
         "results/logs/geometry_compare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/geometry_compare/{dataset}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     script:
-        "../scripts/plot_geometry_compare.py"
+        "../scripts/run_job.py"

@@ -42,11 +42,27 @@ def geometry_grid(method):
     return [(space, n) for n in sizes for space in geometry_spaces()]
 
 
-def projection_files(method, d):
+def geometry_maps(method, dataset, model):
+    """The map tables of `method` of one model, in `geometry_grid(method)` order."""
+    if method == "umap":
+        return outputs(rules.geometry_umap, dataset=dataset, model=model)
     return [
-        f"{d}/geometry/{method}_{space}_n{n}.parquet"
+        path
         for space, n in geometry_grid(method)
+        for path in outputs(
+            rules.geometry_tsne, dataset=dataset, model=model, space=space, n=n
+        )
     ]
+
+
+def geometry_table_files(dataset, model):
+    """{table name: path} of the geometry tables of one model."""
+    return dict(
+        zip(
+            GEOMETRY_TABLES,
+            outputs(rules.geometry_tables, dataset=dataset, model=model),
+        )
+    )
 
 
 def geometry_methods():
@@ -65,10 +81,10 @@ def geometry_figure(what, caption=None):
 
 def geometry_plot_inputs(wildcards):
     """What plot_geometry draws from: the geometry tables and every projection map."""
-    d = f"results/{wildcards.dataset}/{wildcards.model}"
-    out = {t: f"{d}/geometry/{t}.parquet" for t in GEOMETRY_TABLES}
+    out = geometry_table_files(wildcards.dataset, wildcards.model)
     for method in geometry_methods():
-        for i, path in enumerate(projection_files(method, d)):
+        maps = geometry_maps(method, wildcards.dataset, wildcards.model)
+        for i, path in enumerate(maps):
             out[f"{method}_{i}"] = path
     return out
 
@@ -91,33 +107,30 @@ def geometry_compare_inputs(wildcards):
     """The tables of every geometry model on this dataset."""
     names = [m for m in geometry_models() if MODELS[m]["dataset"] == wildcards.dataset]
     return {
-        f"{m}:{t}": f"{model_dir(m)}/geometry/{t}.parquet"
+        f"{m}:{t}": path
         for m in names
-        for t in GEOMETRY_TABLES
+        for t, path in geometry_table_files(wildcards.dataset, m).items()
     }
 
 
 def model_regex(names):
+    """A wildcard constraint matching exactly `names` (none: a pattern that matches nothing)."""
     return "|".join(names) if names else "(?!x)x"
 
 
 @register_targets
 def geometry_targets():
+    """Every geometry table, map and figure, from the outputs of the stage's rules."""
     out = []
     for m in geometry_models():
-        d = model_dir(m)
-        fd = d.replace("results/", "results/figures/", 1)
-        out += [f"{d}/geometry/{t}.parquet" for t in GEOMETRY_TABLES]
-        whats = ["axes", "radius", "pca", "planes", "neighbours"]
+        dataset = MODELS[m]["dataset"]
+        out += outputs(rules.geometry_tables, dataset=dataset, model=m)
         for method in geometry_methods():
-            out += projection_files(method, d)
-            whats.append(method)
+            out += geometry_maps(method, dataset, m)
+        out += outputs(rules.plot_geometry, dataset=dataset, model=m)
         if m in geometry_autoencoders():
-            out.append(f"{d}/geometry/random_points.parquet")
-            whats.append("random_points")
-        for what in whats:
-            out += figure_paths(f"{fd}/geometry_{what}")
+            out += outputs(rules.geometry_random_points, dataset=dataset, model=m)
+            out += outputs(rules.plot_geometry_random_points, dataset=dataset, model=m)
     for dataset in sorted({MODELS[m]["dataset"] for m in geometry_models()}):
-        out.append(f"results/{dataset}/geometry_compare.parquet")
-        out += figure_paths(f"results/figures/{dataset}/geometry_compare")
+        out += outputs(rules.geometry_compare, dataset=dataset)
     return out

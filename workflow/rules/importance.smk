@@ -2,6 +2,7 @@
 # a plan (image shape -> number of pixel blocks, a checkpoint), one GPU-capable job per block of
 # pixels writing a Parquet shard, a gather into pixel_importance.parquet, the per-class latent
 # importance, the paper's figures and a self-contained interactive explorer (HTML).
+# Job functions: latent_atlas/importance/jobs.py.
 
 
 include: "importance_functions.smk"
@@ -14,12 +15,15 @@ checkpoint importance_plan:
         "results/{dataset}/{model}/importance/plan.json",
     log:
         "results/logs/importance_plan/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/importance_plan/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         block_size=IMPORTANCE["block_size"],
     script:
-        "../scripts/importance_plan.py"
+        "../scripts/run_job.py"
 
 
 rule importance_block:
@@ -36,12 +40,13 @@ rule importance_block:
         block=r"\d{4}",
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         settings=IMPORTANCE,
     script:
-        "../scripts/importance_block.py"
+        "../scripts/run_job.py"
 
 
 rule importance_gather:
@@ -51,12 +56,15 @@ rule importance_gather:
         "results/{dataset}/{model}/importance/pixel_importance.parquet",
     log:
         "results/logs/importance_gather/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/importance_gather/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         output_name="primary",
     script:
-        "../scripts/importance_gather.py"
+        "../scripts/run_job.py"
 
 
 use rule importance_gather as importance_gather_logits with:
@@ -64,6 +72,8 @@ use rule importance_gather as importance_gather_logits with:
         "results/{dataset}/{model}/importance/pixel_importance_logits.parquet",
     log:
         "results/logs/importance_gather_logits/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/importance_gather_logits/{dataset}/{model}.tsv"
     params:
         output_name="logits",
 
@@ -80,12 +90,13 @@ rule latent_importance:
         "results/benchmarks/latent_importance/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
         settings=IMPORTANCE,
     script:
-        "../scripts/importance_latent.py"
+        "../scripts/run_job.py"
 
 
 rule importance_explorer:
@@ -101,12 +112,15 @@ rule importance_explorer:
         ),
     log:
         "results/logs/importance_explorer/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/importance_explorer/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         settings=IMPORTANCE,
     script:
-        "../scripts/importance_explorer.py"
+        "../scripts/run_job.py"
 
 
 # Every importance figure of a model in one job: drawing is quick, starting a process is not.
@@ -124,10 +138,13 @@ rule plot_importance:
         classes=importance_figure("classes"),
     log:
         "results/logs/plot_importance/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_importance/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
         top_k=IMPORTANCE["top_k"],
         classes=IMPORTANCE["classes"],
     script:
-        "../scripts/plot_importance.py"
+        "../scripts/run_job.py"

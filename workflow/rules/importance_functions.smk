@@ -5,16 +5,16 @@ from latent_atlas.io import read_json
 IMPORTANCE = config["importance"]
 
 
-def importance_models():
-    return models_of("importance")
-
-
 def importance_block_paths(wildcards):
     """Every shard of a model: one per pixel block, counted from the plan (checkpoint)."""
     plan_file = checkpoints.importance_plan.get(**wildcards).output[0]
-    n_blocks = read_json(plan_file)["n_blocks"]
-    d = f"results/{wildcards.dataset}/{wildcards.model}/importance/blocks"
-    return [f"{d}/block_{b:04d}.parquet" for b in range(n_blocks)]
+    blocks = [f"{b:04d}" for b in range(read_json(plan_file)["n_blocks"])]
+    return outputs(
+        rules.importance_block,
+        dataset=wildcards.dataset,
+        model=wildcards.model,
+        block=blocks,
+    )
 
 
 def importance_figure(what, caption=None):
@@ -27,25 +27,19 @@ def importance_figure(what, caption=None):
     )
 
 
-def importance_figure_stems(model):
-    d = f"results/figures/{MODELS[model]['dataset']}/{model}"
-    stems = ["importance_directional", "importance_dimension", "importance_classes"]
-    stems += [f"importance_class_{c}" for c in IMPORTANCE["classes"]]
-    return [f"{d}/{stem}" for stem in stems]
-
-
 @register_targets
 def importance_targets():
+    """Each importance model's tables, explorer and figures (not its plan and shards)."""
     out = []
-    for model in importance_models():
-        d = f"{model_dir(model)}/importance"
-        out += [
-            f"{d}/pixel_importance.parquet",
-            f"{d}/latent_importance.parquet",
-            f"{d}/explorer.html",
+    for model in models_of("importance"):
+        final = [
+            rules.importance_gather,
+            rules.latent_importance,
+            rules.importance_explorer,
+            rules.plot_importance,
         ]
         if is_classifier(model) and IMPORTANCE["classifier_logits"]:
-            out.append(f"{d}/pixel_importance_logits.parquet")
-        for stem in importance_figure_stems(model):
-            out += figure_paths(stem)
+            final.append(rules.importance_gather_logits)
+        for producer in final:
+            out += outputs(producer, dataset=MODELS[model]["dataset"], model=model)
     return out

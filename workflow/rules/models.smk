@@ -1,5 +1,6 @@
 # Stage 2: train each configured model; write its latents (all models), predictions and hidden
 # layers (classifiers) or reconstructions (autoencoders); draw the figures of training.
+# Job functions: latent_atlas/models/jobs.py; which models each rule runs for: model_rules.
 
 
 include: "models_functions.smk"
@@ -19,6 +20,7 @@ rule train:
     priority: 5  # every analysis waits on it: start it early
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     resources:
         gpu=1,
     params:
@@ -26,10 +28,11 @@ rule train:
         # not an output: Snakemake must keep it when a job fails, so a rerun resumes from it
         checkpoint_dir="results/{dataset}/{model}/checkpoints",
     script:
-        "../scripts/train.py"
+        "../scripts/run_job.py"
 
 
 # Extraction: one job per model writes every file computed from it (one torch start, one load).
+# No gpu resource: load_model puts the model on the CPU, and extraction runs where the model is.
 rule extract_autoencoder:
     input:
         data="results/data/{dataset}.npz",
@@ -42,15 +45,16 @@ rule extract_autoencoder:
     benchmark:
         "results/benchmarks/extract/{dataset}/{model}.tsv"
     wildcard_constraints:
-        model=model_names("autoencoder"),
+        model=rule_models("extract_autoencoder"),
     priority: 5  # every analysis waits on it: start it early
     conda:
         "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
     params:
         extract=model_extract,
         config_hash=model_config_hash,
     script:
-        "../scripts/extract.py"
+        "../scripts/run_job.py"
 
 
 use rule extract_autoencoder as extract_classifier with:
@@ -58,7 +62,7 @@ use rule extract_autoencoder as extract_classifier with:
         latents="results/{dataset}/{model}/latents.parquet",
         predictions="results/{dataset}/{model}/predictions.parquet",
     wildcard_constraints:
-        model=model_names("classifier_only"),
+        model=rule_models("extract_classifier"),
 
 
 use rule extract_autoencoder as extract_classifier_hidden with:
@@ -67,7 +71,7 @@ use rule extract_autoencoder as extract_classifier_hidden with:
         predictions="results/{dataset}/{model}/predictions.parquet",
         hidden="results/{dataset}/{model}/hidden.parquet",
     wildcard_constraints:
-        model=model_names("hidden"),
+        model=rule_models("extract_classifier_hidden"),
 
 
 # The model's figures: training curves and reconstructions (autoencoders) or the confusion
@@ -81,12 +85,15 @@ rule plot_model_autoencoder:
         reconstructions=model_figure("reconstructions"),
     log:
         "results/logs/plot_model/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_model/{dataset}/{model}.tsv"
     wildcard_constraints:
-        model=model_names("autoencoder"),
+        model=rule_models("plot_model_autoencoder"),
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     script:
-        "../scripts/plot_model.py"
+        "../scripts/run_job.py"
 
 
 use rule plot_model_autoencoder as plot_model_classifier with:
@@ -97,44 +104,40 @@ use rule plot_model_autoencoder as plot_model_classifier with:
         training_curves=model_figure("training_curves"),
         confusion_matrix=model_figure("confusion_matrix"),
     wildcard_constraints:
-        model=model_names("classifier"),
+        model=rule_models("plot_model_classifier"),
 
 
 rule plot_latent_scatter:
     input:
         "results/{dataset}/{model}/latents.parquet",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/model_latent_scatter"),
-            caption="../report/model_latent_scatter.rst",
-            category="Models",
-            subcategory="{model}",
-        ),
+        latent_scatter=model_figure("latent_scatter"),
     log:
         "results/logs/plot_latent_scatter/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_latent_scatter/{dataset}/{model}.tsv"
     wildcard_constraints:
-        model=model_names("2d_latents"),
+        model=rule_models("plot_latent_scatter"),
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     script:
-        "../scripts/plot_latent_scatter.py"
+        "../scripts/run_job.py"
 
 
 rule plot_first_layer_weights:
     input:
         "results/{dataset}/{model}/model.pt",
     output:
-        report(
-            fig("results/figures/{dataset}/{model}/model_first_layer_weights"),
-            caption="../report/model_first_layer_weights.rst",
-            category="Models",
-            subcategory="{model}",
-        ),
+        first_layer_weights=model_figure("first_layer_weights"),
     log:
         "results/logs/plot_first_layer_weights/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_first_layer_weights/{dataset}/{model}.tsv"
     wildcard_constraints:
-        model=model_names("dense"),
+        model=rule_models("plot_first_layer_weights"),
     conda:
         "../../envs/torch.yaml"
+    threads: 1
     script:
-        "../scripts/plot_first_layer_weights.py"
+        "../scripts/run_job.py"

@@ -3,7 +3,7 @@
 import re
 
 
-from latent_atlas.archs import extract_settings, is_dense, latent_size
+from latent_atlas.models.archs import arch_kind, extract_settings, is_dense, latent_size
 
 
 def model_spec(wildcards):
@@ -11,7 +11,7 @@ def model_spec(wildcards):
 
 
 def is_classifier(model):
-    return model_kind(MODELS[model]["arch"]) == "classifier"
+    return arch_kind(MODELS[model]["arch"]) == "classifier"
 
 
 def model_config_hash(wildcards):
@@ -41,43 +41,37 @@ def model_figure(what):
     )
 
 
-def _model_has(model, what):
+def model_rules(model):
+    """Names of the stage's rules that run for `model`: the rules' {model} wildcard constraints
+    (`rule_models`) and the stage's targets both come from here."""
     spec = MODELS[model]
-    return {
-        "classifier": is_classifier(model),
-        "autoencoder": not is_classifier(model),
-        "hidden": is_classifier(model) and extract_settings(spec)["hidden_layers"],
-        "classifier_only": is_classifier(model)
-        and not extract_settings(spec)["hidden_layers"],
-        "2d_latents": latent_size(spec["arch"], spec.get("params")) == 2,
-        "dense": is_dense(spec["arch"]),
-    }[what]
+    classifier = is_classifier(model)
+    hidden = classifier and extract_settings(spec)["hidden_layers"]
+    runs = {
+        "train": True,
+        "extract_autoencoder": not classifier,
+        "extract_classifier": classifier and not hidden,
+        "extract_classifier_hidden": hidden,
+        "plot_model_autoencoder": not classifier,
+        "plot_model_classifier": classifier,
+        "plot_latent_scatter": latent_size(spec["arch"], spec.get("params")) == 2,
+        "plot_first_layer_weights": is_dense(spec["arch"]),
+    }
+    return [name for name, yes in runs.items() if yes]
 
 
-def model_names(what):
-    """Regex of the model names that have `what` (a rule's {model} wildcard constraint)."""
-    names = [m for m in MODELS if _model_has(m, what)]
+def rule_models(name):
+    """Regex of the model names rule `name` runs for (its {model} wildcard constraint)."""
+    names = [m for m in MODELS if name in model_rules(m)]
     return "|".join(re.escape(m) for m in names) if names else "(?!x)x"
 
 
 @register_targets
 def model_targets():
-    out = []
-    for model in MODELS:
-        d = model_dir(model)
-        figs = f"results/figures/{MODELS[model]['dataset']}/{model}"
-        out += [f"{d}/metrics.json", f"{d}/latents.parquet"]
-        out += figure_paths(f"{figs}/model_training_curves")
-        if _model_has(model, "classifier"):
-            out.append(f"{d}/predictions.parquet")
-            out += figure_paths(f"{figs}/model_confusion_matrix")
-        if _model_has(model, "hidden"):
-            out.append(f"{d}/hidden.parquet")
-        if _model_has(model, "autoencoder"):
-            out.append(f"{d}/reconstructions.npz")
-            out += figure_paths(f"{figs}/model_reconstructions")
-        if _model_has(model, "2d_latents"):
-            out += figure_paths(f"{figs}/model_latent_scatter")
-        if _model_has(model, "dense"):
-            out += figure_paths(f"{figs}/model_first_layer_weights")
-    return out
+    """Every output of the stage's rules, for each model a rule runs for."""
+    return [
+        path
+        for model, spec in MODELS.items()
+        for name in model_rules(model)
+        for path in outputs(getattr(rules, name), dataset=spec["dataset"], model=model)
+    ]

@@ -1,0 +1,357 @@
+"""Dataset sources: one reader per `source` kind of the config (idx, torchvision, sklearn_digits,
+image_folder, audio_digits).
+
+A reader takes a dataset's config entry (schema defaults filled) and returns a `Source`: the
+source's labels, class names, its own train/test split where it has one, and a function that
+loads the images of given samples, so a large source is never decoded whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from latent_atlas.data import audio
+from latent_atlas.data.store import SPLITS, DataError
+from latent_atlas.data.transforms import pil_to_array, set_channels, stack_images
+
+TORCHVISION_ROOT = "resources/torchvision"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+# The sources' own sizes where `size` is not set (a default per source, so not one in the schema).
+AUDIO_SIZE = 32  # spectrogram images of the permutation-importance study
+CELEBA_SIZE, CELEBA_CROP = 96, 140
+
+
+@dataclass
+class Source:
+    """What a source reader returns: everything but the pixels, and a loader for the pixels.
+
+    labels : int64 (n,) source labels 0..K-1; class_names : K names; split : str (n,) or None when
+    the source has no split of its own; groups : str (n,) speaker of each sample (audio) or None;
+    load(indices) -> (len(indices), C, H, W) uint8 (0..255) or float32 in [0, 1].
+    """
+
+    labels: np.ndarray
+    class_names: list[str]
+    load: Callable[[np.ndarray], np.ndarray]
+    split: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    resized: bool = False  # the loader already applied `size` (and `color`)
+
+
+# --------------------------------------------------------------------------------------------
+# Source: idx (MNIST-format) folders
+# --------------------------------------------------------------------------------------------
+
+IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
+_IDX_NDIM = {"images": 3, "labels": 1}
+_IDX_PARTS = {"train": ("train",), "test": ("t10k", "test")}
+
+
+def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """Read an idx file (plain or .gz) of unsigned bytes.
+
+    Parameters
+    ----------
+    path : path-like
+    kind : {'images', 'labels'}
+        images: magic 0x00000803, returns (n, rows, cols) uint8; labels: magic 0x00000801, (n,) uint8.
+    """
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"idx file not found: {path}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read idx file {path}: {err}") from err
+    ndim = _IDX_NDIM[kind]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: too short for an idx {kind} file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != IDX_MAGIC[kind]:
+        raise DataError(
+            f"{path}: wrong magic number 0x{magic:08X} for an idx {kind} file "
+            f"(expected 0x{IDX_MAGIC[kind]:08X}: unsigned bytes, {ndim} dimension(s))"
+        )
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(raw) - offset != expected:
+        raise DataError(
+            f"{path}: header says {'x'.join(map(str, dims))} = {expected} bytes of data, "
+            f"file holds {len(raw) - offset}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def idx_files(folder: str | os.PathLike, prefix: str | None, key: str) -> dict[tuple[str, str], Path]:
+    """Find {(part, kind): path} for parts train/test and kinds images/labels in an idx folder.
+
+    File names: `{prefix}{train|t10k|test}-{images-idx3|labels-idx1}-ubyte[.gz]`. Without a
+    prefix, the folder must hold one set (e.g. Fashion-MNIST; an EMNIST folder holding several
+    splits needs `prefix`, e.g. "emnist-balanced-").
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{key}.path: folder not found: {folder}")
+    if prefix is None:
+        names = os.listdir(folder)
+        found = sorted(
+            {
+                n[: n.index("train-images-idx3-ubyte")]
+                for n in names
+                if n.removesuffix(".gz").endswith("train-images-idx3-ubyte")
+            }
+        )
+        if not found:
+            raise FileNotFoundError(f"{key}.path: {folder} holds no train-images-idx3-ubyte[.gz] file")
+        if len(found) > 1 and "" not in found:
+            raise DataError(
+                f"{key}.prefix: {folder} holds several idx sets "
+                f"({', '.join(map(repr, found))}); set prefix to choose one"
+            )
+        prefix = "" if "" in found else found[0]
+    out = {}
+    for part, stems in _IDX_PARTS.items():
+        for kind, tag in (("images", "images-idx3"), ("labels", "labels-idx1")):
+            names = [f"{prefix}{stem}-{tag}-ubyte{ext}" for stem in stems for ext in ("", ".gz")]
+            present = [folder / n for n in names if (folder / n).is_file()]
+            if not present:
+                raise FileNotFoundError(
+                    f"{key}.path: {folder} has no {part} {kind} file " f"(looked for {', '.join(names)})"
+                )
+            out[part, kind] = present[0]
+    return out
+
+
+def _read_idx_source(spec: Mapping[str, Any], key: str) -> Source:
+    files = idx_files(spec["path"], spec.get("prefix"), key)
+    prefix = files["train", "images"].name.split("train-images")[0]
+    images, labels, split = [], [], []
+    for part in SPLITS:
+        x = read_idx(files[part, "images"], "images")
+        y = read_idx(files[part, "labels"], "labels")
+        if len(x) != len(y):
+            raise DataError(
+                f"{key}: {files[part, 'images']} holds {len(x)} images but "
+                f"{files[part, 'labels']} holds {len(y)} labels"
+            )
+        images.append(x)
+        labels.append(y)
+        split.append(np.full(len(y), part, dtype="<U5"))
+    x = np.concatenate(images)[:, None]
+    transpose = spec.get("transpose")
+    if transpose if transpose is not None else prefix.lower().startswith("emnist"):
+        x = x.transpose(0, 1, 3, 2)  # EMNIST stores images column by column
+    y = np.concatenate(labels).astype(np.int64)
+    names = _idx_class_names(files["train", "images"].parent / f"{prefix}mapping.txt", int(y.max()) + 1)
+    return Source(y, names, _indexer(x), split=np.concatenate(split))
+
+
+def _idx_class_names(mapping: Path, n: int) -> list[str]:
+    """Names from an EMNIST `*mapping.txt` (label, ASCII code per line) if present, else '0'..'n-1'."""
+    names = [str(i) for i in range(n)]
+    if mapping.is_file():
+        for line in mapping.read_text().split("\n"):
+            if line.strip():
+                label, code = map(int, line.split()[:2])
+                if 0 <= label < n:
+                    names[label] = chr(code)
+    return names
+
+
+def _indexer(images: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda index: images[index]
+
+
+# --------------------------------------------------------------------------------------------
+# Source: torchvision (MNIST, FashionMNIST, EMNIST, CelebA)
+# --------------------------------------------------------------------------------------------
+
+
+def _read_torchvision_source(spec: Mapping[str, Any], key: str) -> Source:
+    import torchvision.datasets as tvd
+
+    name = spec.get("name")
+    if name not in ("MNIST", "FashionMNIST", "EMNIST", "CelebA"):
+        raise DataError(f"{key}.name: expected MNIST, FashionMNIST, EMNIST or CelebA, got {name!r}")
+    root = Path(spec.get("path") or TORCHVISION_ROOT)
+    download = bool(spec["download"])
+    cls = getattr(tvd, name)
+    if name == "CelebA":
+        return _read_celeba(cls, root, download, spec, key)
+    extra = {"split": spec["emnist_split"]} if name == "EMNIST" else {}
+    images, labels, split = [], [], []
+    for part in SPLITS:
+        ds = _open_torchvision(cls, key, root, download, train=part == "train", **extra)
+        images.append(np.asarray(ds.data, dtype=np.uint8))
+        labels.append(np.asarray(ds.targets, dtype=np.int64))
+        split.append(np.full(len(labels[-1]), part, dtype="<U5"))
+    x = np.concatenate(images)[:, None]
+    if name == "EMNIST":
+        x = x.transpose(0, 1, 3, 2)  # EMNIST stores images column by column
+    names = [str(i) for i in range(10)] if name == "MNIST" else [str(c) for c in ds.classes]
+    return Source(np.concatenate(labels), names, _indexer(x), split=np.concatenate(split))
+
+
+def _open_torchvision(cls, key: str, root: Path, download: bool, **kwargs):
+    try:
+        return cls(root=str(root), download=download, **kwargs)
+    except RuntimeError as err:  # torchvision: "Dataset not found ... use download=True"
+        hint = "" if download else f"; set {key}.download: true to fetch it"
+        raise DataError(f"{key}: torchvision {cls.__name__} is not in {root} ({err}){hint}") from err
+
+
+def _read_celeba(cls, root: Path, download: bool, spec: Mapping[str, Any], key: str) -> Source:
+    """CelebA's train and test partitions (its 'valid' partition is not used); class = one attribute."""
+    attribute = spec["attribute"]
+    color = spec.get("color") or "rgb"
+    size = int(spec.get("size") or CELEBA_SIZE)
+    crop = int(spec.get("center_crop") or CELEBA_CROP)
+    parts, labels, split = [], [], []
+    for part in SPLITS:
+        ds = _open_torchvision(cls, key, root, download, split=part, target_type="attr")
+        attr_names = [a for a in ds.attr_names if a]
+        if attribute not in attr_names:
+            raise DataError(
+                f"{key}.attribute: unknown CelebA attribute {attribute!r}; " f"valid: {', '.join(attr_names)}"
+            )
+        parts.append(ds)
+        labels.append(np.asarray(ds.attr, dtype=np.int64)[:, attr_names.index(attribute)])
+        split.append(np.full(len(labels[-1]), part, dtype="<U5"))
+    offsets = np.cumsum([0] + [len(y) for y in labels])
+
+    def load(index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), 3 if color == "rgb" else 1, size, size), np.uint8)
+        for k, i in enumerate(index):
+            p = int(np.searchsorted(offsets, i, side="right") - 1)
+            img = parts[p][int(i - offsets[p])][0]
+            out[k] = pil_to_array(img, color, size, crop, f"{key} (CelebA sample {i})")
+        return out
+
+    return Source(
+        np.concatenate(labels),
+        [f"not {attribute}", attribute],
+        load,
+        split=np.concatenate(split),
+        resized=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Source: scikit-learn's 8x8 digits
+# --------------------------------------------------------------------------------------------
+
+
+def _read_sklearn_digits(spec: Mapping[str, Any], key: str) -> Source:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]  # pixel counts 0..16 -> [0, 1]
+    return Source(digits.target.astype(np.int64), [str(int(c)) for c in digits.target_names], _indexer(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Source: a folder with one sub-folder of images per class
+# --------------------------------------------------------------------------------------------
+
+
+def _read_image_folder(spec: Mapping[str, Any], key: str) -> Source:
+    folder = Path(spec["path"])
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{key}.path: folder not found: {folder}")
+    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{key}.path: {folder} holds no class sub-folders (one folder of images per class)")
+    files, labels = [], []
+    for label, d in enumerate(class_dirs):
+        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise DataError(
+                f"{key}.path: class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        files += found
+        labels += [label] * len(found)
+    color = spec.get("color") or "gray"
+    size = spec.get("size")
+    crop = spec.get("center_crop")
+
+    def load(index: np.ndarray) -> np.ndarray:
+        out = []
+        for i in index:
+            try:
+                with Image.open(files[i]) as img:
+                    out.append(pil_to_array(img, color, size, crop, str(files[i])))
+            except (OSError, Image.DecompressionBombError) as err:
+                raise DataError(f"cannot read image {files[i]}: {err}") from err
+        return stack_images(out, f"{key} ({folder})")
+
+    return Source(np.asarray(labels, np.int64), [d.name for d in class_dirs], load, resized=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Source: spoken digits (WAV files) as spectrogram images
+# --------------------------------------------------------------------------------------------
+
+
+def spectrogram_params(spec: Mapping[str, Any]) -> audio.SpectrogramParams:
+    """The spectrogram settings of an `audio_digits` config entry (schema defaults filled)."""
+    return audio.SpectrogramParams(
+        sample_rate=int(spec["sample_rate"]),
+        band=tuple(float(b) for b in spec["band"]),
+        db_range=tuple(float(b) for b in spec["db_range"]),
+        n_fft=int(spec["n_fft"]),
+        hop_length=int(spec["hop_length"]),
+        smoothing_sigma=float(spec["smoothing_sigma"]),
+        size=int(spec.get("size") or AUDIO_SIZE),
+    )
+
+
+def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
+    try:
+        params = spectrogram_params(spec)
+    except ValueError as err:
+        raise DataError(f"{key}.{err}") from None
+    try:
+        files = audio.find_wavs(spec["path"])
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{key}.path: {err}") from None
+    parsed = [audio.parse_wav_name(f) for f in files]
+    digits = np.array([p[0] for p in parsed])
+    speakers = np.array([p[1] for p in parsed])
+    present = np.unique(digits)
+    color = spec.get("color")
+
+    def load(index: np.ndarray) -> np.ndarray:
+        x = (
+            np.stack([audio.wav_to_image(files[i], params)[None] for i in index])
+            if len(index)
+            else np.zeros((0, 1, params.size, params.size), np.float32)
+        )
+        return set_channels(x, color)
+
+    return Source(
+        np.searchsorted(present, digits).astype(np.int64),
+        [str(d) for d in present],
+        load,
+        groups=speakers,
+        resized=True,
+    )
+
+
+SOURCES: dict[str, Callable[[Mapping[str, Any], str], Source]] = {
+    "idx": _read_idx_source,
+    "torchvision": _read_torchvision_source,
+    "sklearn_digits": _read_sklearn_digits,
+    "image_folder": _read_image_folder,
+    "audio_digits": _read_audio_digits,
+}

@@ -1,0 +1,1 @@
+"""The featureviz stage (docs/architecture.md: compute modules, figures.py, jobs.py)."""

@@ -1,0 +1,393 @@
+"""Permutation importance of pixels and latent dimensions (Inglis & Parnell), exact and fast.
+
+Pixel -> encoded dimension: shuffle pixel i across the N evaluation images (permutation k),
+encode, and take the mean squared change of each encoded dimension j; V[i, j] is the mean over
+the permutations, with their spread and a confidence interval. The direction of the effect is the
+sign of the least-squares slope of z_j on x_i. Encoded dimension -> output, per class: shuffle
+z_j across a class's samples, decode (autoencoders) or classify (classifiers), and take the mean
+squared change of the output.
+
+Every permutation is drawn from a stream keyed by (seed, pixel, permutation) alone
+(`latent_atlas.importance.streams`), so results never depend on the block of pixels a job
+computes, the number of jobs, the batch size or the device. The engine has one naive reference
+loop (`method="naive"`) and fast paths that give the same numbers to float tolerance:
+
+- rows whose pixel value did not change under the permutation are skipped (their output cannot
+  change), and constant pixels are skipped entirely (their importance is exactly 0);
+- a dense model's first layer is updated by a rank-1 term, pre' = pre + W[:, i] * (x_perm - x),
+  instead of being recomputed (`first_linear_split` of `latent_atlas.models.networks`);
+- when the rest of the encoder is identity, ReLU, or ReLU + Linear (+ ReLU) -- the paper's
+  784 -> d encoder and one-hidden-layer networks -- a compiled kernel does the whole (pixel,
+  permutation) pair in O(N * h) with float64 accumulation (`latent_atlas.importance.kernels`);
+- otherwise many (pixel, permutation) pairs are batched per forward pass, in chunks of
+  `batch_size` rows so memory stays bounded, on CUDA when present.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from latent_atlas.devices import batches, infer, model_device
+from latent_atlas.importance.kernels import KernelPlan, kernel_importance, kernel_plan
+from latent_atlas.importance.streams import LATENT_STREAM, PIXEL_STREAM, fill_permutation, permutation
+from latent_atlas.importance.tables import LatentImportance, PixelImportance
+
+METHODS = ("auto", "naive", "rows", "rank1", "kernel")
+
+
+def summarise_permutations(values: np.ndarray, confidence: float = 0.95):
+    """Mean, std (ddof=1) and t confidence interval over axis 1 of (P, K, d) values."""
+    from scipy import stats
+
+    k = values.shape[1]
+    mean = values.mean(axis=1)
+    if k > 1:
+        std = values.std(axis=1, ddof=1)
+        half = stats.t.ppf(0.5 + confidence / 2, k - 1) * std / math.sqrt(k)
+    else:
+        std = np.zeros_like(mean)
+        half = np.zeros_like(mean)
+    return mean, std, mean - half, mean + half
+
+
+def slope_and_sign(x: np.ndarray, z: np.ndarray, threshold: float = 0.0):
+    """Least-squares slope of each output on each pixel, and its thresholded sign.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, P), pixel values (channel mean for colour images).
+    z : ndarray of shape (N, d), outputs of the unpermuted images.
+    threshold : slopes with |slope| <= threshold get sign 0 (constant pixels always get 0).
+
+    Returns
+    -------
+    slope : ndarray of shape (P, d) float64; sign : ndarray of shape (P, d) int8.
+    """
+    if threshold < 0:
+        raise ValueError(f"sign threshold must be >= 0, got {threshold}")
+    x = np.asarray(x, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    zc = z - z.mean(axis=0)
+    var = (xc * xc).sum(axis=0)
+    cov = xc.T @ zc
+    scale = np.abs(x).max(axis=0) + 1.0
+    constant = var <= (1e-12 * scale) ** 2 * len(x)
+    slope = np.where(constant[:, None], 0.0, cov / np.where(constant, 1.0, var)[:, None])
+    sign = np.where(np.abs(slope) > threshold, np.sign(slope), 0.0).astype(np.int8)
+    return slope, sign
+
+
+# --------------------------------------------------------------------------------------------
+# Model adapters
+# --------------------------------------------------------------------------------------------
+OUTPUTS = ("latent", "features", "logits")
+
+
+def output_function(model: nn.Module, output: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The map image batch (B, C, H, W) -> (B, d) whose importance is measured.
+
+    `latent`: an autoencoder's encode (VAE: the posterior mean); `features`: a classifier's
+    penultimate features; `logits`: a classifier's class outputs.
+    """
+    kind = getattr(model, "kind", None)
+    if output == "latent":
+        if not hasattr(model, "encode"):
+            raise ValueError(f"output 'latent' needs an autoencoder (model kind {kind!r})")
+        return model.encode
+    if output == "features":
+        if not hasattr(model, "features"):
+            raise ValueError(f"output 'features' needs a classifier (model kind {kind!r})")
+        return model.features
+    if output == "logits":
+        if kind != "classifier":
+            raise ValueError(f"output 'logits' needs a classifier (model kind {kind!r})")
+        return model.forward
+    raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+
+
+def model_split(model: nn.Module, output: str):
+    """`model.first_linear_split(output)` or None where the model has none (conv models)."""
+    fn = getattr(model, "first_linear_split", None)
+    if fn is None:
+        return None
+    try:
+        return fn(output)
+    except ValueError:
+        return None
+
+
+def choose_method(method: str, split, device: torch.device) -> tuple[str, KernelPlan | None]:
+    """The path `pixel_importance` takes, and the kernel plan of the split's rest (or None).
+
+    `method` itself when it applies to the model (a ValueError saying why when it does not);
+    for "auto" the fastest that applies: the kernel on CPU (on CUDA only for identity rests,
+    which need no forward pass at all), else rank-1 updates for dense models, else rows.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    plan = kernel_plan(split[1]) if split is not None else None
+    if method == "auto":
+        if split is None:
+            method = "rows"
+        elif plan is not None and (device.type == "cpu" or plan.identity):
+            method = "kernel"
+        else:
+            method = "rank1"
+    if method in ("rank1", "kernel") and split is None:
+        raise ValueError(f"method {method!r} needs the model's first_linear_split (dense models)")
+    if method == "kernel" and plan is None:
+        raise ValueError("method 'kernel' needs rest = identity, ReLU or ReLU + Linear (+ ReLU)")
+    return method, plan
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel -> output
+# --------------------------------------------------------------------------------------------
+def _as_images(images) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {x.shape}")
+    if len(x) < 2:
+        raise ValueError(f"permutation importance needs at least 2 images, got {len(x)}")
+    return np.ascontiguousarray(x)
+
+
+def pixel_importance(
+    model_fn: Callable[[torch.Tensor], torch.Tensor],
+    images: np.ndarray,
+    pixels: Sequence[int] | None = None,
+    *,
+    n_perm: int = 4,
+    seed: int = 0,
+    split=None,
+    method: str = "auto",
+    batch_size: int = 8192,
+    device: str | torch.device | None = None,
+    sign_threshold: float = 0.0,
+    confidence: float = 0.95,
+) -> PixelImportance:
+    """Permutation importance of pixels for each output dimension of `model_fn`.
+
+    Parameters
+    ----------
+    model_fn : callable mapping a float32 tensor (B, C, H, W) to (B, d) (e.g. `model.encode`);
+        it must already live on `device`.
+    images : ndarray of shape (N, C, H, W), the evaluation images (the test split).
+    pixels : flat pixel indices row * W + col to compute (default: all H * W).
+    n_perm : permutations per pixel (the paper: 4).
+    seed : base of the random streams; permutation k of pixel i depends on (seed, i, k) only.
+    split : `(linear, rest)` from `model.first_linear_split(...)` enabling the rank-1 paths.
+    method : "naive" (re-encode every image per pixel and permutation: the reference),
+        "rows" (only changed rows, batched), "rank1" (rank-1 first layer, batched), "kernel"
+        (compiled, CPU, identity/ReLU/ReLU+Linear rests) or "auto" (`choose_method`).
+    batch_size : rows per forward pass (bounds memory).
+    device : torch device (default: the device of the function's module, else CUDA when
+        available, else CPU).
+    sign_threshold : |slope| at or below which the sign is 0.
+    confidence : level of the t confidence interval of the mean over permutations.
+
+    Returns
+    -------
+    PixelImportance
+    """
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x = _as_images(images)
+    n, c, h, w = x.shape
+    hw = h * w
+    pixels = np.arange(hw, dtype=np.int64) if pixels is None else np.asarray(pixels, dtype=np.int64)
+    if pixels.ndim != 1 or (len(pixels) and (pixels.min() < 0 or pixels.max() >= hw)):
+        raise ValueError(f"pixels must be flat indices in [0, {hw}) for images {h}x{w}")
+    device = torch.device(device) if device is not None else model_device(model_fn)
+    xflat = x.reshape(n, c * hw)
+    method, plan = choose_method(method, split, device)
+
+    z0 = infer(model_fn, x, batch_size, device)
+    z0_t = torch.as_tensor(z0, device=device)
+    d = z0.shape[1]
+    # Pixel columns (N, C, P) in image order: channel c of pixel i sits at c * hw + i.
+    cols = np.stack([xflat[:, ch * hw + pixels] for ch in range(c)], axis=1)
+    constant = np.all(cols.max(axis=0) == cols.min(axis=0), axis=0)
+    active = np.flatnonzero(~constant)
+    values = np.zeros((len(pixels), n_perm, d), dtype=np.float64)
+    if len(active):
+        args = (x, cols[:, :, active], pixels[active], n_perm, seed, batch_size)
+        if method == "naive":
+            values[active] = _naive(model_fn, *args, device, z0_t)
+        elif method == "rows":
+            values[active] = _rows(model_fn, *args, device, z0_t)
+        elif method == "rank1":
+            values[active] = _rank1(split, *args, device, z0_t)
+        else:
+            values[active] = kernel_importance(split[0], plan, *args)
+    mean, std, lo, hi = summarise_permutations(values, confidence)
+    slope, sign = slope_and_sign(cols.mean(axis=1), z0.astype(np.float64), sign_threshold)
+    return PixelImportance(pixels, values, mean, std, lo, hi, slope, sign, (c, h, w), method)
+
+
+@torch.no_grad()
+def _naive(model_fn, x, cols, pixels, n_perm, seed, batch_size, device, z0):
+    """Reference: for each pixel and permutation, shuffle the pixel in all N images, re-encode."""
+    n, c, h, w = x.shape
+    out = np.zeros((len(pixels), n_perm, z0.shape[1]))
+    for p, pix in enumerate(pixels):
+        r, col = divmod(int(pix), w)
+        for k in range(n_perm):
+            perm = permutation(seed, int(pix), k, n)
+            xp = x.copy()
+            xp[:, :, r, col] = x[perm, :, r, col]
+            z = torch.as_tensor(infer(model_fn, xp, batch_size, device), device=device)
+            out[p, k] = ((z - z0).double() ** 2).mean(dim=0).cpu().numpy()
+    return out
+
+
+def _changed_rows(cols, pixels, n_perm, seed):
+    """Yield (pair index, rows, dx (rows, C)) of every (pixel, permutation) pair, pixel-major."""
+    n = cols.shape[0]
+    perm = np.empty(n, dtype=np.int64)
+    for p, pix in enumerate(pixels):
+        col = cols[:, :, p]
+        for k in range(n_perm):
+            fill_permutation(perm, seed, PIXEL_STREAM, int(pix), k)
+            dx = col[perm] - col
+            rows = np.flatnonzero(np.any(dx != 0, axis=1))
+            yield p * n_perm + k, rows, dx[rows]
+
+
+def _chunks(cols, pixels, n_perm, seed, batch_size):
+    """Group the changed rows of all pairs into chunks of at most batch_size rows."""
+    buf_pair, buf_rows, buf_dx, size = [], [], [], 0
+    for pair, rows, dx in _changed_rows(cols, pixels, n_perm, seed):
+        start = 0
+        while start < len(rows):
+            take = min(len(rows) - start, batch_size - size)
+            buf_pair.append(np.full(take, pair, dtype=np.int64))
+            buf_rows.append(rows[start:start + take])
+            buf_dx.append(dx[start:start + take])
+            size += take
+            start += take
+            if size == batch_size:
+                yield np.concatenate(buf_pair), np.concatenate(buf_rows), np.concatenate(buf_dx)
+                buf_pair, buf_rows, buf_dx, size = [], [], [], 0
+    if size:
+        yield np.concatenate(buf_pair), np.concatenate(buf_rows), np.concatenate(buf_dx)
+
+
+def _accumulate(acc, pair, diff):
+    acc.index_add_(0, pair, diff.double().square())
+
+
+@torch.no_grad()
+def _rows(model_fn, x, cols, pixels, n_perm, seed, batch_size, device, z0):
+    """Re-encode only the images whose pixel changed, many pairs per forward pass."""
+    n, c, h, w = x.shape
+    hw = h * w
+    xflat = torch.as_tensor(x.reshape(n, c * hw))
+    acc = torch.zeros(len(pixels) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
+    for pair, rows, dx in _chunks(cols, pixels, n_perm, seed, batch_size):
+        pair_t = torch.as_tensor(pair)
+        rows_t = torch.as_tensor(rows)
+        xb = xflat[rows_t].clone()
+        pix = torch.as_tensor(pixels)[pair_t // n_perm]
+        for ch in range(c):
+            xb[torch.arange(len(rows)), ch * hw + pix] += torch.as_tensor(dx[:, ch])
+        z = model_fn(xb.view(-1, c, h, w).to(device)).float()
+        _accumulate(acc, pair_t.to(device), z - z0[rows_t.to(device)])
+    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+
+
+@torch.no_grad()
+def _rank1(split, x, cols, pixels, n_perm, seed, batch_size, device, z0):
+    """Rank-1 update of the first dense layer's pre-activation; only changed rows; batched."""
+    linear, rest = split
+    n, c, h, w = x.shape
+    hw = h * w
+    a0 = torch.as_tensor(infer(linear, x.reshape(n, -1), batch_size, device), device=device)
+    weight = linear.weight.detach().float().to(device)  # (h, C*H*W)
+    acc = torch.zeros(len(pixels) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
+    pixels_t = torch.as_tensor(pixels, device=device)
+    for pair, rows, dx in _chunks(cols, pixels, n_perm, seed, batch_size):
+        pair_t = torch.as_tensor(pair, device=device)
+        rows_t = torch.as_tensor(rows, device=device)
+        dx_t = torch.as_tensor(dx, device=device)
+        pix = pixels_t[pair_t // n_perm]
+        pre = a0[rows_t]
+        for ch in range(c):
+            pre = pre + dx_t[:, ch:ch + 1] * weight[:, ch * hw + pix].T
+        _accumulate(acc, pair_t, rest(pre).float() - z0[rows_t])
+    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Latent dimension -> output, per class
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def latent_importance(
+    output_fn: Callable[[torch.Tensor], torch.Tensor],
+    z: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_perm: int = 4,
+    seed: int = 0,
+    batch_size: int = 8192,
+    device: str | torch.device | None = None,
+    confidence: float = 0.95,
+) -> LatentImportance:
+    """Importance of each encoded dimension for the output (reconstruction), per class.
+
+    For class c, dimension j and permutation k, z_j is shuffled across the class's samples
+    (stream keyed by (seed, c, j, k)), the codes are mapped by `output_fn` (an
+    autoencoder's `decode`, or a classifier's head), and the mean squared difference to the
+    unpermuted output, over samples and output elements, is recorded.
+
+    Parameters
+    ----------
+    output_fn : callable (B, d) -> (B, ...) on `device`.
+    z : ndarray of shape (N, d), codes of the evaluation samples.
+    labels : ndarray of shape (N,), integer class labels.
+
+    Returns
+    -------
+    LatentImportance with arrays of shape (K, d) for the K classes present (sorted).
+    """
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+    z = np.asarray(z, dtype=np.float32)
+    labels = np.asarray(labels)
+    if z.ndim != 2 or len(labels) != len(z):
+        raise ValueError(f"z must be (N, d) and labels (N,), got {z.shape} and {labels.shape}")
+    device = torch.device(device) if device is not None else model_device(output_fn)
+    classes = np.unique(labels)
+    d = z.shape[1]
+    values = np.zeros((len(classes), d, n_perm))
+    for ci, cls in enumerate(classes):
+        zc = z[labels == cls]
+        m = len(zc)
+        if m < 2:
+            continue
+        base = torch.as_tensor(infer(output_fn, zc, batch_size, device), device=device).reshape(m, -1)
+        # Pairs (j, k) in chunks of whole copies of the class so memory stays bounded.
+        per_chunk = max(1, batch_size // m)
+        pairs = [(j, k) for j in range(d) for k in range(n_perm)]
+        for s in range(0, len(pairs), per_chunk):
+            chunk = pairs[s:s + per_chunk]
+            zb = np.tile(zc, (len(chunk), 1))
+            for q, (j, k) in enumerate(chunk):
+                perm = permutation(seed, int(cls), (j << 32) | k, m, stream=LATENT_STREAM)
+                zb[q * m:(q + 1) * m, j] = zc[perm, j]
+            # Outputs stay on the device: no round trip through host memory per chunk.
+            out = torch.cat([output_fn(b).float() for b in batches(zb, batch_size, device)])
+            out = out.reshape(len(chunk), m, -1)
+            mse = ((out - base[None]).double() ** 2).mean(dim=(1, 2)).cpu().numpy()
+            for q, (j, k) in enumerate(chunk):
+                values[ci, j, k] = mse[q]
+    mean, std, lo, hi = summarise_permutations(values.transpose(0, 2, 1), confidence)
+    return LatentImportance(classes, values, mean, std, lo, hi)

@@ -1,0 +1,116 @@
+"""Permutation importance of one model: its evaluation images, its outputs, the engine path the
+config asks for, and the tables of the results (the computation of the block and latent jobs).
+
+Autoencoders are measured on their latent code (`encode`), classifiers on their penultimate
+features and, with `importance.classifier_logits`, on their class outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from latent_atlas.schema import ConfigError
+from latent_atlas.devices import infer
+from latent_atlas.importance.engine import (choose_method, latent_importance, model_split, output_function,
+                                            pixel_importance)
+from latent_atlas.importance.streams import LATENT_STREAM
+from latent_atlas.importance.tables import latent_frame, pixel_frame
+
+log = logging.getLogger("latent_atlas")
+
+
+def evaluation_set(test, max_samples: int | None, seed: int):
+    """Images (N, C, H, W), labels (N,) and class names of a test split (`Dataset.test()`): every
+    image, or a seeded random subset of `max_samples` in their original order."""
+    if len(test) < 2:
+        raise ValueError(f"dataset {test.name!r}: the test split has {len(test)} images; importance needs >= 2")
+    idx = np.arange(len(test))
+    if max_samples is not None and max_samples < len(test):
+        rng = np.random.default_rng([int(seed), LATENT_STREAM + 1])
+        idx = np.sort(rng.choice(len(test), size=int(max_samples), replace=False))
+    return test.images[idx], test.labels[idx], list(test.class_names)
+
+
+def primary_output(model) -> str:
+    return "latent" if model.kind == "autoencoder" else "features"
+
+
+def pixel_outputs(model, classifier_logits: bool) -> list[str]:
+    """The outputs whose pixel importance is measured, primary first."""
+    outputs = [primary_output(model)]
+    if model.kind == "classifier" and classifier_logits:
+        outputs.append("logits")
+    return outputs
+
+
+def configured_method(method: str, model_name: str, output: str, split, device) -> str:
+    """The engine path for one output of a model: the configured `importance.method`, or for
+    `auto` the fastest that applies. A configured path that does not apply to the model stops
+    the run (it is never silently replaced by another)."""
+    try:
+        chosen, _ = choose_method(method, split, device)
+    except ValueError as err:
+        raise ConfigError(
+            f"importance.method: {method!r} does not apply to model {model_name!r} ({output} output): "
+            f"{err}; set importance.method to auto (the fastest path that applies), rows or naive"
+        ) from None
+    if method == "auto":
+        log.info("importance.method auto: model %s, %s output, on %s: path %s", model_name, output,
+                 device, chosen)
+    return chosen
+
+
+def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int],
+                settings: Mapping, seed: int, device) -> pd.DataFrame:
+    """Pixel importance of a block of pixels (one shard) for every output of a model.
+
+    Parameters
+    ----------
+    model : a model of `latent_atlas.models.networks`, on `device`.
+    images : ndarray of shape (N, C, H, W), its evaluation images.
+    pixels : flat pixel indices row * W + col of the block.
+    settings : the `importance:` config section, defaults filled.
+
+    Returns
+    -------
+    The `pixel_frame` of each output, concatenated (primary output first).
+    """
+    frames = []
+    for output in pixel_outputs(model, settings["classifier_logits"]):
+        split = model_split(model, output)
+        method = configured_method(settings["method"], model_name, output, split, device)
+        start = time.perf_counter()
+        result = pixel_importance(
+            output_function(model, output), images, pixels, n_perm=settings["n_perm"], seed=seed,
+            split=split, method=method, batch_size=settings["batch_size"], device=device,
+            sign_threshold=settings["sign_threshold"], confidence=settings["confidence"])
+        log.info("%d pixels from %d, output %s, %d images on %s: method %s, %.2f s", len(pixels),
+                 pixels[0], output, len(images), device, result.method, time.perf_counter() - start)
+        frames.append(pixel_frame(result, output))
+    return pd.concat(frames, ignore_index=True)
+
+
+def latent_table(model, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                 settings: Mapping, seed: int, device) -> pd.DataFrame:
+    """Encoded dimension -> output importance per class of a model, as a `latent_frame`.
+
+    Autoencoders: shuffle z_j within a class, decode, MSE against the unpermuted reconstruction.
+    Classifiers: shuffle feature j within a class, apply the class layer (`model.head`), MSE of
+    the class outputs. images (N, C, H, W) and labels (N,) are the evaluation set.
+    """
+    z = infer(output_function(model, primary_output(model)), images, settings["batch_size"], device)
+    if model.kind == "autoencoder":
+        out_fn = model.decode
+    elif hasattr(model, "head"):
+        out_fn = model.head
+    else:
+        raise ValueError(f"classifier {model.arch!r} has no `head` (class layer on the features)")
+    result = latent_importance(out_fn, z, labels, n_perm=settings["n_perm"], seed=seed,
+                               batch_size=settings["batch_size"], device=device,
+                               confidence=settings["confidence"])
+    return latent_frame(result, class_names)

@@ -1,0 +1,80 @@
+"""A self-contained interactive explorer of permutation importance: one HTML file per model.
+
+The page embeds its data as JSON and draws with plain JavaScript (canvas and SVG): no server, no
+network, no external scripts, so it opens from disk and works offline. Controls follow the
+`aim` package's Shiny app: class, number of top dimensions, sort by importance, hide unused
+dimensions, rotate and flip, light or dark mode, and values on hover.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latent_atlas.io import write_text
+
+TEMPLATE = Path(__file__).with_name("templates") / "importance_explorer.html"
+
+# A dimension counts as unused for a class when its importance is below this fraction of the
+# class's largest ("hide unused dimensions").
+UNUSED_FRACTION = 1e-3
+
+
+def _round(values: np.ndarray, digits: int = 6) -> list:
+    """Floats with `digits` significant digits (keeps the page small; display shows 4)."""
+    out = []
+    for v in np.asarray(values, dtype=np.float64).ravel():
+        out.append(0.0 if v == 0 or not math.isfinite(v) else float(f"{v:.{digits}g}"))
+    return out
+
+
+def explorer_data(pixel: pd.DataFrame, latent: pd.DataFrame, title: str, top_k: int = 4,
+                  n_perm: int | None = None) -> dict:
+    """The JSON the page embeds.
+
+    Parameters
+    ----------
+    pixel : pixel_importance table (pixel, row, col, dim, importance, std, directional, ...).
+    latent : latent_importance table (class, class_name, dim, importance, std, rank).
+    """
+    h, w = int(pixel["row"].max()) + 1, int(pixel["col"].max()) + 1
+    dims = sorted(int(d) for d in pixel["dim"].unique())
+    if sorted(int(d) for d in latent["dim"].unique()) != dims:
+        raise ValueError("pixel and latent importance tables have different dimensions")
+    maps = {}
+    for value in ("importance", "directional", "std"):
+        arr = np.zeros((len(dims), h * w))
+        arr[pixel["dim"].to_numpy(), pixel["row"].to_numpy() * w + pixel["col"].to_numpy()] = \
+            pixel[value].to_numpy()
+        maps[value] = [_round(row) for row in arr]
+    classes = []
+    for cls, sub in latent.sort_values(["class", "dim"]).groupby("class", sort=True):
+        classes.append({
+            "id": int(cls),
+            "name": str(sub["class_name"].iloc[0]),
+            "importance": _round(sub["importance"].to_numpy()),
+            "std": _round(sub["std"].to_numpy()),
+            "rank": [int(r) for r in sub["rank"]],
+        })
+    return {"title": title, "height": h, "width": w, "dims": dims, "classes": classes,
+            "pixel": maps, "top_k": int(top_k), "n_perm": n_perm,
+            "unused_fraction": UNUSED_FRACTION}
+
+
+def render_explorer(data: dict) -> str:
+    """The page's HTML with `data` embedded (a '</' inside the JSON cannot end the script)."""
+    text = TEMPLATE.read_text(encoding="utf-8")
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":")).replace("</", "<\\/")
+    title = str(data["title"]).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("__TITLE__", title).replace("__DATA__", payload)
+
+
+def write_explorer(pixel: pd.DataFrame, latent: pd.DataFrame, path: str | os.PathLike,
+                   title: str, top_k: int = 4, n_perm: int | None = None) -> None:
+    """Write the explorer of one model to `path` (atomic, deterministic)."""
+    write_text(render_explorer(explorer_data(pixel, latent, title, top_k, n_perm)), path)

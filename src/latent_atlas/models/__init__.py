@@ -1,0 +1,1 @@
+"""The models stage (docs/architecture.md: compute modules, figures.py, jobs.py)."""

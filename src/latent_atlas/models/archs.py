@@ -1,0 +1,88 @@
+"""The architecture registry without torch: each arch's parameters, their defaults, derived sizes.
+
+Snakemake's DAG code needs a model's kind and latent size (which figures to draw) before any
+model exists; this module answers that without importing torch. `latent_atlas.models.networks`
+builds the networks from the parameters resolved here. Defaults come from the config schema only:
+`$defs/arch_params` (each arch's `params`) and `$defs/model/properties/extract`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from latent_atlas.schema import defaults, with_defaults
+
+# Each arch's `params` defaults (config `models.<name>.params`), in the schema's key order, which
+# is the order of the resolved params stored in model.pt; keys not listed are errors.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = defaults("#/$defs/arch_params")
+
+AUTOENCODER_ARCHS = ("dense_ae", "dense_vae", "conv_ae", "conv_vae")
+VAE_ARCHS = ("dense_vae", "conv_vae")
+DENSE_ARCHS = ("dense_ae", "dense_vae", "mlp_classifier")
+
+
+def resolve_params(arch: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return `params` with the arch's defaults filled in, after checking names and sizes.
+
+    Raises ValueError naming the arch and the offending key.
+    """
+    if arch not in ARCH_DEFAULTS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCH_DEFAULTS)}")
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(ARCH_DEFAULTS[arch]))
+    if unknown:
+        raise ValueError(
+            f"arch {arch!r}: unknown params {unknown}; it takes {sorted(ARCH_DEFAULTS[arch])}"
+        )
+    out = {**ARCH_DEFAULTS[arch], **params}
+    for key in ("hidden", "channels"):
+        if key in out:
+            out[key] = [int(v) for v in out[key]]
+            if any(v < 1 for v in out[key]):
+                raise ValueError(f"arch {arch!r}: params.{key} must be positive sizes, got {out[key]}")
+    if arch in ("conv_ae", "conv_vae") and len(out["channels"]) != 4:
+        raise ValueError(
+            f"arch {arch!r}: params.channels needs 4 sizes (four stride-2 convolutions), "
+            f"got {out['channels']}"
+        )
+    if arch == "cnn_classifier" and not out["channels"]:
+        raise ValueError("arch 'cnn_classifier': params.channels needs at least one conv block")
+    if arch == "mlp_classifier" and not out["hidden"]:
+        raise ValueError("arch 'mlp_classifier': params.hidden needs at least one hidden layer")
+    for key in ("latent_dim", "feature_dim", "kernel_size"):
+        if key in out and int(out[key]) < 1:
+            raise ValueError(f"arch {arch!r}: params.{key} must be >= 1, got {out[key]}")
+    if "kernel_size" in out and int(out["kernel_size"]) % 2 == 0:
+        raise ValueError(f"arch {arch!r}: params.kernel_size must be odd, got {out['kernel_size']}")
+    if out.get("latent_activation", "linear") not in ("linear", "relu"):
+        raise ValueError(
+            f"arch {arch!r}: params.latent_activation must be 'linear' or 'relu', "
+            f"got {out['latent_activation']!r}"
+        )
+    return out
+
+
+def arch_kind(arch: str) -> str:
+    """'autoencoder' or 'classifier'."""
+    resolve_params(arch, {})
+    return "autoencoder" if arch in AUTOENCODER_ARCHS else "classifier"
+
+
+def latent_size(arch: str, params: Mapping[str, Any] | None) -> int:
+    """Columns z0..z{d-1} of the model's latents.parquet: AE bottleneck or classifier features."""
+    p = resolve_params(arch, params)
+    if arch in AUTOENCODER_ARCHS:
+        return int(p["latent_dim"])
+    if arch == "cnn_classifier":
+        return int(p["feature_dim"])
+    return int(p["hidden"][-1])
+
+
+def is_dense(arch: str) -> bool:
+    """Whether the model's first layer is an nn.Linear on the flattened input."""
+    return arch in DENSE_ARCHS
+
+
+def extract_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry's `extract` settings with the schema's defaults filled in; unknown keys are errors."""
+    return with_defaults(spec.get("extract"), "#/$defs/model/properties/extract", "extract")

@@ -1,0 +1,179 @@
+"""Figures of the models stage, drawn from the files that training and extraction wrote.
+
+Each function takes arrays or frames and returns a matplotlib Figure; the plot jobs
+(models.jobs) read the files and save the figures with `plotting.save_figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize
+
+from latent_atlas.plotting import display_image, scatter_by_class, use_style
+
+
+def plot_training_curves(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Train/validation loss per epoch (and accuracy for classifiers); dotted lines mark the
+    epochs where the learning rate changes.
+
+    table : train_log.tsv as a frame (epoch, lr, train_loss, val_loss[, train_accuracy, val_accuracy]).
+    """
+    use_style()
+    has_acc = "train_accuracy" in table.columns
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(8.0 if has_acc else 4.5, 3.2),
+                             squeeze=False)
+    axes = axes[0]
+    epoch = table["epoch"].to_numpy()
+    changes = epoch[1:][np.diff(table["lr"].to_numpy()) != 0]
+    panels = [("loss", "train_loss", "val_loss")]
+    if has_acc:
+        panels.append(("accuracy", "train_accuracy", "val_accuracy"))
+    for ax, (what, train, val) in zip(axes, panels):
+        ax.plot(epoch, table[train], marker="o", ms=3, label="train")
+        if table[val].notna().any():
+            ax.plot(epoch, table[val], marker="o", ms=3, label="validation")
+        for e in changes:
+            lr = table.loc[table["epoch"] == e, "lr"].iloc[0]
+            ax.axvline(e - 0.5, color="0.6", ls=":", lw=1)
+            ax.annotate(f"lr {lr:g}", (e - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(3, 0), textcoords="offset points", fontsize=7, color="0.4",
+                        ha="left", va="top")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_interleaved(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of up to `n` samples taking one of each class in turn (first of each class, then
+    second of each, ...), so every class appears before any repeats."""
+    labels = np.asarray(labels)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        m = labels == c
+        rank[m] = np.arange(m.sum())
+    order = np.lexsort((labels, rank))
+    return order[:n]
+
+
+def plot_reconstructions(original: np.ndarray, reconstruction: np.ndarray, labels: np.ndarray,
+                         class_names: Sequence[str], n_columns: int = 10, title: str = "") -> plt.Figure:
+    """Three rows: originals, reconstructions, absolute error (mean over channels, one colour
+    scale for the whole row), one column per sample, one class after another.
+
+    original, reconstruction : float ndarray of shape (n, C, H, W) in [0, 1].
+    """
+    use_style()
+    idx = class_interleaved(labels, n_columns)
+    err = np.abs(original[idx] - reconstruction[idx]).mean(axis=1)
+    vmax = max(float(err.max()), 1e-6)
+    ncol = len(idx)
+    fig, axes = plt.subplots(3, ncol, figsize=(1.0 * ncol + 0.9, 3.5), squeeze=False)
+    for j, i in enumerate(idx):
+        axes[0, j].imshow(display_image(original[i]), vmin=0, vmax=1, cmap="gray")
+        axes[1, j].imshow(display_image(reconstruction[i]), vmin=0, vmax=1, cmap="gray")
+        im = axes[2, j].imshow(err[j], vmin=0, vmax=vmax, cmap="magma")
+        axes[0, j].set_title(str(class_names[labels[i]]), fontsize=7)
+        mse = float(((original[i] - reconstruction[i]) ** 2).mean())
+        axes[2, j].set_xlabel(f"MSE {mse:.3f}", fontsize=6)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    for row, name in enumerate(["original", "reconstruction", "|error|"]):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    fig.colorbar(im, ax=axes[2, :].tolist(), fraction=0.02, pad=0.01, label="|error|")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts (n_classes, n_classes): rows true class, columns predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(preds)), 1)
+    return cm
+
+
+def plot_confusion_matrix(labels: np.ndarray, preds: np.ndarray, class_names: Sequence[str],
+                          title: str = "") -> plt.Figure:
+    """Row-normalised confusion matrix (share of each true class predicted as each class), in %."""
+    use_style()
+    k = len(class_names)
+    cm = confusion_matrix(labels, preds, k)
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(3.5, 0.45 * k + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    im = ax.imshow(share * 100, vmin=0, vmax=100, cmap="Blues")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    pct = 100 * share[i, j]
+                    ax.text(j, i, f"{pct:.0f}" if pct >= 0.5 else "<1", ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
+    accuracy = float(np.trace(cm) / max(cm.sum(), 1))
+    ax.set_title(f"{title + ': ' if title else ''}accuracy {100 * accuracy:.2f}% (n = {cm.sum()})")
+    return fig
+
+
+def plot_latent_scatter(z: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                        title: str = "") -> plt.Figure:
+    """Scatter of 2-D latents coloured by class. z : float ndarray of shape (n, 2)."""
+    use_style()
+    if z.shape[1] != 2:
+        raise ValueError(f"latent scatter needs 2-D latents, got {z.shape[1]} dimensions")
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    scatter_by_class(ax, z, np.asarray(labels), list(class_names), legend=False)
+    ax.set_xlabel("z0")
+    ax.set_ylabel("z1")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(*ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5),
+              markerscale=4, fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_weight_tiles(weights: np.ndarray, max_units: int = 64, title: str = "") -> plt.Figure:
+    """First-layer weights as images: one tile per unit, (C, H, W) each, diverging colours with
+    each tile scaled to the 99th percentile of its |weight| (red positive, blue negative; colour
+    inputs: mean over channels).
+
+    weights : float ndarray of shape (units, C, H, W); the first `max_units` units are drawn.
+    """
+    use_style()
+    w = np.asarray(weights, dtype=np.float64)[:max_units].mean(axis=1)
+    n = len(w)
+    ncol = min(n, 8 if n <= 32 else int(math.ceil(math.sqrt(n))))
+    nrow = int(math.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(0.85 * ncol, 0.85 * nrow + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for u in range(n):
+        # the 99th percentile, not the maximum: a few pixels that are constant in the data (a
+        # border that is always 0) keep large initial weights and would wash out the rest
+        lim = max(float(np.percentile(np.abs(w[u]), 99)), 1e-12)
+        ax = axes.ravel()[u]
+        ax.imshow(w[u], cmap="RdBu_r", norm=Normalize(-lim, lim))
+        ax.set_title(str(u), fontsize=6, pad=1)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,134 @@
+"""The models stage's jobs, one per rule (workflow/rules/models.smk): read inputs, compute, write.
+
+The torch modules (networks, training, extract) are imported inside the jobs that use them, so
+the figure jobs start without paying for torch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from latent_atlas.data.store import load_dataset
+from latent_atlas.io import (read_npz, read_parquet, read_parquet_metadata, write_json, write_npz, write_parquet,
+                             write_text)
+from latent_atlas.latents import file_metadata, read_latents
+from latent_atlas.models import figures
+from latent_atlas.plotting import save_figure
+from latent_atlas.runtime import Job, configure_torch, log
+
+
+def train(job: Job) -> None:
+    """model.pt, metrics.json and train_log.tsv of model `job.wildcards.model`, trained on the
+    dataset `job.input[0]` from `job.params.spec` (arch, params, train) with the config's seed.
+
+    A rerun after a killed job resumes from `job.params.checkpoint_dir`, which is removed once the
+    three files are written.
+    """
+    # torch is imported after the job set its seed and threads: apply them before building the model
+    torch = configure_torch()
+    from latent_atlas.devices import default_device
+    from latent_atlas.models import checkpoint
+    from latent_atlas.models.networks import build_model, count_parameters, save_model
+    from latent_atlas.models.training import train_model
+
+    spec, name, seed = job.params.spec, job.wildcards.model, int(job.config["seed"])
+    ds = load_dataset(job.input[0])
+    torch.manual_seed(seed)
+    model = build_model(spec["arch"], ds.images.shape[1:], len(ds.class_names), spec.get("params", {}))
+    device = default_device()
+    log.info("%s: %s with %d parameters on %s, input %s", name, spec["arch"], count_parameters(model),
+             device, tuple(ds.images.shape[1:]))
+    result = train_model(model, ds.images, ds.labels, ds.split, spec.get("train", {}), seed=seed,
+                         checkpoint_dir=job.params.checkpoint_dir, name=name, device=device)
+    result.metrics["dataset"] = ds.name
+    save_model(result.model, job.output.model, class_names=ds.class_names, dataset=ds.name, name=name)
+    write_json(result.metrics, job.output.metrics)
+    write_text(result.log.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"),
+               job.output.train_log)
+    checkpoint.remove(job.params.checkpoint_dir)
+
+
+def extract_autoencoder(job: Job) -> None:
+    """Everything computed from one trained model, loaded once: latents.parquet, and
+    reconstructions.npz (autoencoders) or predictions.parquet and hidden.parquet (classifiers),
+    as far as the rule names them in its outputs. Settings: `job.params.extract`."""
+    from latent_atlas.models import extract
+    from latent_atlas.models.networks import load_model
+
+    out, name, settings = job.output, job.wildcards.model, job.params.extract
+    batch_size = settings["batch_size"]
+    ds = load_dataset(job.input.data)
+    model = load_model(job.input.model)
+    if tuple(ds.images.shape[1:]) != tuple(model.input_shape):
+        raise ValueError(f"{job.input.model} expects inputs {tuple(model.input_shape)}, "
+                         f"{job.input.data} holds {tuple(ds.images.shape[1:])}")
+
+    def metadata(**extra):
+        return file_metadata(ds.name, name, model.arch, job.params.config_hash, **extra)
+
+    z = extract.compute_latents(model, ds.images, batch_size)
+    write_parquet(extract.latents_frame(ds, z), out.latents, metadata(latent_dim=model.latent_dim))
+    log.info("%s: wrote %d x %d latents to %s", name, len(z), model.latent_dim, out.latents)
+    if "reconstructions" in out.keys():
+        write_npz(out.reconstructions, **extract.reconstruction_arrays(
+            ds, model, settings["reconstructions_per_class"], batch_size))
+    if "predictions" in out.keys():
+        df = extract.predictions_frame(ds, *extract.compute_predictions(model, ds.images, batch_size))
+        write_parquet(df, out.predictions, metadata(class_names=list(ds.class_names)))
+        test = df["split"] == "test"
+        log.info("%s: test accuracy %.4f from %s", name,
+                 float((df.loc[test, "pred"] == df.loc[test, "label"]).mean()), out.predictions)
+    if "hidden" in out.keys():
+        rows = extract.hidden_rows(ds.split, settings["hidden_max_samples"])
+        acts, layers = extract.compute_hidden(model, ds.images[rows], batch_size)
+        write_parquet(extract.hidden_frame(ds, rows, acts, layers), out.hidden,
+                      metadata(layers=[[n, u] for n, u in layers]))
+        log.info("%s: wrote %d rows x %d hidden units (%s) to %s", name, len(rows), acts.shape[1],
+                 ", ".join(f"{n} {u}" for n, u in layers), out.hidden)
+
+
+extract_classifier = extract_autoencoder
+extract_classifier_hidden = extract_autoencoder
+
+
+def plot_model_autoencoder(job: Job) -> None:
+    """A model's figures: loss (and accuracy) per epoch from train_log.tsv; originals,
+    reconstructions and absolute errors (autoencoders) or the row-normalised confusion matrix of
+    the test split (classifiers), as far as the rule names them in its outputs."""
+    i, o, name = job.input, job.output, job.wildcards.model
+    table = pd.read_csv(i.train_log, sep="\t")
+    save_figure(figures.plot_training_curves(table, title=name), o.training_curves)
+    if "reconstructions" in o.keys():
+        r = read_npz(i.reconstructions)
+        save_figure(figures.plot_reconstructions(r["original"], r["reconstruction"], r["label"],
+                                                 list(r["class_names"]), title=name), o.reconstructions)
+    if "confusion_matrix" in o.keys():
+        df = read_parquet(i.predictions, columns=["split", "label", "pred"])
+        test = df[df["split"] == "test"]
+        class_names = read_parquet_metadata(i.predictions)["class_names"]
+        save_figure(figures.plot_confusion_matrix(test["label"].to_numpy(), test["pred"].to_numpy(),
+                                                  class_names, title=f"{name}, test split"),
+                    o.confusion_matrix)
+
+
+plot_model_classifier = plot_model_autoencoder
+
+
+def plot_latent_scatter(job: Job) -> None:
+    """2-D latents of the test split coloured by class."""
+    latents = read_latents(job.input[0])
+    test = (latents.ids["split"] == "test").to_numpy()
+    fig = figures.plot_latent_scatter(latents.z[test], latents.ids["label"].to_numpy()[test],
+                                      latents.class_names,
+                                      title=f"{job.wildcards.model}: latents of the test split")
+    save_figure(fig, job.output.latent_scatter)
+
+
+def plot_first_layer_weights(job: Job) -> None:
+    """First-layer weights of a dense model as image tiles (the first 64 units)."""
+    from latent_atlas.models.networks import first_layer_weights, load_model
+
+    weights = first_layer_weights(load_model(job.input[0])).numpy()
+    fig = figures.plot_weight_tiles(weights, title=f"{job.wildcards.model}: first-layer weights "
+                                                   f"({min(len(weights), 64)} of {len(weights)} units)")
+    save_figure(fig, job.output.first_layer_weights)
