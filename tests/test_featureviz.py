@@ -417,3 +417,24 @@ def test_auto_starts_fall_back_on_the_real_image_that_activates_the_unit_most(tr
     blank, _ = gallery(model, ["a", "b", "c", "d"], OPT, layer=1, units=[0], tv=0.0, l1=0.0, steps=5,
                       start="auto", jitter=False, penalty=0.0)
     assert blank["activation"].item() == 0 and blank["start"].item() == "random"
+
+
+def test_adversarial_figure_shows_darkened_colour_pixels_as_negative():
+    """The difference panel is the signed difference averaged over channels: a colour pixel the
+    attack darkened is drawn below zero (clipping it like an image would hide it)."""
+    import pandas as pd
+
+    from latent_atlas.featureviz.figures import plot_adversarial_examples
+
+    orig = np.full((3, 4, 4), 0.5, np.float32)
+    res = orig.copy()
+    res[:, 0, 0] -= 0.25  # darkened
+    res[:, 3, 3] += 0.125  # brightened
+    table = pd.DataFrame({"index": [0], "source_class": [0], "target_class": [1], "success": [True],
+                          "source_prob": [0.9], "target_prob": [0.8], "l2": [0.1], "linf": [0.25],
+                          "before_p0": [0.9], "before_p1": [0.1], "after_p0": [0.2], "after_p1": [0.8]})
+    fig = plot_adversarial_examples(table, np.stack([orig, res])[None], ["a", "b"], show=1)
+    diff = fig.axes[2].images[0].get_array()
+    assert diff.shape == (4, 4)
+    assert diff[0, 0] == pytest.approx(-0.25) and diff[3, 3] == pytest.approx(0.125)
+    assert fig.axes[2].images[0].get_clim() == (-0.25, 0.25)

@@ -102,8 +102,9 @@ def plot_adversarial_examples(table: pd.DataFrame, images: np.ndarray, class_nam
         _show(ax, res)
         ax.set_title(f"→ {class_names[b]}\np={row['target_prob']:.3f}", fontsize=7)
         ax = fig.add_subplot(gs[r, 2])
-        d = display_image(res - orig, clip=True)
-        ax.imshow(d if d.ndim == 2 else d.mean(axis=2), cmap="RdBu_r", vmin=-dmax, vmax=dmax)
+        # The signed difference, averaged over colour channels: clipping it to [0, 1] (as for an
+        # image) would hide every pixel the attack darkened.
+        ax.imshow((res - orig).mean(axis=0), cmap="RdBu_r", vmin=-dmax, vmax=dmax)
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
