@@ -59,6 +59,11 @@ def test_cross_reference_errors_name_the_key_path():
     cfg["featureviz"] = {"models": ["dense_ae"]}
     with pytest.raises(ConfigError, match=r"featureviz\.models\[0\]: model 'dense_ae' has arch 'dense_ae'"):
         check_config(cfg)
+    # Any section with a models list is checked, also one a new stage adds.
+    cfg = _load(TEST_CONFIG)
+    cfg["norms"] = {"models": ["conv_ae", "conv_aee"]}
+    with pytest.raises(ConfigError, match=r"norms\.models\[1\]: 'conv_aee' is not a defined model"):
+        check_config(cfg)
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

@@ -12,16 +12,14 @@ from typing import Any, Mapping
 import yaml
 
 from latent_atlas.models.archs import ARCH_DEFAULTS, AUTOENCODER_ARCHS, arch_kind
-from latent_atlas.schema import ConfigError
+from latent_atlas.schema import ConfigError, fill_defaults, schema_node
 
 AUTOENCODERS = set(AUTOENCODER_ARCHS)
 CLASSIFIERS = set(ARCH_DEFAULTS) - AUTOENCODERS
 
-# Which model kinds each analysis section accepts in its `models:` list.
+# Analysis sections that take only some model kinds in their `models:` list; every other section
+# with a `models:` list (every analysis stage, also one added later) takes every kind.
 SECTION_KINDS = {
-    "geometry": AUTOENCODERS | CLASSIFIERS,
-    "explain": AUTOENCODERS | CLASSIFIERS,
-    "importance": AUTOENCODERS | CLASSIFIERS,
     "featureviz": CLASSIFIERS,
 }
 
@@ -60,8 +58,11 @@ def check_config(config: Mapping[str, Any]) -> None:
         epochs = [s["epoch"] for s in sched]
         if epochs != sorted(set(epochs)):
             raise ConfigError(f"models.{name}.train.lr_schedule: epochs must be strictly increasing, got {epochs}")
-    for section, kinds in SECTION_KINDS.items():
-        listed = config.get(section, {}).get("models", [])
+    sections = [key for key, value in config.items() if isinstance(value, Mapping) and "models" in value
+                and key != "models"]
+    for section in sections:
+        kinds = SECTION_KINDS.get(section, AUTOENCODERS | CLASSIFIERS)
+        listed = config[section]["models"] or []
         for i, name in enumerate(listed):
             if name not in models:
                 raise ConfigError(
@@ -77,6 +78,8 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 
 def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:
+    # validate() does not fill entries behind a `$ref`: take their defaults from the schema.
+    ds = fill_defaults(dict(ds), schema_node("#/$defs/dataset"))
     source = ds["source"]
     needs_path = {"idx", "image_folder", "audio_digits"}
     if source in needs_path and not ds.get("path"):
@@ -87,12 +90,12 @@ def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:
     if split.get("method") == "speaker" and source != "audio_digits":
         raise ConfigError(f"{key}.split.method: 'speaker' needs source 'audio_digits', not {source!r}")
     if source == "audio_digits":
-        low, high = ds.get("band", [100, 3800])
-        nyquist = ds.get("sample_rate", 8000) / 2
+        low, high = ds["band"]
+        nyquist = ds["sample_rate"] / 2
         if not 0 <= low < high < nyquist:
             raise ConfigError(
                 f"{key}.band: need 0 <= low < high < sample_rate/2 = {nyquist:g} Hz, got [{low}, {high}]"
             )
-        lo_db, hi_db = ds.get("db_range", [-30, 0])
+        lo_db, hi_db = ds["db_range"]
         if not lo_db < hi_db:
             raise ConfigError(f"{key}.db_range: need low < high, got [{lo_db}, {hi_db}]")
