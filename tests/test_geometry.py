@@ -97,7 +97,7 @@ def test_pca_variance_sums_to_one_and_threshold_counts():
     rng = np.random.default_rng(2)
     Z = rng.standard_normal((500, 6)) * np.array([5, 3, 1, 0.5, 0.2, 0.1])
     variance, loadings, scores = pca_tables(Z, _latents(Z)[ID_COLUMNS], thresholds=(0.5, 0.85, 0.95))
-    assert variance["ratio"].sum() == pytest.approx(1.0)
+    assert variance["explained_variance_ratio"].sum() == pytest.approx(1.0)
     assert variance["cumulative"].iloc[-1] == pytest.approx(1.0)
     assert variance["components_for_0.5"].iloc[0] == 1
     assert variance["components_for_0.95"].iloc[0] == 2
@@ -243,7 +243,7 @@ def test_pca_figure_marks_the_threshold_counts():
     variance, _, _ = pca_tables(Z, _latents(Z)[ID_COLUMNS], thresholds=(0.5, 0.95))
     fig = figures.plot_pca(variance)
     scree, cumulative = fig.axes
-    np.testing.assert_allclose([bar.get_height() for bar in scree.patches], variance["ratio"])
+    np.testing.assert_allclose([bar.get_height() for bar in scree.patches], variance["explained_variance_ratio"])
     labels = [text.get_text() for text in cumulative.get_legend().get_texts()]
     assert labels == [f"50%: {variance['components_for_0.5'].iloc[0]} components",
                       f"95%: {variance['components_for_0.95'].iloc[0]} components"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 from sklearn.decomposition import PCA
 
 METHODS = ("pca", "tsne", "umap")
@@ -60,6 +61,16 @@ def pca_fit(X, n_components: int | None = None, random_state: int = 0) -> PCA:
     if k < 1:
         raise ValueError(f"n_components must be >= 1; got {n_components}")
     return PCA(n_components=min(k, k_max), svd_solver="full", random_state=random_state).fit(X)
+
+
+def pca_variance_table(pca: PCA) -> pd.DataFrame:
+    """The variance table of a fitted PCA, the same in every stage (geometry `pca_variance`,
+    explain `pca_scree`): one row per component, `component` (1-based, int64),
+    `explained_variance`, `explained_variance_ratio` and its running sum `cumulative` (float64)."""
+    ratio = np.asarray(pca.explained_variance_ratio_, np.float64)
+    return pd.DataFrame({"component": np.arange(1, len(ratio) + 1, dtype=np.int64),
+                         "explained_variance": np.asarray(pca.explained_variance_, np.float64),
+                         "explained_variance_ratio": ratio, "cumulative": np.cumsum(ratio)})
 
 
 def tsne_fit(X, *, perplexity: float = 30.0, early_exaggeration: float = 12.0, n_iter: int = 500,

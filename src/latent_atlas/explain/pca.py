@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.explain.features import magnitude_rank
+from latent_atlas.projections import pca_variance_table
 
 
 def pca_tables(pca, columns: Sequence[str], n_components: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -16,15 +17,13 @@ def pca_tables(pca, columns: Sequence[str], n_components: int) -> tuple[pd.DataF
 
     Returns
     -------
-    scree : component (1-based), explained_variance, explained_variance_ratio, cumulative
+    scree : `projections.pca_variance_table` (component, explained_variance,
+        explained_variance_ratio, cumulative), the table geometry writes too
     loadings : component (1-based, first `n_components`), feature, loading (the unit-length
         principal axis entry, so a sample's coordinate is sum_i (x_i - mean_i) * loading_i),
         mean (the feature's mean, the centre of the projection)
     """
-    ratio = np.asarray(pca.explained_variance_ratio_, np.float64)
-    scree = pd.DataFrame({"component": np.arange(1, len(ratio) + 1, dtype=np.int32),
-                          "explained_variance": np.asarray(pca.explained_variance_, np.float64),
-                          "explained_variance_ratio": ratio, "cumulative": np.cumsum(ratio)})
+    scree = pca_variance_table(pca)
     m = min(n_components, pca.components_.shape[0])
     loadings = pd.DataFrame({
         "component": np.repeat(np.arange(1, m + 1, dtype=np.int32), len(columns)),

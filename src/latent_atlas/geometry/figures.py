@@ -86,7 +86,7 @@ def plot_pca(variance: pd.DataFrame, title: str = ""):
     """Scree (variance ratio per component) and cumulative curve with the threshold counts
     (table: pca_variance)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.4))
-    a1.bar(variance["component"], variance["ratio"], color="C0", linewidth=0)
+    a1.bar(variance["component"], variance["explained_variance_ratio"], color="C0", linewidth=0)
     a1.set(xlabel="component", ylabel="explained variance ratio", title="scree")
     a2.plot(variance["component"], variance["cumulative"], marker=".", color="C0")
     for i, col in enumerate(c for c in variance.columns if c.startswith("components_for_")):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.geometry.baseline import check_cloud
-from latent_atlas.projections import pca_fit
+from latent_atlas.projections import pca_fit, pca_variance_table
 
 
 def pca_tables(Z: np.ndarray, sample_info: pd.DataFrame, thresholds: Sequence[float],
@@ -26,18 +26,16 @@ def pca_tables(Z: np.ndarray, sample_info: pd.DataFrame, thresholds: Sequence[fl
 
     Returns
     -------
-    variance : DataFrame, one row per component: `component` (1-based), `explained_variance`,
-        `ratio`, `cumulative`, `components_for_{t}`.
+    variance : DataFrame, one row per component: `projections.pca_variance_table` (`component`,
+        `explained_variance`, `explained_variance_ratio`, `cumulative`), then `components_for_{t}`.
     loadings : DataFrame, one row per component: `component`, then `z0 .. z{d-1}` (unit vectors).
     scores : DataFrame, id columns then `pc1 .. pc{d}` float32.
     """
     Z = check_cloud(Z)
     pca = pca_fit(Z, random_state=random_state)
     k = len(pca.explained_variance_ratio_)
-    ratio = pca.explained_variance_ratio_
-    cumulative = np.cumsum(ratio)
-    variance = pd.DataFrame({"component": np.arange(1, k + 1), "explained_variance": pca.explained_variance_,
-                             "ratio": ratio, "cumulative": cumulative})
+    variance = pca_variance_table(pca)
+    cumulative = variance["cumulative"].to_numpy()
     for t in thresholds:
         if not 0 < t <= 1:
             raise ValueError(f"PCA variance thresholds must lie in (0, 1]; got {t}")

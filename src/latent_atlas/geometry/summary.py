@@ -47,7 +47,7 @@ def filled_gaussian_summary(axes: pd.DataFrame, radius: pd.DataFrame, variance: 
         rows.append((col, int(variance[col].iloc[0]), int(variance[col].iloc[0]),
                      "PCA components for that fraction of variance (same covariance by construction)"))
     rows += [
-        ("pc1_variance_ratio", variance["ratio"].iloc[0], variance["ratio"].iloc[0], "variance explained by PC1"),
+        ("pc1_variance_ratio", variance["explained_variance_ratio"].iloc[0], variance["explained_variance_ratio"].iloc[0], "variance explained by PC1"),
         ("nn_distance_median", np.median(lat), np.median(gau), "median nearest-neighbour distance"),
         ("nn_distance_ks", ks.statistic, 0.0, "two-sample KS statistic, latents vs Gaussian NN distances"),
         ("twonn_dimension", dim.loc["latents", "twonn"], dim.loc["gaussian", "twonn"], "TwoNN intrinsic dimension"),
