@@ -169,20 +169,114 @@ def test_linear_kernel_equals_the_gram_formula_on_the_same_permutations(c):
     np.testing.assert_allclose(fast, expected, rtol=1e-12)
 
 
+def _conv_stack(kind, c, seed=0):
+    """Small conv encoders covering the local path's layers and border cases (9x7 inputs)."""
+    torch.manual_seed(seed)
+    layers = {
+        "same_maxpool_ceil": [nn.Conv2d(c, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+                              nn.Flatten(), nn.LazyLinear(3)],
+        "stride2_wide_padding": [nn.Conv2d(c, 4, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+                                 nn.Conv2d(4, 5, 3, stride=2, padding=2), nn.Tanh(), nn.Flatten(),
+                                 nn.LazyLinear(6), nn.ReLU(), nn.Linear(6, 3)],
+        "batchnorm_avgpool_ceil": [nn.Conv2d(c, 4, 5, padding=2), nn.BatchNorm2d(4), nn.ELU(),
+                                   nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True),
+                                   nn.Conv2d(4, 3, 2), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(4)],
+        "avgpool_exclude_pad_first": [nn.AvgPool2d(2, padding=1, ceil_mode=True, count_include_pad=False),
+                                      nn.Conv2d(c, 4, 3, stride=2), nn.ReLU(),
+                                      nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+                                      nn.Flatten(), nn.LazyLinear(3)],
+    }[kind]
+    model = nn.Sequential(*layers)
+    with torch.no_grad():
+        model(torch.zeros(2, c, 9, 7))  # materialise lazy layers
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _assert_local_equals_naive(model, output, stack, x, batch_size=37):
+    """The local path (float32) gives the naive loop's values to 1e-5 of the largest value, and
+    its signs. The reference is the naive loop in float64: the float32 naive loop itself is off
+    by up to ~2e-5 on these small random models, whose outputs barely move per pixel."""
+    import copy
+
+    exact = copy.deepcopy(model).double()
+    fn64 = exact if output is None else engine.output_function(exact, output)
+    ref = engine.pixel_importance(lambda t: fn64(t.double()), x, n_perm=3, seed=5, method="naive")
+    fn = model if output is None else engine.output_function(model, output)
+    naive = engine.pixel_importance(fn, x, n_perm=3, seed=5, method="naive")
+    got = engine.pixel_importance(fn, x, n_perm=3, seed=5, method="local", stack=stack,
+                                  batch_size=batch_size)
+    assert got.method == "local" and ref.importance.max() > 0
+    scale = ref.per_permutation.max()
+    assert np.abs(got.per_permutation - ref.per_permutation).max() <= 1e-5 * scale
+    assert np.abs(got.per_permutation - naive.per_permutation).max() <= 5e-5 * scale
+    np.testing.assert_array_equal(got.sign, naive.sign)
+    np.testing.assert_array_equal(got.sign, ref.sign)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("kind", ["same_maxpool_ceil", "stride2_wide_padding", "batchnorm_avgpool_ceil",
+                                  "avgpool_exclude_pad_first"])
+def test_local_path_equals_naive_on_conv_stacks(kind, c):
+    x = _images(n=70, h=9, w=7, c=c)
+    model = _conv_stack(kind, c)
+    stack = engine.local_stack(list(model), model, (c, 9, 7))
+    _assert_local_equals_naive(model, None, stack, x)
+
+
+@pytest.mark.parametrize("arch, output", [("conv_ae", "latent"), ("conv_vae", "latent"),
+                                          ("cnn_classifier", "features"), ("cnn_classifier", "logits")])
+def test_local_path_equals_naive_on_the_project_models(arch, output):
+    from latent_atlas.models.networks import build_model
+
+    torch.manual_seed(0)
+    params = ({"channels": [4, 6, 8, 8], "latent_dim": 5} if arch.startswith("conv")
+              else {"channels": [4, 6], "feature_dim": 8})
+    c = 3 if arch == "conv_vae" else 1
+    model = build_model(arch, (c, 15, 16), 4, params).eval()
+    stack, why = engine.model_stack(model, output)
+    assert stack is not None, why
+    _assert_local_equals_naive(model, output, stack, _images(n=60, h=15, w=16, c=c))
+
+
+def test_local_stack_names_what_it_cannot_do():
+    from latent_atlas.models.networks import build_model
+
+    up = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2), nn.Flatten(), nn.LazyLinear(2))
+    assert engine.model_stack(up, "latent") == (None, "unsupported layer Upsample before the first Linear")
+    stack, why = engine.model_stack(build_model("dense_ae", (1, 4, 4), 2, {"hidden": [3]}), "latent")
+    assert stack is None and "not convolutional" in why
+    with pytest.raises(ValueError, match="method 'local' needs a convolutional stack"):
+        engine.choose_method("local", None, torch.device("cpu"), None)
+    # A layer list that is not what the model computes (a ReLU left out) is refused.
+    model = _conv_stack("same_maxpool_ceil", 1)
+    with pytest.raises(ValueError, match="does not reproduce"):
+        engine.local_stack([model[0], model[2], model[3], model[4]], model, (1, 9, 7))
+    assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "local"
+
+
 def test_shard_and_batch_invariance():
-    """13 blocks give the same table as 1 block; batch size does not matter."""
+    """13 blocks give the same table as 1 block; batch size does not matter (every path)."""
     x = _images(n=80, h=8, w=8)
     enc = _dense([64, 5], act_last=True)
     deep = _dense([64, 6, 4])
-    for model, method in ((enc, "kernel"), (deep, "rank1"), (deep, "rows")):
-        whole = tables.pixel_frame(engine.pixel_importance(model, x, n_perm=2, seed=1,
-                                                     split=_split(model), method=method))
+    conv = _conv(seed=2)
+    with torch.no_grad():
+        conv(torch.as_tensor(x[:2]))
+    cases = ((enc, "kernel", _split(enc), None), (deep, "rank1", _split(deep), None),
+             (deep, "rows", None, None), (conv, "local", None, engine.local_stack(list(conv))))
+    for model, method, split, stack in cases:
+        whole = tables.pixel_frame(engine.pixel_importance(model, x, n_perm=2, seed=1, split=split,
+                                                           stack=stack, method=method))
         blocks = importance_plan.pixel_blocks(64, 5)
         assert len(blocks) == 13 == importance_plan.n_blocks(64, 5)
         parts = pd.concat([
             tables.pixel_frame(engine.pixel_importance(model, x, pixels=b, n_perm=2, seed=1,
-                                                 split=_split(model), method=method,
-                                                 batch_size=[7, 1000][i % 2]))
+                                                       split=split, stack=stack, method=method,
+                                                       batch_size=[7, 1000][i % 2]))
             for i, b in enumerate(blocks)], ignore_index=True)
         if method == "kernel":  # per-pair float64 sums: bit-identical
             pd.testing.assert_frame_equal(whole, parts)

@@ -19,6 +19,9 @@ loop (`method="naive"`) and fast paths that give the same numbers to float toler
 - when the rest of the encoder is identity, ReLU, or ReLU + Linear (+ ReLU) -- the paper's
   784 -> d encoder and one-hidden-layer networks -- a compiled kernel does the whole (pixel,
   permutation) pair in O(N * h) with float64 accumulation (`latent_atlas.importance.kernels`);
+- a convolutional encoder recomputes only the window a pixel's change reaches, layer by layer,
+  spliced into cached activations, and updates the first dense layer by a rank-k term
+  (`method="local"`, `latent_atlas.importance.local`);
 - otherwise many (pixel, permutation) pairs are batched per forward pass, in chunks of
   `batch_size` rows so memory stays bounded, on CUDA when present.
 """
@@ -34,10 +37,11 @@ from torch import nn
 
 from latent_atlas.devices import batches, infer, model_device
 from latent_atlas.importance.kernels import KernelPlan, kernel_importance, kernel_plan
+from latent_atlas.importance.local import LocalStack, local_importance, local_stack
 from latent_atlas.importance.streams import LATENT_STREAM, PIXEL_STREAM, fill_permutation, permutation
 from latent_atlas.importance.tables import LatentImportance, PixelImportance
 
-METHODS = ("auto", "naive", "rows", "rank1", "kernel")
+METHODS = ("auto", "naive", "rows", "rank1", "kernel", "local")
 
 
 def summarise_permutations(values: np.ndarray, confidence: float = 0.95):
@@ -122,19 +126,46 @@ def model_split(model: nn.Module, output: str):
         return None
 
 
-def choose_method(method: str, split, device: torch.device) -> tuple[str, KernelPlan | None]:
+def model_stack(model: nn.Module, output: str, device=None) -> tuple[LocalStack | None, str]:
+    """The `LocalStack` of a model's output (for `method="local"`) and "", or None and why not.
+
+    The layers are `model.layer_sequence(output)` (the project's conv models), or an
+    nn.Sequential's own layers for its single output; the stack must reproduce the output
+    function on a probe batch (`local_stack`).
+    """
+    if hasattr(model, "layer_sequence"):
+        try:
+            layers = model.layer_sequence(output)
+        except ValueError as err:
+            return None, str(err)
+        fn, shape = output_function(model, output), model.input_shape
+    elif isinstance(model, nn.Sequential):
+        layers, fn, shape = list(model), model, getattr(model, "input_shape", None)
+    else:
+        return None, f"{type(model).__name__} describes no layer sequence"
+    if layers is None:
+        return None, f"{getattr(model, 'arch', type(model).__name__)} is not convolutional"
+    try:
+        return local_stack(layers, fn, shape, device), ""
+    except ValueError as err:
+        return None, str(err)
+
+
+def choose_method(method: str, split, device: torch.device,
+                  stack: LocalStack | None = None) -> tuple[str, KernelPlan | None]:
     """The path `pixel_importance` takes, and the kernel plan of the split's rest (or None).
 
     `method` itself when it applies to the model (a ValueError saying why when it does not);
     for "auto" the fastest that applies: the kernel on CPU (on CUDA only for identity rests,
-    which need no forward pass at all), else rank-1 updates for dense models, else rows.
+    which need no forward pass at all), else rank-1 updates for dense models, else the local
+    path for models with a `stack`, else rows.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     plan = kernel_plan(split[1]) if split is not None else None
     if method == "auto":
         if split is None:
-            method = "rows"
+            method = "local" if stack is not None else "rows"
         elif plan is not None and (device.type == "cpu" or plan.identity):
             method = "kernel"
         else:
@@ -143,6 +174,8 @@ def choose_method(method: str, split, device: torch.device) -> tuple[str, Kernel
         raise ValueError(f"method {method!r} needs the model's first_linear_split (dense models)")
     if method == "kernel" and plan is None:
         raise ValueError("method 'kernel' needs rest = identity, ReLU or ReLU + Linear (+ ReLU)")
+    if method == "local" and stack is None:
+        raise ValueError("method 'local' needs a convolutional stack of supported layers (`model_stack`)")
     return method, plan
 
 
@@ -166,6 +199,7 @@ def pixel_importance(
     n_perm: int = 4,
     seed: int = 0,
     split=None,
+    stack: LocalStack | None = None,
     method: str = "auto",
     batch_size: int = 8192,
     device: str | torch.device | None = None,
@@ -183,9 +217,11 @@ def pixel_importance(
     n_perm : permutations per pixel (the paper: 4).
     seed : base of the random streams; permutation k of pixel i depends on (seed, i, k) only.
     split : `(linear, rest)` from `model.first_linear_split(...)` enabling the rank-1 paths.
+    stack : the `LocalStack` of a convolutional model (`model_stack`) enabling the local path.
     method : "naive" (re-encode every image per pixel and permutation: the reference),
         "rows" (only changed rows, batched), "rank1" (rank-1 first layer, batched), "kernel"
-        (compiled, CPU, identity/ReLU/ReLU+Linear rests) or "auto" (`choose_method`).
+        (compiled, CPU, identity/ReLU/ReLU+Linear rests), "local" (receptive-field windows,
+        conv models) or "auto" (`choose_method`).
     batch_size : rows per forward pass (bounds memory).
     device : torch device (default: the device of the function's module, else CUDA when
         available, else CPU).
@@ -208,7 +244,7 @@ def pixel_importance(
         raise ValueError(f"pixels must be flat indices in [0, {hw}) for images {h}x{w}")
     device = torch.device(device) if device is not None else model_device(model_fn)
     xflat = x.reshape(n, c * hw)
-    method, plan = choose_method(method, split, device)
+    method, plan = choose_method(method, split, device, stack)
 
     z0 = infer(model_fn, x, batch_size, device)
     z0_t = torch.as_tensor(z0, device=device)
@@ -226,6 +262,8 @@ def pixel_importance(
             values[active] = _rows(model_fn, *args, device, z0_t)
         elif method == "rank1":
             values[active] = _rank1(split, *args, device, z0_t)
+        elif method == "local":
+            values[active] = local_importance(stack, *args, device)
         else:
             values[active] = kernel_importance(split[0], plan, *args)
     mean, std, lo, hi = summarise_permutations(values, confidence)

@@ -17,6 +17,9 @@ Classifiers (`cnn_classifier`, `mlp_classifier`):
 Dense models (dense AE/VAE, MLP): first_linear_split(output) -> (linear, rest), the first
   nn.Linear on the flattened input and the rest of the network from its pre-activation to
   `output`; the rank-1 fast path of permutation importance relies on it. Conv models: None.
+Conv models: layer_sequence(output) -> the list of modules that, run in order, computes `output`
+  exactly as encode / features / forward do; the local path of permutation importance relies on
+  it. Dense models: None.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class _Model(nn.Module):
         self.n_inputs = self.input_shape[0] * self.input_shape[1] * self.input_shape[2]
 
     def first_linear_split(self, output: str):
+        return None
+
+    def layer_sequence(self, output: str):
         return None
 
 
@@ -185,6 +191,11 @@ class ConvAutoencoder(_Autoencoder):
     def decode_logits(self, z):
         return self.decoder(z)
 
+    def layer_sequence(self, output: str):
+        if output != "latent":
+            raise ValueError(f"arch {self.arch!r}: layer_sequence output must be 'latent', got {output!r}")
+        return [*self.encoder, self.to_latent]
+
 
 class CNNClassifier(_Model):
     """[Conv2d 'same' + ReLU + MaxPool 2 (ceil)] per entry of `channels`, then a `feature_dim`
@@ -227,6 +238,17 @@ class CNNClassifier(_Model):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+    def layer_sequence(self, output: str):
+        """What `_run` does (its functional ReLUs as modules), plus the head for 'logits'."""
+        if output not in ("features", "logits"):
+            raise ValueError(f"arch {self.arch!r}: layer_sequence output must be 'features' or 'logits', "
+                             f"got {output!r}")
+        layers: list[nn.Module] = []
+        for conv in self.convs:
+            layers += [conv, nn.ReLU(), self.pool]
+        layers += [nn.Flatten(), self.fc, nn.ReLU()]
+        return layers + ([self.head] if output == "logits" else [])
 
 
 class MLPClassifier(_Model):

@@ -1,0 +1,301 @@
+"""Receptive-field-local permutation importance for convolutional encoders (`method="local"`).
+
+A pixel's change reaches only its receptive field: through a convolution or pooling with kernel
+k, stride s and padding p, a changed input region [a, b] (per axis, inclusive) changes exactly the
+outputs o with o * s - p <= b and o * s - p + k - 1 >= a. So for each (pixel, permutation) and
+each image whose pixel value changed, the path recomputes only that window, layer by layer,
+from a window of the layer's cached input (the unpermuted images' activations) with the new
+values spliced in. At the first dense layer the change of the flattened window updates the
+cached pre-activation, pre' = pre + W[:, window] @ (new - old) (a rank-k update, k the window's
+size), and the rest of the network (the dense tail) runs on the updated rows only. The numbers
+are the naive loop's to float32 rounding; windows of one pixel share their shapes at every
+layer, so all changed images of a pixel (all its permutations) go through each layer as one
+batch, in chunks of `batch_size`.
+
+A model is described by a `LocalStack` built from the list of layers its output function runs
+(`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
+AvgPool2d (dilation 1, ceil mode allowed), elementwise layers (activations, BatchNorm2d and
+Dropout in eval mode, Identity), then Flatten, a Linear, and any dense tail. Given the output
+function, the stack is checked to reproduce it on a seeded probe batch; a list that does not is
+refused (the caller falls back to `rows`).
+
+Memory: the cache holds, per image, the input of every convolution and pooling, the flattened
+map before the first Linear and its pre-activation, in float32. Images are processed in chunks
+whose cache fits `CACHE_BYTES` (the permuted values come from the pixel's column over all N
+images, so chunks are independent); the windows of a batch add batch_size x (largest window).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
+
+CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
+
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+               nn.Mish, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.PReLU,
+               nn.Identity)
+EVAL_ONLY = (nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)
+
+
+@dataclass
+class _Window:
+    """A convolution or pooling step: how an input region maps to the outputs it changes."""
+    module: nn.Module
+    kind: str  # "conv", "max" or "avg"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+@dataclass
+class LocalStack:
+    """A model function as spatial steps (`_Window` or elementwise modules), then Flatten, the
+    first Linear and the dense tail (a module mapping its pre-activation to the output)."""
+    steps: list
+    linear: nn.Linear
+    tail: nn.Module
+
+    def cache(self, x: torch.Tensor):
+        """The inputs of the window steps (None for elementwise steps), the map before Flatten
+        (B, C, H, W) and the first Linear's pre-activation (B, h) of the image batch x."""
+        inputs = []
+        for step in self.steps:
+            inputs.append(x if isinstance(step, _Window) else None)
+            x = _apply(step, x)
+        return inputs, x, self.linear(x.flatten(1))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.cache(x)[2])
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _apply(step, x):
+    return step.module(x) if isinstance(step, _Window) else step(x)
+
+
+def _flat(layers) -> list[nn.Module]:
+    out = []
+    for layer in layers:
+        out += _flat(layer) if isinstance(layer, nn.Sequential) else [layer]
+    return out
+
+
+def _window_step(layer: nn.Module):
+    """The `_Window` of a convolution or pooling layer, or a ValueError saying what is unsupported."""
+    name = type(layer).__name__
+    if isinstance(layer, nn.Conv2d):
+        if _pair(layer.dilation) != (1, 1) or layer.padding_mode != "zeros":
+            raise ValueError(f"unsupported layer {name} (dilation {layer.dilation}, padding_mode "
+                             f"{layer.padding_mode!r}; needs dilation 1 and zero padding)")
+        kernel = _pair(layer.kernel_size)
+        padding = layer.padding
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+                raise ValueError(f"unsupported layer {name} (padding 'same' with an even kernel)")
+            padding = (kernel[0] // 2, kernel[1] // 2)
+        return _Window(layer, "conv", kernel, _pair(layer.stride), _pair(padding))
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(layer, nn.MaxPool2d) and (_pair(layer.dilation) != (1, 1) or layer.return_indices):
+            raise ValueError(f"unsupported layer {name} (dilation or return_indices)")
+        kind = "max" if isinstance(layer, nn.MaxPool2d) else "avg"
+        kernel = _pair(layer.kernel_size)
+        stride = _pair(layer.stride if layer.stride is not None else layer.kernel_size)
+        return _Window(layer, kind, kernel, stride, _pair(layer.padding))
+    return None
+
+
+def local_stack(layers: Sequence[nn.Module], model_fn=None, input_shape=None, device=None) -> LocalStack:
+    """The `LocalStack` of `layers` (run in order, nested nn.Sequential flattened).
+
+    With `model_fn` and `input_shape` (C, H, W), the stack must reproduce model_fn on a seeded
+    probe batch of 4 images in [0, 1] to 1e-6 relative (of the largest output). Raises ValueError
+    naming the first unsupported layer, or saying the list does not reproduce the model.
+    """
+    layers = _flat(layers)
+    steps: list = []
+    i = 0
+    while i < len(layers) and not isinstance(layers[i], nn.Flatten):
+        layer = layers[i]
+        window = _window_step(layer)
+        if window is not None:
+            steps.append(window)
+        elif isinstance(layer, ELEMENTWISE):
+            steps.append(layer)
+        elif isinstance(layer, EVAL_ONLY):
+            if layer.training or (isinstance(layer, nn.BatchNorm2d) and layer.running_mean is None):
+                raise ValueError(f"unsupported layer {type(layer).__name__} in training mode (call model.eval())")
+            steps.append(layer)
+        else:
+            raise ValueError(f"unsupported layer {type(layer).__name__} before the first Linear")
+        i += 1
+    if i == len(layers):
+        raise ValueError("no Flatten followed by a Linear (the stack needs a dense layer on the flattened map)")
+    flatten = layers[i]
+    if flatten.start_dim != 1 or flatten.end_dim != -1:
+        raise ValueError(f"unsupported layer Flatten(start_dim={flatten.start_dim}, end_dim={flatten.end_dim})")
+    if i + 1 == len(layers) or not isinstance(layers[i + 1], nn.Linear):
+        after = type(layers[i + 1]).__name__ if i + 1 < len(layers) else "nothing"
+        raise ValueError(f"unsupported layer {after} after Flatten (needs a Linear)")
+    stack = LocalStack(steps, layers[i + 1], nn.Sequential(*layers[i + 2:]))
+    if model_fn is not None and input_shape is not None:
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.rand((4, *input_shape), generator=gen).to(device or "cpu")
+        with torch.no_grad():
+            want, got = model_fn(probe).float(), stack(probe).float()
+        if want.shape != got.shape or not (got - want).abs().max() <= 1e-6 * max(1.0, float(want.abs().max())):
+            raise ValueError("the layer list does not reproduce the model's output on a probe batch")
+    return stack
+
+
+# --------------------------------------------------------------------------------------------
+def _affected(a: int, b: int, k: int, s: int, p: int, size: int) -> tuple[int, int]:
+    """Outputs [lo, hi] (inclusive; empty when lo > hi) that read any input in [a, b]."""
+    return max(0, -((k - 1 - a - p) // s)), min(size - 1, (b + p) // s)
+
+
+def _pixel_plan(stack: LocalStack, shapes, r: int, c: int):
+    """Per window step, for the region a change of pixel (r, c) reaches: the output region and
+    the input region it reads ((lo, hi) per axis, inclusive, possibly beyond the map). None when
+    the change reaches no output."""
+    plan = []
+    region = ((r, r), (c, c))
+    for step, (h_in, w_in), (h_out, w_out) in shapes:
+        if not isinstance(step, _Window):
+            plan.append(None)
+            continue
+        out, need = [], []
+        for (a, b), k, s, p, size in zip(region, step.kernel, step.stride, step.padding, (h_out, w_out)):
+            lo, hi = _affected(a, b, k, s, p, size)
+            if lo > hi:
+                return None
+            out.append((lo, hi))
+            need.append((lo * s - p, hi * s - p + k - 1))
+        plan.append((region, tuple(out), tuple(need)))
+        region = tuple(out)
+    return plan, region
+
+
+def _divisor(step: _Window, h: int, w: int, size_out, device) -> torch.Tensor:
+    """The divisor of each output of an AvgPool2d on an (h, w) map: (1, 1, H_out, W_out)."""
+    ones = torch.ones((1, 1, h, w), device=device)
+    mean = step.module(ones)
+    if step.module.divisor_override:
+        return torch.full_like(mean, float(step.module.divisor_override))
+    # The count of in-map elements of each output's window over the layer's mean of ones.
+    (ph, pw), (sh, sw), (kh, kw) = step.padding, step.stride, step.kernel
+    bottom = max(0, (size_out[0] - 1) * sh - ph + kh - h)
+    right = max(0, (size_out[1] - 1) * sw - pw + kw - w)
+    counts = _window_op(step, F.pad(ones, (pw, right, ph, bottom)), None)
+    return torch.round(counts[:, :, :size_out[0], :size_out[1]] / mean)
+
+
+def _window_op(step: _Window, ctx: torch.Tensor, divisor) -> torch.Tensor:
+    """The step on an explicitly padded window: every output position is a full kernel window."""
+    m = step.module
+    if step.kind == "conv":
+        return F.conv2d(ctx, m.weight, m.bias, step.stride, 0, 1, m.groups)
+    if step.kind == "max":
+        return F.max_pool2d(ctx, step.kernel, step.stride)
+    sums = F.avg_pool2d(ctx, step.kernel, step.stride, divisor_override=1)
+    return sums if divisor is None else sums / divisor
+
+
+@torch.no_grad()
+def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_size, device):
+    """Per (pixel, permutation) mean squared change of every output, (P, n_perm, d) float64.
+
+    x : ndarray (N, C, H, W); cols : (N, C, P) the pixels' columns; pixels : flat indices.
+    """
+    n, c, h, w = x.shape
+    x_t = torch.as_tensor(x)
+    cols_t = torch.as_tensor(np.ascontiguousarray(cols))
+    # Each step's input and output sizes, and the cache size of one image.
+    shapes, probe = [], x_t[:1].to(device)
+    for step in stack.steps:
+        out = _apply(step, probe)
+        shapes.append((step, tuple(probe.shape[2:]), tuple(out.shape[2:])))
+        probe = out
+    inputs, final, pre = stack.cache(x_t[:1].to(device))
+    per_image = 4 * (sum(t.numel() for t in inputs if t is not None) + final.numel() + pre.numel())
+    chunk = max(1, min(n, CACHE_BYTES // per_image))
+    divisors = [_divisor(s, *size_in, size_out, device) if isinstance(s, _Window) and s.kind == "avg"
+                else None for s, size_in, size_out in shapes]
+    fc, fh, fw = final.shape[1:]
+    weight = stack.linear.weight.detach().float()
+    d = stack.tail(pre).shape[1]
+    acc = torch.zeros(len(pixels) * n_perm, d, dtype=torch.float64, device=device)
+    plans = [_pixel_plan(stack, shapes, *divmod(int(pix), w)) for pix in pixels]
+    perm = np.empty(n, dtype=np.int64)
+    # Changed rows and their new values of every (pixel, permutation), computed once.
+    changed = []
+    for p, pix in enumerate(pixels):
+        col = cols[:, :, p]
+        per_pixel = []
+        for k in range(n_perm):
+            fill_permutation(perm, seed, PIXEL_STREAM, int(pix), k)
+            rows = np.flatnonzero(np.any(col[perm] != col, axis=1))
+            per_pixel.append((rows, perm[rows].copy()))
+        changed.append(per_pixel)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        inputs, final, pre = stack.cache(x_t[start:stop].to(device))
+        base = stack.tail(pre)
+        for p, pix in enumerate(pixels):
+            if plans[p] is None:
+                continue
+            plan, region = plans[p]
+            pairs, rows, sources = [], [], []
+            for k, (r_all, src_all) in enumerate(changed[p]):
+                inside = (r_all >= start) & (r_all < stop)
+                rows.append(r_all[inside] - start)
+                sources.append(src_all[inside])
+                pairs.append(np.full(int(inside.sum()), p * n_perm + k, dtype=np.int64))
+            rows, sources, pairs = np.concatenate(rows), np.concatenate(sources), np.concatenate(pairs)
+            (ya, yb), (xa, xb) = region
+            chans = torch.arange(fc, device=device)[:, None, None]
+            idx = ((chans * fh + torch.arange(ya, yb + 1, device=device)[:, None]) * fw
+                   + torch.arange(xa, xb + 1, device=device)).reshape(-1)
+            w_cols = weight[:, idx].T.contiguous()
+            r_pix, c_pix = divmod(int(pix), w)
+            for s in range(0, len(rows), batch_size):
+                rows_t = torch.as_tensor(rows[s:s + batch_size], device=device)
+                new = cols_t[sources[s:s + batch_size], :, p].to(device)
+                win = _propagate(stack, plan, inputs, divisors, rows_t, new.view(-1, c, 1, 1))
+                old = final[:, :, ya:yb + 1, xa:xb + 1][rows_t]
+                z = stack.tail(pre[rows_t] + (win - old).reshape(len(rows_t), -1) @ w_cols)
+                pair_t = torch.as_tensor(pairs[s:s + batch_size], device=device)
+                acc.index_add_(0, pair_t, (z.float() - base[rows_t]).double().square())
+    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+
+
+def _propagate(stack, plan, inputs, divisors, rows, win):
+    """The new values of the changed window at the map before Flatten, (B, C, h, w)."""
+    for step, layer_plan, inp, divisor in zip(stack.steps, plan, inputs, divisors):
+        if layer_plan is None:
+            win = step(win)
+            continue
+        ((ra, rb), (ca, cb)), ((oya, oyb), (oxa, oxb)), ((ya, yb), (xa, xb)) = layer_plan
+        h, w = inp.shape[2:]
+        y0, y1, x0, x1 = max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)
+        ctx = inp[:, :, y0:y1 + 1, x0:x1 + 1][rows]
+        ctx[:, :, ra - y0:rb - y0 + 1, ca - x0:cb - x0 + 1] = win
+        pad = (x0 - xa, xb - x1, y0 - ya, yb - y1)
+        if any(pad):
+            ctx = F.pad(ctx, pad, value=-math.inf if step.kind == "max" else 0.0)
+        div = divisor[:, :, oya:oyb + 1, oxa:oxb + 1] if divisor is not None else None
+        win = _window_op(step, ctx, div)
+    return win
