@@ -255,7 +255,8 @@ def test_local_stack_names_what_it_cannot_do():
     model = _conv_stack("same_maxpool_ceil", 1)
     with pytest.raises(ValueError, match="does not reproduce"):
         engine.local_stack([model[0], model[2], model[3], model[4]], model, (1, 9, 7))
-    assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "local"
+    # Opt-in: auto keeps rows for conv models (local is slower on the small conv AE).
+    assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "rows"
 
 
 def test_shard_and_batch_invariance():
@@ -491,6 +492,22 @@ def test_a_configured_method_that_does_not_apply_stops_the_run(tmp_path, method)
     with pytest.raises(ConfigError, match=rf"importance\.method: '{method}' does not apply to model 'my_conv'"):
         jobs.importance_block(job)
     assert not (tmp_path / "block.parquet").exists()
+
+
+def test_a_configured_local_method_runs_on_conv_models_and_stops_on_dense_ones(tmp_path):
+    from latent_atlas.schema import ConfigError
+
+    settings = {"method": "local", "device": "cpu", "n_perm": 1, "block_size": 64}
+    (tmp_path / "conv").mkdir()
+    (tmp_path / "dense").mkdir()
+    out = tmp_path / "conv" / "block.parquet"
+    jobs.importance_block(_job(_model_files(tmp_path / "conv", "conv_ae"), Files([str(out)]), settings,
+                               block="0001"))
+    assert len(read_parquet(out)) > 0
+    job = _job(_model_files(tmp_path / "dense", "dense_ae"), Files([str(tmp_path / "block.parquet")]),
+               settings, model="my_dense", block="0000")
+    with pytest.raises(ConfigError, match=r"'local' does not apply to model 'my_dense'.*not convolutional"):
+        jobs.importance_block(job)
 
 
 @pytest.mark.parametrize("arch, output, path", [("conv_ae", "latent", "rows"), ("dense_ae", "latent", "kernel"),

@@ -16,8 +16,8 @@ import pandas as pd
 
 from latent_atlas.schema import ConfigError
 from latent_atlas.devices import infer
-from latent_atlas.importance.engine import (choose_method, latent_importance, model_split, output_function,
-                                            pixel_importance)
+from latent_atlas.importance.engine import (choose_method, latent_importance, model_split, model_stack,
+                                            output_function, pixel_importance)
 from latent_atlas.importance.streams import LATENT_STREAM
 from latent_atlas.importance.tables import latent_frame, pixel_frame
 
@@ -48,16 +48,18 @@ def pixel_outputs(model, classifier_logits: bool) -> list[str]:
     return outputs
 
 
-def configured_method(method: str, model_name: str, output: str, split, device) -> str:
+def configured_method(method: str, model_name: str, output: str, split, device,
+                      stack=None, why_no_stack: str = "") -> str:
     """The engine path for one output of a model: the configured `importance.method`, or for
     `auto` the fastest that applies. A configured path that does not apply to the model stops
-    the run (it is never silently replaced by another)."""
+    the run (it is never silently replaced by another). `stack` and `why_no_stack`: `model_stack`."""
     try:
-        chosen, _ = choose_method(method, split, device)
+        chosen, _ = choose_method(method, split, device, stack)
     except ValueError as err:
+        why = f" ({why_no_stack})" if method == "local" and why_no_stack else ""
         raise ConfigError(
             f"importance.method: {method!r} does not apply to model {model_name!r} ({output} output): "
-            f"{err}; set importance.method to auto (the fastest path that applies), rows or naive"
+            f"{err}{why}; set importance.method to auto (the fastest path that applies), rows or naive"
         ) from None
     if method == "auto":
         log.info("importance.method auto: model %s, %s output, on %s: path %s", model_name, output,
@@ -83,11 +85,13 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
     frames = []
     for output in pixel_outputs(model, settings["classifier_logits"]):
         split = model_split(model, output)
-        method = configured_method(settings["method"], model_name, output, split, device)
+        # Only the local path needs the layer stack (and its probe check).
+        stack, why = model_stack(model, output, device) if settings["method"] == "local" else (None, "")
+        method = configured_method(settings["method"], model_name, output, split, device, stack, why)
         start = time.perf_counter()
         result = pixel_importance(
             output_function(model, output), images, pixels, n_perm=settings["n_perm"], seed=seed,
-            split=split, method=method, batch_size=settings["batch_size"], device=device,
+            split=split, stack=stack, method=method, batch_size=settings["batch_size"], device=device,
             sign_threshold=settings["sign_threshold"], confidence=settings["confidence"])
         log.info("%d pixels from %d, output %s, %d images on %s: method %s, %.2f s", len(pixels),
                  pixels[0], output, len(images), device, result.method, time.perf_counter() - start)
