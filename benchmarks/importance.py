@@ -10,6 +10,10 @@ images change) and, where that would take minutes, on the same subset as the nai
 each method accounts for: pixels x permutations x N per second. Each timing is the best of 3 calls
 (after a small warm-up call), for both contenders alike.
 
+`--conv-only` times the convolutional encoders instead (a few minutes): the default config's
+`cnn_classifier`, the 32-64-128-256 `conv_ae` at 28x28 and the study's conv AE at 3x96x96 on
+synthetic images, each with the naive loop, `rows` and `local` on the same central pixels.
+
 The sharded rule is timed by running Snakemake on config/test.yaml (dense_ae, blocks of 64 of the
 16x16 digits: 4 shards) with --cores 1 and then --cores 2 (upstream jobs are run first, untimed).
 """
@@ -97,6 +101,56 @@ def bench_model(name, model, images, n_perm, naive_pixels, engine_all, batch_siz
     }
 
 
+def bench_conv(name, model, output, images, n_perm, n_pixels, batch_size=8192):
+    """naive, rows and local side by side on the same `n_pixels` central pixels (where nearly
+    every row changes: the hard case for row skipping); best of 3 each."""
+    n, _, h, w = images.shape
+    centre = (h // 2) * w + w // 2
+    pixels = np.array([centre + dr * w + dc for dr in range(-1, 2) for dc in range(-1, 2)][:n_pixels])
+    fn = imp.output_function(model, output)
+    stack, why = imp.model_stack(model, output)
+    if stack is None:
+        raise RuntimeError(f"{name}: no local stack ({why})")
+    imp.pixel_importance(fn, images[:64], pixels[:1], n_perm=1, method="local", stack=stack)  # warm-up
+    runs = {m: timed(lambda m=m: imp.pixel_importance(fn, images, pixels, n_perm=n_perm, method=m,
+                                                      stack=stack, batch_size=batch_size))
+            for m in ("naive", "rows", "local")}
+    ref = runs["naive"][0].per_permutation
+    work = len(pixels) * n_perm * n
+    return {"model": name, "N": n, "pixels": len(pixels),
+            **{f"{m}_ips": work / t for m, (_, t) in runs.items()},
+            "rows_x": runs["naive"][1] / runs["rows"][1], "local_x": runs["naive"][1] / runs["local"][1],
+            "max_rel_diff": float(max(np.abs(runs[m][0].per_permutation - ref).max()
+                                      for m in ("rows", "local")) / ref.max())}
+
+
+def conv_models():
+    """The issue's three conv encoders with synthetic or Fashion-MNIST images."""
+    torch.manual_seed(0)
+    images, _ = test_images(500)
+    rng = np.random.default_rng(1)
+    colour = rng.random((200, 3, 96, 96)).astype(np.float32)
+    return [
+        ("cnn_classifier 28x28 (default), features", build_model("cnn_classifier", (1, 28, 28), 10), "features",
+         images, 8),
+        ("conv_ae 32-64-128-256 28x28", build_model("conv_ae", (1, 28, 28), 10, {"latent_dim": 32}), "latent",
+         images, 8),
+        ("study conv_ae 3x96x96, 256-D (synthetic)", build_model("conv_ae", (3, 96, 96), 10, {"latent_dim": 256}),
+         "latent", colour, 2),
+    ]
+
+
+def print_conv_table(rows, n_perm, threads):
+    print(f"\nConvolutional encoders, {n_perm} permutations, central pixels, {threads} threads, "
+          f"device {default_device()}; images/s = pixels x permutations x N / s, best of 3\n")
+    print("| model | N | pixels | naive images/s | rows images/s | local images/s | rows speed-up | "
+          "local speed-up | max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['N']} | {r['pixels']} | {r['naive_ips']:,.0f} | {r['rows_ips']:,.0f} | "
+              f"{r['local_ips']:,.0f} | {r['rows_x']:.1f}x | {r['local_x']:.1f}x | {r['max_rel_diff']:.1e} |")
+
+
 def snakemake_wall(cores: int, workdir: Path, forcerun: bool) -> float:
     import yaml
 
@@ -124,8 +178,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="torch / numba threads")
     ap.add_argument("--no-snakemake", action="store_true", help="skip the sharded-rule timing")
     ap.add_argument("--sharded-only", action="store_true", help="only the sharded-rule timing")
+    ap.add_argument("--conv-only", action="store_true",
+                    help="only the conv encoders' naive / rows / local table (a few minutes)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.conv_only:
+        conv_rows = []
+        for name, model, output, x, n_pixels in conv_models():
+            with torch.no_grad():
+                conv_rows.append(bench_conv(name, model.eval(), output, x, 4, n_pixels))
+            print(f"done: {name}", file=sys.stderr)
+        print_conv_table(conv_rows, 4, args.threads)
+        return
     torch.manual_seed(0)
     n_dense = 2000 if args.quick else 10000
     n_conv = 500 if args.quick else 2000

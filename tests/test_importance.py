@@ -255,7 +255,7 @@ def test_local_stack_names_what_it_cannot_do():
     model = _conv_stack("same_maxpool_ceil", 1)
     with pytest.raises(ValueError, match="does not reproduce"):
         engine.local_stack([model[0], model[2], model[3], model[4]], model, (1, 9, 7))
-    # Opt-in: auto keeps rows for conv models (local is slower on the small conv AE).
+    # Opt-in: auto keeps rows for conv models (see choose_method).
     assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "rows"
 
 

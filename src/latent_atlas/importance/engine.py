@@ -158,8 +158,9 @@ def choose_method(method: str, split, device: torch.device,
     `method` itself when it applies to the model (a ValueError saying why when it does not);
     for "auto" the fastest that applies: the kernel on CPU (on CUDA only for identity rests,
     which need no forward pass at all), else rank-1 updates for dense models, else rows. The
-    local path (a model with a `stack`) is opt-in: it is slower than rows on the small 28x28
-    conv AE (docs/benchmarks.md), so auto does not pick it.
+    local path (a model with a `stack`) is opt-in for now: on the small 28x28 conv AE its lead
+    over rows is small (1.4x against 1.1x in docs/benchmarks.md) and one single-call measurement
+    had it slower, so auto does not pick it yet.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
