@@ -12,6 +12,13 @@ are the naive loop's to float32 rounding; windows of one pixel share their shape
 layer, so all changed images of a pixel (all its permutations) go through each layer as one
 batch, in chunks of `batch_size`.
 
+A convolution is linear, so where its changed input region is no larger than its kernel it is
+not recomputed on the window: the new output region is the cached output plus the change of the
+input region times the convolution's matrix from that region to the output region (built once
+per layer and window geometry by convolving one-hot inputs; interior pixels share it). Pooling
+and larger changed regions run on the window as above. The cached values a pixel reads are
+sliced once per pixel and image chunk and gathered per batch with index_select.
+
 A model is described by a `LocalStack` built from the list of layers its output function runs
 (`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
 AvgPool2d (dilation 1, ceil mode allowed), elementwise layers (activations, BatchNorm2d and
@@ -19,8 +26,8 @@ Dropout in eval mode, Identity), then Flatten, a Linear, and any dense tail. Giv
 function, the stack is checked to reproduce it on a seeded probe batch; a list that does not is
 refused (the caller falls back to `rows`).
 
-Memory: the cache holds, per image, the input of every convolution and pooling, the flattened
-map before the first Linear and its pre-activation, in float32. Images are processed in chunks
+Memory: the cache holds, per image, the input and output of every convolution and pooling, the
+flattened map before the first Linear and its pre-activation, in float32. Images are processed in chunks
 whose cache fits `CACHE_BYTES` (the permuted values come from the pixel's column over all N
 images, so chunks are independent); the windows of a batch add batch_size x (largest window).
 """
@@ -72,6 +79,16 @@ class LocalStack:
             inputs.append(x if isinstance(step, _Window) else None)
             x = _apply(step, x)
         return inputs, x, self.linear(x.flatten(1))
+
+    def activations(self, x: torch.Tensor):
+        """As `cache`, with the outputs of the window steps too: (inputs, outputs, map, pre)."""
+        inputs, outputs = [], []
+        for step in self.steps:
+            window = isinstance(step, _Window)
+            inputs.append(x if window else None)
+            x = _apply(step, x)
+            outputs.append(x if window else None)
+        return inputs, outputs, x, self.linear(x.flatten(1))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.cache(x)[2])
@@ -229,8 +246,8 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
         out = _apply(step, probe)
         shapes.append((step, tuple(probe.shape[2:]), tuple(out.shape[2:])))
         probe = out
-    inputs, final, pre = stack.cache(x_t[:1].to(device))
-    per_image = 4 * (sum(t.numel() for t in inputs if t is not None) + final.numel() + pre.numel())
+    inputs, outputs, final, pre = stack.activations(x_t[:1].to(device))
+    per_image = 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
     chunk = max(1, min(n, CACHE_BYTES // per_image))
     divisors = [_divisor(s, *size_in, size_out, device) if isinstance(s, _Window) and s.kind == "avg"
                 else None for s, size_in, size_out in shapes]
@@ -239,6 +256,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
     d = stack.tail(pre).shape[1]
     acc = torch.zeros(len(pixels) * n_perm, d, dtype=torch.float64, device=device)
     plans = [_pixel_plan(stack, shapes, *divmod(int(pix), w)) for pix in pixels]
+    maps: dict = {}  # the delta matrices of convolutions, by layer and window geometry
     perm = np.empty(n, dtype=np.int64)
     # Changed rows and their new values of every (pixel, permutation), computed once.
     changed = []
@@ -252,50 +270,99 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
         changed.append(per_pixel)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        inputs, final, pre = stack.cache(x_t[start:stop].to(device))
+        inputs, outputs, final, pre = stack.activations(x_t[start:stop].to(device))
         base = stack.tail(pre)
         for p, pix in enumerate(pixels):
             if plans[p] is None:
                 continue
             plan, region = plans[p]
-            pairs, rows, sources = [], [], []
-            for k, (r_all, src_all) in enumerate(changed[p]):
+            rows, sources, counts = [], [], []
+            for r_all, src_all in changed[p]:
                 inside = (r_all >= start) & (r_all < stop)
                 rows.append(r_all[inside] - start)
                 sources.append(src_all[inside])
-                pairs.append(np.full(int(inside.sum()), p * n_perm + k, dtype=np.int64))
-            rows, sources, pairs = np.concatenate(rows), np.concatenate(sources), np.concatenate(pairs)
+                counts.append(int(inside.sum()))
+            rows, sources = np.concatenate(rows), np.concatenate(sources)
+            if not len(rows):
+                continue
+            keys = np.repeat(np.arange(n_perm), counts)
+            # Per window step, the chunk's cached values the path reads, sliced once per pixel.
+            steps = [_step_plan(stack, j, lp, inputs[j], outputs[j], divisors[j], maps)
+                     if lp is not None else None for j, lp in enumerate(plan)]
             (ya, yb), (xa, xb) = region
             chans = torch.arange(fc, device=device)[:, None, None]
             idx = ((chans * fh + torch.arange(ya, yb + 1, device=device)[:, None]) * fw
                    + torch.arange(xa, xb + 1, device=device)).reshape(-1)
             w_cols = weight[:, idx].T.contiguous()
-            r_pix, c_pix = divmod(int(pix), w)
+            old_final = final[:, :, ya:yb + 1, xa:xb + 1].reshape(stop - start, -1).contiguous()
             for s in range(0, len(rows), batch_size):
                 rows_t = torch.as_tensor(rows[s:s + batch_size], device=device)
                 new = cols_t[sources[s:s + batch_size], :, p].to(device)
-                win = _propagate(stack, plan, inputs, divisors, rows_t, new.view(-1, c, 1, 1))
-                old = final[:, :, ya:yb + 1, xa:xb + 1][rows_t]
-                z = stack.tail(pre[rows_t] + (win - old).reshape(len(rows_t), -1) @ w_cols)
-                pair_t = torch.as_tensor(pairs[s:s + batch_size], device=device)
-                acc.index_add_(0, pair_t, (z.float() - base[rows_t]).double().square())
+                win = _propagate(stack, steps, rows_t, new.view(-1, c, 1, 1))
+                delta = win.reshape(len(rows_t), -1) - old_final.index_select(0, rows_t)
+                z = stack.tail(torch.addmm(pre.index_select(0, rows_t), delta, w_cols))
+                sq = (z.float() - base.index_select(0, rows_t)).double().square()
+                seg = torch.as_tensor(keys[s:s + batch_size], device=device)
+                acc[p * n_perm:(p + 1) * n_perm].index_add_(0, seg, sq)
     return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
 
 
-def _propagate(stack, plan, inputs, divisors, rows, win):
+def _delta_map(step: _Window, cin: int, rel, out_hw) -> torch.Tensor:
+    """The linear map of a convolution (no bias) from a change on the input region `rel` (its
+    (lo, hi) per axis relative to the read window) to the output region out_hw:
+    (Cin * region size, Cout * out size), rows in (channel, y, x) order."""
+    (r0, r1), (c0, c1) = rel
+    (kh, kw), (sh, sw) = step.kernel, step.stride
+    oh, ow = out_hw
+    rh, rw = r1 - r0 + 1, c1 - c0 + 1
+    m = step.module
+    basis = torch.zeros(cin * rh * rw, cin, (oh - 1) * sh + kh, (ow - 1) * sw + kw,
+                        device=m.weight.device, dtype=m.weight.dtype)
+    q = torch.arange(cin * rh * rw, device=basis.device)
+    ci, rest = q // (rh * rw), q % (rh * rw)
+    basis[q, ci, r0 + rest // rw, c0 + rest % rw] = 1.0
+    return F.conv2d(basis, m.weight, None, step.stride, 0, 1, m.groups).reshape(len(q), -1).float()
+
+
+def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
+    """How one window step runs for a pixel on a chunk: ("delta", old input region, old output
+    region, map) for a convolution whose changed region is smaller than its kernel (the new
+    output is the cached one plus the change times the map: a conv is linear), else ("window",
+    the cached read window clipped to the map, where the change goes, padding, divisor)."""
+    step = stack.steps[j]
+    ((ra, rb), (ca, cb)), ((oya, oyb), (oxa, oxb)), ((ya, yb), (xa, xb)) = layer_plan
+    n_changed = (rb - ra + 1) * (cb - ca + 1)
+    if step.kind == "conv" and n_changed <= step.kernel[0] * step.kernel[1]:
+        out_hw = (oyb - oya + 1, oxb - oxa + 1)
+        key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw)
+        if key not in maps:
+            maps[key] = _delta_map(step, inp.shape[1], ((ra - ya, rb - ya), (ca - xa, cb - xa)), out_hw)
+        old_in = inp[:, :, ra:rb + 1, ca:cb + 1].reshape(len(inp), -1).contiguous()
+        old_out = out[:, :, oya:oyb + 1, oxa:oxb + 1].contiguous()
+        return ("delta", old_in, old_out, maps[key])
+    h, w = inp.shape[2:]
+    y0, y1, x0, x1 = max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)
+    ctx = inp[:, :, y0:y1 + 1, x0:x1 + 1].contiguous()
+    pad = (x0 - xa, xb - x1, y0 - ya, yb - y1)
+    div = divisor[:, :, oya:oyb + 1, oxa:oxb + 1] if divisor is not None else None
+    return ("window", ctx, (ra - y0, rb - y0 + 1, ca - x0, cb - x0 + 1), pad, div)
+
+
+def _propagate(stack, steps, rows, win):
     """The new values of the changed window at the map before Flatten, (B, C, h, w)."""
-    for step, layer_plan, inp, divisor in zip(stack.steps, plan, inputs, divisors):
-        if layer_plan is None:
+    for step, sp in zip(stack.steps, steps):
+        if sp is None:
             win = step(win)
-            continue
-        ((ra, rb), (ca, cb)), ((oya, oyb), (oxa, oxb)), ((ya, yb), (xa, xb)) = layer_plan
-        h, w = inp.shape[2:]
-        y0, y1, x0, x1 = max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)
-        ctx = inp[:, :, y0:y1 + 1, x0:x1 + 1][rows]
-        ctx[:, :, ra - y0:rb - y0 + 1, ca - x0:cb - x0 + 1] = win
-        pad = (x0 - xa, xb - x1, y0 - ya, yb - y1)
-        if any(pad):
-            ctx = F.pad(ctx, pad, value=-math.inf if step.kind == "max" else 0.0)
-        div = divisor[:, :, oya:oyb + 1, oxa:oxb + 1] if divisor is not None else None
-        win = _window_op(step, ctx, div)
+        elif sp[0] == "delta":
+            _, old_in, old_out, mat = sp
+            change = win.reshape(len(rows), -1) - old_in.index_select(0, rows)
+            base = old_out.index_select(0, rows)
+            win = torch.addmm(base.reshape(len(rows), -1), change, mat).view(base.shape)
+        else:
+            _, ctx, (y0, y1, x0, x1), pad, div = sp
+            ctx = ctx.index_select(0, rows)
+            ctx[:, :, y0:y1, x0:x1] = win
+            if any(pad):
+                ctx = F.pad(ctx, pad, value=-math.inf if step.kind == "max" else 0.0)
+            win = _window_op(step, ctx, div)
     return win
