@@ -248,13 +248,19 @@ def pixel_importance(
     xflat = x.reshape(n, c * hw)
     method, plan = choose_method(method, split, device, stack)
 
-    z0 = infer(model_fn, x, batch_size, device)
-    z0_t = torch.as_tensor(z0, device=device)
-    d = z0.shape[1]
     # Pixel columns (N, C, P) in image order: channel c of pixel i sits at c * hw + i.
     cols = np.stack([xflat[:, ch * hw + pixels] for ch in range(c)], axis=1)
     constant = np.all(cols.max(axis=0) == cols.min(axis=0), axis=0)
     active = np.flatnonzero(~constant)
+    if method == "local" and len(active):
+        # The local path's activation cache gives the unpermuted outputs too (the stack
+        # reproduces model_fn), so the images go through the model once.
+        local_values, z0 = local_importance(stack, x, cols[:, :, active], pixels[active], n_perm, seed,
+                                            batch_size, device, return_base=True)
+    else:
+        z0 = infer(model_fn, x, batch_size, device)
+    z0_t = torch.as_tensor(z0, device=device)
+    d = z0.shape[1]
     values = np.zeros((len(pixels), n_perm, d), dtype=np.float64)
     if len(active):
         args = (x, cols[:, :, active], pixels[active], n_perm, seed, batch_size)
@@ -265,7 +271,7 @@ def pixel_importance(
         elif method == "rank1":
             values[active] = _rank1(split, *args, device, z0_t)
         elif method == "local":
-            values[active] = local_importance(stack, *args, device)
+            values[active] = local_values
         else:
             values[active] = kernel_importance(split[0], plan, *args)
     mean, std, lo, hi = summarise_permutations(values, confidence)

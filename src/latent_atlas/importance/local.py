@@ -232,8 +232,10 @@ def _window_op(step: _Window, ctx: torch.Tensor, divisor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_size, device):
-    """Per (pixel, permutation) mean squared change of every output, (P, n_perm, d) float64.
+def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_size, device,
+                     return_base=False):
+    """Per (pixel, permutation) mean squared change of every output, (P, n_perm, d) float64, and
+    with `return_base` the unpermuted outputs (N, d) float32 on the CPU as well.
 
     x : ndarray (N, C, H, W); cols : (N, C, P) the pixels' columns; pixels : flat indices.
     """
@@ -268,10 +270,12 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
             rows = np.flatnonzero(np.any(col[perm] != col, axis=1))
             per_pixel.append((rows, perm[rows].copy()))
         changed.append(per_pixel)
+    bases = []
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         inputs, outputs, final, pre = stack.activations(x_t[start:stop].to(device))
-        base = stack.tail(pre)
+        base = stack.tail(pre).float()
+        bases.append(base.cpu().numpy())
         for p, pix in enumerate(pixels):
             if plans[p] is None:
                 continue
@@ -304,7 +308,8 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                 sq = (z.float() - base.index_select(0, rows_t)).double().square()
                 seg = torch.as_tensor(keys[s:s + batch_size], device=device)
                 acc[p * n_perm:(p + 1) * n_perm].index_add_(0, seg, sq)
-    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+    values = (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+    return (values, np.concatenate(bases)) if return_base else values
 
 
 def _delta_map(step: _Window, cin: int, rel, out_hw) -> torch.Tensor:
