@@ -255,8 +255,9 @@ def test_local_stack_names_what_it_cannot_do():
     model = _conv_stack("same_maxpool_ceil", 1)
     with pytest.raises(ValueError, match="does not reproduce"):
         engine.local_stack([model[0], model[2], model[3], model[4]], model, (1, 9, 7))
-    # Opt-in: auto keeps rows for conv models (see choose_method).
-    assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "rows"
+    # auto picks local for conv models with a stack, rows without one.
+    assert engine.choose_method("auto", None, torch.device("cpu"), engine.local_stack(list(model)))[0] == "local"
+    assert engine.choose_method("auto", None, torch.device("cpu"), None)[0] == "rows"
 
 
 def test_shard_and_batch_invariance():
@@ -510,7 +511,22 @@ def test_a_configured_local_method_runs_on_conv_models_and_stops_on_dense_ones(t
         jobs.importance_block(job)
 
 
-@pytest.mark.parametrize("arch, output, path", [("conv_ae", "latent", "rows"), ("dense_ae", "latent", "kernel"),
+def test_auto_falls_back_to_rows_naming_the_unsupported_layer(tmp_path, caplog, monkeypatch):
+    from latent_atlas.importance import evaluation
+
+    monkeypatch.setattr(evaluation, "model_stack",
+                        lambda model, output, device=None: (None, "unsupported layer Upsample before the first Linear"))
+    inputs = _model_files(tmp_path, "conv_ae")
+    out = str(tmp_path / "block.parquet")
+    job = _job(inputs, Files([out]), {"device": "cpu", "n_perm": 1, "block_size": 64}, block="0001")
+    with caplog.at_level("INFO", logger="latent_atlas"):
+        jobs.importance_block(job)
+    assert ("importance.method auto: model tiny_model, latent output: no local path (unsupported layer "
+            "Upsample before the first Linear); rows instead") in caplog.text
+    assert "importance.method auto: model tiny_model, latent output, on cpu: path rows" in caplog.text
+
+
+@pytest.mark.parametrize("arch, output, path", [("conv_ae", "latent", "local"), ("dense_ae", "latent", "kernel"),
                                                  ("mlp_classifier", "features", "kernel")])
 def test_auto_picks_the_path_that_applies_and_logs_it(tmp_path, caplog, arch, output, path):
     inputs = _model_files(tmp_path, arch)

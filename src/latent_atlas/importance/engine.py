@@ -157,17 +157,16 @@ def choose_method(method: str, split, device: torch.device,
 
     `method` itself when it applies to the model (a ValueError saying why when it does not);
     for "auto" the fastest that applies: the kernel on CPU (on CUDA only for identity rests,
-    which need no forward pass at all), else rank-1 updates for dense models, else rows. The
-    local path (a model with a `stack`) is opt-in for now: on the small 28x28 conv AE its lead
-    over rows is small (1.4x against 1.1x in docs/benchmarks.md) and one single-call measurement
-    had it slower, so auto does not pick it yet.
+    which need no forward pass at all), else rank-1 updates for dense models, else the local
+    path for conv models with a `stack` (several times faster than rows on all three conv
+    encoders of docs/benchmarks.md), else rows.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     plan = kernel_plan(split[1]) if split is not None else None
     if method == "auto":
         if split is None:
-            method = "rows"
+            method = "local" if stack is not None else "rows"
         elif plan is not None and (device.type == "cpu" or plan.identity):
             method = "kernel"
         else:

@@ -67,6 +67,19 @@ def configured_method(method: str, model_name: str, output: str, split, device,
     return chosen
 
 
+def method_stack(method: str, model, model_name: str, output: str, split, device):
+    """`model_stack` where the path may be local: for `local`, and for `auto` on models without
+    a first-Linear split (conv models); else (None, ""). When auto finds no stack it logs why
+    (e.g. the unsupported layer) and the path falls back to rows."""
+    if method == "local" or (method == "auto" and split is None):
+        stack, why = model_stack(model, output, device)
+        if stack is None and method == "auto":
+            log.info("importance.method auto: model %s, %s output: no local path (%s); rows instead",
+                     model_name, output, why)
+        return stack, why
+    return None, ""
+
+
 def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int],
                 settings: Mapping, seed: int, device) -> pd.DataFrame:
     """Pixel importance of a block of pixels (one shard) for every output of a model.
@@ -85,8 +98,7 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
     frames = []
     for output in pixel_outputs(model, settings["classifier_logits"]):
         split = model_split(model, output)
-        # Only the local path needs the layer stack (and its probe check).
-        stack, why = model_stack(model, output, device) if settings["method"] == "local" else (None, "")
+        stack, why = method_stack(settings["method"], model, model_name, output, split, device)
         method = configured_method(settings["method"], model_name, output, split, device, stack, why)
         start = time.perf_counter()
         result = pixel_importance(
