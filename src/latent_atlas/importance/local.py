@@ -99,7 +99,30 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _apply(step, x):
-    return step.module(x) if isinstance(step, _Window) else step(x)
+    if not isinstance(step, _Window):
+        return step(x)
+    if step.kind == "max" and _tiles(step) and not step.module.ceil_mode:
+        (kh, kw), (h, w) = step.kernel, x.shape[2:]
+        return _tile_max(x[:, :, :h // kh * kh, :w // kw * kw], step.kernel)
+    return step.module(x)
+
+
+def _tiles(step: _Window) -> bool:
+    """A pooling whose windows tile the map (kernel = stride, no padding)."""
+    return step.kernel == step.stride and step.padding == (0, 0)
+
+
+def _tile_max(x: torch.Tensor, kernel) -> torch.Tensor:
+    """max_pool2d with kernel = stride and no padding on a map whose size the kernel divides: the
+    same values (a max is exact), without max_pool2d's index bookkeeping."""
+    kh, kw = kernel
+    y = x[:, :, :, 0::kw]
+    for j in range(1, kw):
+        y = torch.maximum(y, x[:, :, :, j::kw])
+    out = y[:, :, 0::kh]
+    for i in range(1, kh):
+        out = torch.maximum(out, y[:, :, i::kh])
+    return out
 
 
 def _flat(layers) -> list[nn.Module]:
@@ -226,6 +249,8 @@ def _window_op(step: _Window, ctx: torch.Tensor, divisor) -> torch.Tensor:
     if step.kind == "conv":
         return F.conv2d(ctx, m.weight, m.bias, step.stride, 0, 1, m.groups)
     if step.kind == "max":
+        if step.kernel == step.stride:  # the window is an exact multiple of the kernel
+            return _tile_max(ctx, step.kernel)
         return F.max_pool2d(ctx, step.kernel, step.stride)
     sums = F.avg_pool2d(ctx, step.kernel, step.stride, divisor_override=1)
     return sums if divisor is None else sums / divisor
