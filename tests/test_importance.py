@@ -242,6 +242,17 @@ def test_local_path_equals_naive_on_the_project_models(arch, output):
     _assert_local_equals_naive(model, output, stack, _images(n=60, h=15, w=16, c=c))
 
 
+@pytest.mark.parametrize("kind", ["stride2_wide_padding", "batchnorm_avgpool_ceil"])
+def test_local_path_without_delta_matrices_equals_naive(kind, monkeypatch):
+    """Convolutions recomputed on windows (as when their delta matrix would be too large)."""
+    from latent_atlas.importance import local
+
+    monkeypatch.setattr(local, "MAP_BYTES", 0)
+    x = _images(n=70, h=9, w=7, c=1)
+    model = _conv_stack(kind, 1)
+    _assert_local_equals_naive(model, None, engine.local_stack(list(model), model, (1, 9, 7)), x)
+
+
 def test_local_stack_names_what_it_cannot_do():
     from latent_atlas.models.networks import build_model
 

@@ -46,6 +46,7 @@ from torch import nn
 from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 
 CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
+MAP_BYTES = 1 << 25  # the largest delta matrix of a convolution (bytes); larger ones run on windows
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                nn.Mish, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.PReLU,
@@ -362,8 +363,9 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
     step = stack.steps[j]
     ((ra, rb), (ca, cb)), ((oya, oyb), (oxa, oxb)), ((ya, yb), (xa, xb)) = layer_plan
     n_changed = (rb - ra + 1) * (cb - ca + 1)
-    if step.kind == "conv" and n_changed <= step.kernel[0] * step.kernel[1]:
-        out_hw = (oyb - oya + 1, oxb - oxa + 1)
+    out_hw = (oyb - oya + 1, oxb - oxa + 1)
+    map_bytes = 4 * inp.shape[1] * n_changed * out.shape[1] * out_hw[0] * out_hw[1]
+    if step.kind == "conv" and n_changed <= step.kernel[0] * step.kernel[1] and map_bytes <= MAP_BYTES:
         key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw)
         if key not in maps:
             maps[key] = _delta_map(step, inp.shape[1], ((ra - ya, rb - ya), (ca - xa, cb - xa)), out_hw)
