@@ -12,8 +12,8 @@ are the naive loop's to float32 rounding; windows of one pixel share their shape
 layer, so all changed images of a pixel (all its permutations) go through each layer as one
 batch, in chunks of `batch_size`.
 
-A convolution is linear, so where its changed input region is no larger than its kernel it is
-not recomputed on the window: the new output region is the cached output plus the change of the
+A convolution is linear, so where its changed input region is no larger than its kernel (and
+the matrix below fits `MAP_BYTES`) it is not recomputed on the window: the new output region is the cached output plus the change of the
 input region times the convolution's matrix from that region to the output region (built once
 per layer and window geometry by convolving one-hot inputs; interior pixels share it). Pooling
 and larger changed regions run on the window as above. The cached values a pixel reads are
