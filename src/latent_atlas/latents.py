@@ -44,12 +44,6 @@ class Latents:
     class_names: list[str]
     metadata: dict[str, Any]
 
-    @property
-    def frame(self) -> pd.DataFrame:
-        """The table as written: id columns, then `z0 .. z{d-1}`."""
-        zs = pd.DataFrame(self.z, columns=[f"z{i}" for i in range(self.z.shape[1])], index=self.ids.index)
-        return pd.concat([self.ids, zs], axis=1)
-
 
 def read_latents(path: str | os.PathLike) -> Latents:
     """Read latents.parquet (or any per-sample table with id columns and `z` columns)."""
