@@ -65,7 +65,7 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Fi
     page = folder / "atlas.html"
     settings = {"thumbnails": {"max_samples": "all", "format": "png", "quality": 90, "sheet_size": 4096,
                                **(thumbnails or {})}, "point_size": 3}
-    atlas(Job(input=Files(points=str(points), maps=files.maps, quality=files.quality, latents=files.latents,
+    atlas(Job(input=Files(points=str(points), quality=files.quality, latents=files.latents,
                           data=files.data),
               output=Files([str(page)]), config={"seed": 0},
               params=Files(title="synthetic / m", settings=settings, importance="../importance/explorer.html")))

@@ -18,7 +18,6 @@ import pytest
 from latent_atlas.importance import tables
 from latent_atlas.importance.explorer import explorer_data, render_explorer, write_explorer
 
-CHROMIUM = "/usr/bin/chromium"
 H, W, D = 5, 7, 6
 
 
@@ -59,29 +58,6 @@ def test_explorer_html_is_self_contained(tmp_path):
     # a pixel's value sits at row * W + col
     assert data["pixel"]["importance"][0][W - 1] == 1.0
     assert render_explorer(explorer_data(pixel, latent, "test <model>", 2, 4)) == text
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        msg = ("Debian's chromium is not installed (apt-get install -y --no-install-recommends "
-               "chromium, or `make system-deps`)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"explorer-chromium-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, env=env,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"])
-        yield b
-        b.close()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _shown(page):

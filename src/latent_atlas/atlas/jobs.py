@@ -11,19 +11,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from latent_atlas.atlas.neighbours import jaccard, local_density, nearest_neighbours, overlap
 from latent_atlas.atlas.page import atlas_document, class_palette, quality_badges, quantise_latents
 from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
-from latent_atlas.explain.jobs import explain_maps, explain_quality
-from latent_atlas.explain.maps import coords_of, method_rows
 from latent_atlas.io import read_parquet, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, class_names_of, read_latents
-from latent_atlas.projections import METHODS
 from latent_atlas.runtime import Job
 
-atlas_maps = explain_maps
-atlas_quality = explain_quality
+
+def atlas_maps(job: Job) -> None:
+    """PCA, t-SNE and UMAP of the atlas's samples: the explain stage's job with atlas settings."""
+    # Imported here, like every heavy import of this module: the page job needs none of them.
+    from latent_atlas.explain.jobs import explain_maps
+
+    explain_maps(job)
+
+
+def atlas_quality(job: Job) -> None:
+    """Trustworthiness, continuity and k-NN accuracy of the atlas's own maps (explain's job)."""
+    from latent_atlas.explain.jobs import explain_quality
+
+    explain_quality(job)
 
 
 def _positions(known: np.ndarray, sample_ids: np.ndarray, source: str) -> np.ndarray:
@@ -46,13 +54,20 @@ def reconstruction_errors(model_path: str, images: np.ndarray) -> np.ndarray:
 
 
 def point_table(ids: pd.DataFrame, z: np.ndarray, coords: dict[str, np.ndarray], k: int) -> pd.DataFrame:
-    """Per point: id columns, local density, shared neighbours and Jaccard preservation per map,
-    and the sample ids of its k nearest latent neighbours (nn_0 nearest).
+    """Per point: id columns, map coordinates (x_<method>, y_<method>, float32), local density,
+    shared neighbours and Jaccard preservation per map, and the sample ids of its k nearest
+    latent neighbours (nn_0 nearest).
 
     ids : id frame (n rows) in map order; z : (n, d) latents; coords : method -> (n, 2).
     """
+    from latent_atlas.atlas.neighbours import jaccard, local_density, nearest_neighbours, overlap
+    from latent_atlas.projections import METHODS
+
     latent_idx, latent_dist = nearest_neighbours(z, k)
     table = ids[ID_COLUMNS].reset_index(drop=True).copy()
+    for method in METHODS:
+        xy = np.asarray(coords[method], np.float32)
+        table[f"x_{method}"], table[f"y_{method}"] = xy[:, 0], xy[:, 1]
     table["density"] = local_density(latent_dist)
     for method in METHODS:
         shared = overlap(latent_idx, nearest_neighbours(coords[method], k)[0])
@@ -67,6 +82,9 @@ def point_table(ids: pd.DataFrame, z: np.ndarray, coords: dict[str, np.ndarray],
 def atlas_points(job: Job) -> None:
     """The per-point table of one model's atlas (`point_table`), with the predicted class
     (classifiers, column pred) or the reconstruction error (autoencoders, column recon_error)."""
+    from latent_atlas.explain.maps import coords_of, method_rows
+    from latent_atlas.projections import METHODS
+
     maps = read_parquet(job.input.maps)
     ids = method_rows(maps, METHODS[0])[ID_COLUMNS].reset_index(drop=True)
     latents = read_latents(job.input.latents)
@@ -95,13 +113,11 @@ def thumbnail_rows(n: int, max_samples: int | str, random_state: int) -> np.ndar
 def atlas(job: Job) -> None:
     """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html)."""
     points = read_parquet(job.input.points)
-    maps = read_parquet(job.input.maps)
     quality = read_parquet(job.input.quality)
     latents = read_latents(job.input.latents)
     settings = job.params.settings
     sample_ids = points["sample_id"].to_numpy()
-    if not np.array_equal(method_rows(maps, METHODS[0])["sample_id"].to_numpy(), sample_ids):
-        raise ValueError(f"{job.input.points}: rows differ from the maps in {job.input.maps}")
+    methods = [c[2:] for c in points.columns if c.startswith("x_")]
     if sample_ids.min() < 0 or sample_ids.max() >= 2 ** 31:
         raise ValueError("atlas: sample ids must fit in int32")
     n = len(points)
@@ -118,8 +134,8 @@ def atlas(job: Job) -> None:
         "knn": _positions(sample_ids, nn.ravel(), job.input.points).astype(np.int32).reshape(n, k),
         "z": codes,
     }
-    for method in METHODS:
-        arrays[f"xy_{method}"] = coords_of(maps, method).astype(np.float32)
+    for method in methods:
+        arrays[f"xy_{method}"] = points[[f"x_{method}", f"y_{method}"]].to_numpy(np.float32)
         arrays[f"shared_{method}"] = points[f"shared_{method}"].to_numpy().astype(np.uint8)
     kind = "classifier" if "pred" in points else "autoencoder"
     if kind == "classifier":
@@ -141,7 +157,7 @@ def atlas(job: Job) -> None:
         "title": job.params.title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
         "class_names": list(class_names), "palette": class_palette(len(class_names)),
         "z_lo": [float(v) for v in lo], "z_hi": [float(v) for v in hi],
-        "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in METHODS],
+        "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
         "importance": job.params.importance or None, "point_size": float(settings["point_size"]),
     }
     write_text(atlas_document(meta, arrays, sprites, channels=images.shape[1]), job.output[0])
