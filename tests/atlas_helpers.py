@@ -12,6 +12,7 @@ from latent_atlas.explain.maps import coords_table
 from latent_atlas.io import write_parquet
 from latent_atlas.latents import id_frame
 from latent_atlas.runtime import Files, Job
+from latent_atlas.schema import defaults
 
 CLASSES = ["zero", "one", "two", "three"]
 
@@ -63,8 +64,8 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Fi
     atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
                      output=Files([str(points)]), params=Files(k=k), wildcards=Files(model="m")))
     page = folder / "atlas.html"
-    settings = {"thumbnails": {"max_samples": "all", "format": "png", "quality": 90, "sheet_size": 4096,
-                               **(thumbnails or {})}, "point_size": 3}
+    settings = defaults("#/properties/atlas")
+    settings["thumbnails"].update({"format": "png", **(thumbnails or {})})
     atlas(Job(input=Files(points=str(points), quality=files.quality, latents=files.latents,
                           data=files.data),
               output=Files([str(page)]), config={"seed": 0},
