@@ -75,6 +75,7 @@ def test_sprite_sheets_stay_below_the_size_and_keep_every_tile():
     colour = thumbnails_uint8(rng.uniform(0, 1, (2, 3, 4, 4)).astype(np.float32))
     assert colour.shape == (2, 4, 4, 3) and colour.dtype == np.uint8
     assert sprite_sheets(colour, image_format="jpeg").mime == "image/jpeg"
+    assert sprite_sheets(colour, image_format="webp").sheets[0][8:12] == b"WEBP"
 
 
 def test_arrays_travel_as_gzip_base64_and_latents_as_bytes_per_dimension():
@@ -293,7 +294,7 @@ def test_reconstruction_error_of_an_autoencoder_page(tmp_path):
     atlas(Job(input=Files(points=str(tmp_path / "points.parquet"), quality=files.quality, latents=files.latents,
                           data=files.data), output=Files([str(out)]), config={"seed": 0},
               params=Files(title="ae", importance="", settings={
-                  "thumbnails": {"max_samples": 100, "format": "jpeg", "quality": 80, "sheet_size": 64},
+                  "thumbnails": {"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64},
                   "point_size": 3})))
     text = out.read_text()
     assert '"kind":"autoencoder"' in text and '"a-error"' in text and '"a-pred"' not in text
