@@ -268,9 +268,16 @@ def test_colour_modes_change_the_pixels_at_a_point(page, built):
 
 def test_search_by_class_and_by_id(page, built):
     _, _, points, _ = built
+    files = built[0]
     page.fill("#search", "two")
     page.press("#search", "Enter")
     assert page.get_attribute("#sel-count", "data-count") == str(int((points["label"] == 2).sum()))
+    # the selection's mean image is the mean of its images
+    ds = load_dataset(files.data)
+    mean = np.rint(ds.images[ds.labels == 2, 0].mean(axis=0) * 255)
+    shown = np.array(page.evaluate("""() => Array.from(document.getElementById('sel-mean').getContext('2d')
+        .getImageData(0, 0, 8, 8).data.filter((_, i) => i % 4 === 0))""")).reshape(8, 8)
+    assert np.abs(shown - mean).max() <= 1
     sid = int(points["sample_id"].iloc[5])
     page.fill("#search", str(sid))
     page.press("#search", "Enter")
