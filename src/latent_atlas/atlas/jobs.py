@@ -15,7 +15,7 @@ from latent_atlas.atlas.page import atlas_document, class_palette, quality_badge
 from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, write_parquet, write_text
-from latent_atlas.latents import ID_COLUMNS, class_names_of, read_latents
+from latent_atlas.latents import ID_COLUMNS, read_latents
 from latent_atlas.runtime import Job
 
 
@@ -124,7 +124,7 @@ def atlas(job: Job) -> None:
     k = sum(c.startswith("nn_") for c in points.columns)
     z = latents.z[_positions(latents.ids["sample_id"], sample_ids, job.input.latents)]
     codes, lo, hi = quantise_latents(z)
-    class_names = class_names_of(points) if "label_name" in points else latents.class_names
+    class_names = latents.class_names
     label_type = np.uint8 if len(class_names) <= 255 else np.uint16
     nn = np.stack([points[f"nn_{j}"].to_numpy() for j in range(k)], axis=1)
     arrays = {
@@ -144,7 +144,7 @@ def atlas(job: Job) -> None:
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
     ds = load_dataset(job.input.data)
-    thumbs = thumbnail_rows(n, settings["thumbnails"]["max_samples"], int(job.config.get("seed", 0)))
+    thumbs = thumbnail_rows(n, settings["thumbnails"]["max_samples"], int(job.config["seed"]))
     images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], job.input.data)]
     t = settings["thumbnails"]
     sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],

@@ -52,23 +52,24 @@ def encode_array(values: np.ndarray) -> tuple[dict, str]:
     return {"type": _JS_TYPES[values.dtype], "shape": list(values.shape)}, data
 
 
-def _colour_table(name: str, n: int) -> list[list[int]]:
+def _rgb(colours: np.ndarray) -> list[list[int]]:
+    return np.rint(np.asarray(colours)[:, :3] * 255).astype(int).tolist()
+
+
+def viridis_table(n: int = 256) -> list[list[int]]:
+    """RGB 0..255 of `n` evenly spaced colours of viridis (the page's continuous colour scale)."""
     from matplotlib import colormaps
 
-    rgba = colormaps[name](np.linspace(0, 1, n) if name != "tab10" and name != "tab20" else np.arange(n))
-    return np.rint(np.asarray(rgba)[:, :3] * 255).astype(int).tolist()
+    return _rgb(colormaps["viridis"](np.linspace(0, 1, n)))
 
 
 def class_palette(n_classes: int) -> list[list[int]]:
-    """RGB 0..255 of each class: tab10 up to 10 classes, tab20 up to 20, then a cycle of hues."""
+    """RGB 0..255 of each class: tab10 up to 10 classes, tab20 up to 20, then evenly spaced hues."""
     from matplotlib import colormaps
 
-    if n_classes <= 10:
-        return _colour_table("tab10", n_classes)
     if n_classes <= 20:
-        return _colour_table("tab20", n_classes)
-    rgba = colormaps["hsv"](np.arange(n_classes) / n_classes)
-    return np.rint(rgba[:, :3] * 255).astype(int).tolist()
+        return _rgb(colormaps["tab10" if n_classes <= 10 else "tab20"](np.arange(n_classes)))
+    return _rgb(colormaps["hsv"](np.arange(n_classes) / n_classes))
 
 
 def _finite(value: Any) -> float | None:
@@ -90,7 +91,7 @@ def atlas_document(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], sp
     for i, sheet in enumerate(sprites.sheets):
         data = base64.b64encode(sheet).decode("ascii")
         blocks.append(f'<script type="application/octet-stream" id="s-{i}">{data}</script>')
-    full = {**meta, "arrays": described, "viridis": _colour_table("viridis", 256),
+    full = {**meta, "arrays": described, "viridis": viridis_table(),
             "sprites": {"tile_height": sprites.tile_height, "tile_width": sprites.tile_width,
                         "columns": sprites.columns, "per_sheet": sprites.per_sheet,
                         "counts": sprites.counts, "mime": sprites.mime, "channels": int(channels)}}
