@@ -28,7 +28,7 @@ MAX_TOTAL = 4_000_000
 FM = "figures/fashion_mnist"
 GALLERY = [
     ("figures/data/fashion_mnist_examples.png", "data_examples.png"),
-    (f"{FM}/dense_ae/model_training_curves.png", "model_training_curves.png"),
+    (f"{FM}/cnn/model_training_curves.png", "model_training_curves.png"),
     (f"{FM}/conv_ae/model_reconstructions.png", "model_reconstructions.png"),
     (f"{FM}/cnn/model_confusion_matrix.png", "model_confusion_matrix.png"),
     (f"{FM}/dense_ae/model_first_layer_weights.png", "model_first_layer_weights.png"),
