@@ -65,7 +65,7 @@ def plot_examples(ds: Dataset, per_class: int = 8, random_state: int = 0, cmap: 
             f"{ds.class_names[r]}\n(n={counts[r]:,})", rotation=0, ha="right", va="center", fontsize=8
         )
     if ds.axes is not None:
-        label_image_axes(axes[n_rows - 1, 0], ds.axes, y=False, n_ticks=3, fontsize=5)
+        label_image_axes(axes[n_rows - 1, 0], ds.axes, y=False, n_ticks=2, fontsize=5)
         right = axes[n_rows - 1, per_class - 1]
         label_image_axes(right, ds.axes, x=False, n_ticks=3, fontsize=5)
         right.yaxis.tick_right()
