@@ -90,7 +90,7 @@ def build_dataset(name: str, spec: Mapping[str, Any], seed: int) -> Dataset:
         images = set_channels(images, spec.get("color"))
         if spec.get("size"):
             images = resize_images(images, int(spec["size"]))
-    ds = Dataset(to_float(images), labels, class_names, split, index, name)
+    ds = Dataset(to_float(images), labels, class_names, split, index, name, src.axes)
     ds.validate()
     log.info("built %s", ds.summary())
     return ds

@@ -7,9 +7,10 @@ stored as uint8 when that loses nothing (`as_uint8`), and always read back as fl
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,50 @@ SPLITS = ("train", "test")
 
 class DataError(ValueError):
     """Bad data or a bad dataset option; the message names the file or the config key."""
+
+
+@dataclass
+class ImageAxes:
+    """Physical axes of a dataset's images (spectrograms: frequency down the rows, time across).
+
+    Attributes
+    ----------
+    rows : ndarray of shape (height,)
+        The value at the centre of each image row, row 0 first (spectrograms: Hz, decreasing, so
+        low frequencies are drawn at the bottom).
+    cols : ndarray of shape (width,)
+        The value at the centre of each column (spectrograms: seconds from the recording's start,
+        or the share of the recording when recordings are stretched to the width).
+    row_label, col_label : str
+        Axis labels with units, e.g. "frequency (Hz)", "time (s)".
+    settings : dict
+        How the images were made (spectrograms: sample_rate, n_fft, hop_length, band, ...).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    row_label: str
+    col_label: str
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rows = np.asarray(self.rows, dtype=np.float64)
+        self.cols = np.asarray(self.cols, dtype=np.float64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The dataset file's `axes_*` entries."""
+        return {"axes_rows": self.rows, "axes_cols": self.cols,
+                "axes_labels": np.asarray([self.row_label, self.col_label], dtype=str),
+                "axes_settings": np.asarray(json.dumps(self.settings, sort_keys=True), dtype=str)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "ImageAxes | None":
+        """The axes stored by `arrays()` in a dataset file's entries, or None if it has none."""
+        if "axes_rows" not in arrays:
+            return None
+        row_label, col_label = (str(s) for s in arrays["axes_labels"])
+        return cls(arrays["axes_rows"], arrays["axes_cols"], row_label, col_label,
+                   json.loads(str(arrays["axes_settings"])))
 
 
 @dataclass
@@ -38,6 +83,8 @@ class Dataset:
         then its test part), so a sample keeps its id when options change.
     name : str
         The dataset's key in the config.
+    axes : ImageAxes or None
+        Physical axes of the images (spectrograms), None for plain images.
     """
 
     images: np.ndarray
@@ -46,6 +93,7 @@ class Dataset:
     split: np.ndarray
     sample_id: np.ndarray
     name: str = ""
+    axes: ImageAxes | None = None
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -63,6 +111,12 @@ class Dataset:
                     f"dataset {self.name!r}: {what} has shape {getattr(self, what).shape}, "
                     f"expected ({n},) like images"
                 )
+        if self.axes is not None and (self.axes.rows.shape, self.axes.cols.shape) != ((self.images.shape[2],),
+                                                                                      (self.images.shape[3],)):
+            raise DataError(
+                f"dataset {self.name!r}: axes of {len(self.axes.rows)} rows x {len(self.axes.cols)} columns "
+                f"do not match images of shape {self.images.shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -85,6 +139,7 @@ class Dataset:
             self.split[mask],
             self.sample_id[mask],
             self.name,
+            self.axes,
         )
 
     def train(self) -> "Dataset":
@@ -165,6 +220,7 @@ def save_dataset(ds: Dataset, path: str | os.PathLike) -> None:
         split=ds.split.astype("<U5"),
         sample_id=ds.sample_id.astype(np.int64),
         name=np.asarray(ds.name, dtype=str),
+        **(ds.axes.arrays() if ds.axes is not None else {}),
     )
 
 
@@ -192,8 +248,15 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             arrays["split"],
             arrays["sample_id"],
             name,
+            ImageAxes.from_arrays(arrays),
         )
     except (DataError, ValueError, TypeError) as err:
         raise DataError(f"{path}: malformed dataset file: {err}") from err
     ds.validate(where=str(path))
     return ds
+
+
+def load_image_axes(path: str | os.PathLike) -> ImageAxes | None:
+    """The physical axes stored in a dataset file (None for plain images), without its images."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return ImageAxes.from_arrays({k: arrays[k] for k in arrays.files if k.startswith("axes_")})

@@ -106,7 +106,8 @@ def hidden_frame(ds: Dataset, rows: np.ndarray, acts: np.ndarray,
 def reconstruction_arrays(ds: Dataset, model: nn.Module, per_class: int,
                           batch_size: int = 1024) -> dict[str, np.ndarray]:
     """reconstructions.npz's arrays: `sample_id` (n,), `label` (n,), `original` and
-    `reconstruction` (n, C, H, W) float32, `class_names` (K,), for `reconstruction_subset`'s rows."""
+    `reconstruction` (n, C, H, W) float32, `class_names` (K,), for `reconstruction_subset`'s rows;
+    plus the dataset's `axes_*` entries (physical axes, `data.store.ImageAxes`) where it has them."""
     if model.kind != "autoencoder":
         raise ValueError(f"reconstructions are written for autoencoders; {model.arch!r} is a classifier")
     rows = reconstruction_subset(ds.labels, ds.split, per_class)
@@ -117,4 +118,5 @@ def reconstruction_arrays(ds: Dataset, model: nn.Module, per_class: int,
         "original": original,
         "reconstruction": compute_reconstructions(model, original, batch_size),
         "class_names": np.asarray(ds.class_names, dtype=str),
+        **(ds.axes.arrays() if ds.axes is not None else {}),
     }

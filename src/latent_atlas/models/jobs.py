@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from latent_atlas.data.store import load_dataset
+from latent_atlas.data.store import ImageAxes, load_dataset
 from latent_atlas.io import (read_npz, read_parquet, read_parquet_metadata, write_json, write_npz, write_parquet,
                              write_text)
 from latent_atlas.latents import file_metadata, read_latents
@@ -100,8 +100,12 @@ def plot_model_autoencoder(job: Job) -> None:
     save_figure(figures.plot_training_curves(table, title=name), o.training_curves)
     if "reconstructions" in o.keys():
         r = read_npz(i.reconstructions)
+        image_axes = ImageAxes.from_arrays(r)
+        # Spectrograms read best in a perceptual colour map (as in the dataset figure).
         save_figure(figures.plot_reconstructions(r["original"], r["reconstruction"], r["label"],
-                                                 list(r["class_names"]), title=name), o.reconstructions)
+                                                 list(r["class_names"]), title=name, axes=image_axes,
+                                                 cmap="gray" if image_axes is None else "magma"),
+                    o.reconstructions)
     if "confusion_matrix" in o.keys():
         df = read_parquet(i.predictions, columns=["split", "label", "pred"])
         test = df[df["split"] == "test"]
