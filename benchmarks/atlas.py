@@ -6,7 +6,9 @@ k = 10, every sample with a JPEG thumbnail) from 70,000 Fashion-MNIST images (tr
 2-D maps (PCA of those latents, and two clustered stand-ins for t-SNE and UMAP: the page's costs
 depend on the number of points and how crowded the grid cells are, not on which method placed
 them; t-SNE and UMAP of 70,000 points would take minutes of this 2-core machine for nothing).
-`--latents` and `--maps` take a real run's latents.parquet and maps table instead.
+`--latents` and `--maps` take a real run's latents.parquet and maps table instead; `--latents`
+alone fits real PCA, t-SNE and UMAP maps of those latents (the explain stage's function and the
+schema's explain settings; minutes at 70,000 points) and reports how long that took.
 
 Then, in one headless Chromium (software WebGL2 here: SwiftShader), measured side by side:
 - a bare WebGL2 drawArrays of the same 70,000 points as 3-px points in a canvas of one map's size
@@ -81,6 +83,16 @@ def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None)
                   predictions=str(folder / "predictions.parquet"))
     save_dataset(ds, files.data)
     ids = id_frame(ds.sample_id, ds.split, ds.labels, CLASSES)
+    if latents_path is not None and maps_path is None:
+        from latent_atlas.explain.maps import embed_maps
+        from latent_atlas.latents import read_latents
+
+        latents = read_latents(latents_path)
+        ex = defaults("#/properties/explain")
+        t = time.perf_counter()
+        coords, _ = embed_maps(latents.z, tsne=ex["tsne"], umap=ex["umap"], random_state=0, n_jobs=os.cpu_count() or 1)
+        fit_seconds = time.perf_counter() - t
+        write_parquet(coords_table(latents.ids, coords), files.maps)
     if latents_path is None:
         z, coords = synthetic_maps(ds.labels)
         write_parquet(pd.concat([ids, pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])], axis=1),
@@ -94,7 +106,7 @@ def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None)
                                 "knn_accuracy": np.nan, "knn_accuracy_std": np.nan, "n_samples": len(ds)}),
                   files.quality)
     settings = defaults("#/properties/atlas")
-    times = {}
+    times = {} if latents_path is None or maps_path is not None else {"PCA + t-SNE + UMAP fit (s)": fit_seconds}
     t = time.perf_counter()
     atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
                      output=Files([str(folder / "points.parquet")]), params=Files(k=settings["k"]),
