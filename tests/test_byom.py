@@ -25,8 +25,8 @@ from latent_atlas.io import read_npz, read_parquet
 from latent_atlas.runtime import Files, Job
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 96, "max_samples": 24}
-NATIVE = {"conv": ("conv_ae", "autoencoder"), "mlp": ("mlp_classifier", "classifier")}
+IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 64, "max_samples": 16}
+NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
 
 
 class _Call(torch.nn.Module):
@@ -71,7 +71,7 @@ def _train_job(data: str, folder: Path, name: str, arch: str) -> Path:
     from latent_atlas.models import jobs
 
     spec = {"dataset": "tiny", "arch": arch, "params": TINY_PARAMS[arch],
-            "train": {"epochs": 2, "batch_size": 32}}
+            "train": {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
     out = Files(model=str(folder / "model.pt"), metrics=str(folder / "metrics.json"),
                 train_log=str(folder / "train_log.tsv"))
     jobs.train(Job(input=Files([data]), output=out, params=Files(spec=spec, checkpoint_dir=str(folder / "ckpt")),
@@ -166,27 +166,27 @@ def test_a_loaded_model_gives_the_native_tables(byom, name, fmt, caplog):
     with caplog.at_level("INFO", logger="latent_atlas"):
         tables = _stage_outputs(byom["data"], folder / "model.pt", name, kind, folder)
     native = byom[name]["native"]
-    if kind == "classifier":  # a loaded classifier exposes one hidden layer: its features
-        feature_cols = [c for c in native["hidden"].columns if not c.startswith(("fc1:",))]
-        native = {**native, "hidden": native["hidden"][feature_cols]} if fmt != "state_dict" else native
-        if fmt != "state_dict":
-            tables["hidden"].columns = feature_cols
+    if kind == "classifier" and fmt != "state_dict":  # a loaded program exposes one hidden layer: its features
+        hidden = native["hidden"]
+        native = {**native, "hidden": hidden[[c for c in hidden.columns if not c.startswith("conv")]]}
     _assert_tables_close(tables, native, exact=fmt != "onnx")
-    path = {"conv": "local", "mlp": "kernel"}[name] if fmt != "onnx" else "rows"
-    assert f"on cpu: path {path}" in caplog.text
+    path = {"dense": "kernel", "cnn": "local"}[name] if fmt != "onnx" else "rows"
+    outputs = ["latent"] if kind == "autoencoder" else ["features", "logits"]
+    for output in outputs:
+        assert f"{output} output, on cpu: path {path}" in caplog.text
 
 
 def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
     """featureviz optimises images through the model: a torch.export program passes gradients."""
     from latent_atlas.models.networks import load_model
 
-    folder = byom["root"] / "mlp" / "grad"
+    folder = byom["root"] / "cnn" / "grad"
     folder.mkdir()
-    _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": byom["mlp"]["sources"]["torch_export"]},
-                "mlp", folder / "model.pt")
+    _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": byom["cnn"]["sources"]["torch_export"]},
+                "cnn", folder / "model.pt")
     x = torch.rand(3, 1, 16, 16, requires_grad=True)
     grads = []
-    for path in (folder / "model.pt", byom["mlp"]["model_pt"]):
+    for path in (folder / "model.pt", byom["cnn"]["model_pt"]):
         model = load_model(path)
         x.grad = None
         torch.log_softmax(model(x), 1)[:, 2].sum().backward()
@@ -199,7 +199,7 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
     """A network that expects [-1, 1] inputs: the loaded model maps [0, 1] images to it."""
     from latent_atlas.models.networks import load_model
 
-    native = load_model(byom["mlp"]["model_pt"])
+    native = load_model(byom["cnn"]["model_pt"])
     folder = byom["root"] / "norm"
     folder.mkdir()
 
@@ -209,7 +209,7 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
 
     torch.export.save(torch.export.export(Shifted(), (torch.rand(4, 1, 16, 16),),
                                           dynamic_shapes=({0: torch.export.Dim("batch")},)), folder / "enc.pt2")
-    source = {"format": "torch_export", "encoder": str(folder / "enc.pt2"), "head": byom["mlp"]["sources"]["torch_export"]["head"],
+    source = {"format": "torch_export", "encoder": str(folder / "enc.pt2"), "head": byom["cnn"]["sources"]["torch_export"]["head"],
               "input_range": "-1,1"}
     _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": source}, "norm", folder / "model.pt")
     loaded = load_model(folder / "model.pt")
@@ -230,7 +230,7 @@ def _import_latents(table_source: dict, name: str, out: Path, data: str | None, 
 
 
 def test_a_latents_table_is_matched_by_sample_id_row_order_or_stands_alone(byom, tmp_path):
-    native = byom["conv"]["native"]["latents"]
+    native = byom["dense"]["native"]["latents"]
     zcols = [c for c in native.columns if c.startswith("z")]
     shuffled = native.sample(frac=1.0, random_state=0).rename(columns={c: f"dim_{c}" for c in zcols})
     shuffled[["sample_id", *[f"dim_{c}" for c in zcols]]].to_parquet(tmp_path / "by_id.parquet")
@@ -242,7 +242,8 @@ def test_a_latents_table_is_matched_by_sample_id_row_order_or_stands_alone(byom,
                     byom["data"])
     pd.testing.assert_frame_equal(read_parquet(tmp_path / "b.parquet"), native)
 
-    np.savez(tmp_path / "alone.npz", latents=native[zcols].to_numpy(), species=native["label_name"].to_numpy())
+    np.savez(tmp_path / "alone.npz", latents=native[zcols].to_numpy(),
+             species=native["label_name"].to_numpy().astype(str))
     _import_latents({"table": str(tmp_path / "alone.npz"), "match": "standalone", "label_column": "species"},
                     "t", tmp_path / "c.parquet", None, dataset="my_embeddings")
     alone = read_parquet(tmp_path / "c.parquet")
@@ -256,10 +257,10 @@ def test_a_parquet_of_latents_runs_geometry_and_its_projections(byom, tmp_path):
     from latent_atlas.geometry import jobs as geometry
     from latent_atlas.schema import with_defaults
 
-    native_path = byom["root"] / "conv" / "native" / "latents.parquet"
+    native_path = byom["root"] / "dense" / "native" / "latents.parquet"
     native = read_parquet(native_path)
     native.to_parquet(tmp_path / "mine.parquet")
-    _import_latents({"table": str(tmp_path / "mine.parquet")}, "conv", tmp_path / "latents.parquet", byom["data"])
+    _import_latents({"table": str(tmp_path / "mine.parquet")}, "dense", tmp_path / "latents.parquet", byom["data"])
     cfg = yaml.safe_load((ROOT / "config" / "examples" / "latents.yaml").read_text())
     settings = with_defaults(cfg["geometry"], "#/properties/geometry", "geometry")
     results = {}
@@ -268,13 +269,15 @@ def test_a_parquet_of_latents_runs_geometry_and_its_projections(byom, tmp_path):
         tables = [str(d / f"{t}.parquet") for t in ("axis_density", "axis_summary", "radius_histogram",
                                                      "radius_summary", "pca_variance", "pca_loadings", "pca_scores",
                                                      "planes", "zoom", "neighbours", "intrinsic_dimension", "summary")]
-        geometry.geometry_tables(Job(input=Files([str(latents)]), output=Files(tables), params=Files(settings=settings),
-                                     wildcards=Files(dataset="tiny", model="conv"), config={"seed": 0}))
+        names = [Path(t).stem for t in tables]
+        geometry.geometry_tables(Job(input=Files([str(latents)]), output=Files(tables),
+                                     params=Files(names=names, geometry=settings),
+                                     wildcards=Files(dataset="tiny", model="dense"), config={"seed": 0}))
         tsne = str(d / "tsne_raw_n50.parquet")
         geometry.geometry_tsne(Job(input=Files([str(latents)]), output=Files([tsne]),
-                                   params=Files(settings=settings["projections"]),
-                                   wildcards=Files(dataset="tiny", model="conv", space="raw", n="50"),
-                                   config={"seed": 0}))
+                                   params=Files(settings=settings["projections"]["tsne"]),
+                                   wildcards=Files(dataset="tiny", model="dense", space="raw", n="50"),
+                                   config={"seed": 0, "numeric_threads": 1}))
         results[which] = [read_parquet(p) for p in (*tables, tsne)]
     for a, b in zip(results["table"], results["native"]):
         pd.testing.assert_frame_equal(a, b)
@@ -294,15 +297,15 @@ def _bad_import(byom, tmp_path, spec, match):
 def test_an_input_shape_mismatch_names_both_shapes_and_the_file(byom, tmp_path):
     from latent_atlas.models.networks import build_model
 
-    other = build_model("mlp_classifier", (1, 8, 8), 3, TINY_PARAMS["mlp_classifier"]).eval()
+    other = build_model("cnn_classifier", (1, 8, 8), 3, TINY_PARAMS["cnn_classifier"]).eval()
     sources = _export(other, "classifier", tmp_path / "small")
     for fmt in ("torch_export", "onnx"):
         spec = {"dataset": "tiny", "kind": "classifier", "source": sources[fmt]}
         _bad_import(byom, tmp_path, spec, rf"models\.mine\.source\.encoder \(.*encoder\.{'pt2' if fmt == 'torch_export' else 'onnx'}\) "
                                           r"takes inputs of shape \(\?, 1, 8, 8\); the dataset's images are \(batch, 1, 16, 16\)")
-    spec = {"dataset": "tiny", "arch": "mlp_classifier", "params": TINY_PARAMS["mlp_classifier"], "source": sources["state_dict"]}
-    _bad_import(byom, tmp_path, spec, r"models\.mine\.source\.weights: .*weights\.pt does not fit arch 'mlp_classifier'.*"
-                                      r"size mismatch for body\.0\.weight")
+    spec = {"dataset": "tiny", "arch": "cnn_classifier", "params": TINY_PARAMS["cnn_classifier"], "source": sources["state_dict"]}
+    _bad_import(byom, tmp_path, spec, r"(?s)models\.mine\.source\.weights: .*weights\.pt does not fit arch 'cnn_classifier'.*"
+                                      r"size mismatch for fc\.weight")
 
 
 def test_unreadable_files_several_onnx_inputs_and_nan_outputs_stop_the_import(byom, tmp_path):
@@ -350,7 +353,7 @@ def test_a_state_dict_is_never_unpickled(byom, tmp_path):
 
 
 def test_a_latents_table_that_does_not_match_the_dataset_is_refused(byom, tmp_path):
-    native = byom["conv"]["native"]["latents"]
+    native = byom["dense"]["native"]["latents"]
     out = tmp_path / "latents.parquet"
     out.write_bytes(b"earlier result")
     native.iloc[:-3].to_parquet(tmp_path / "short.parquet")
@@ -404,29 +407,42 @@ def test_config_checks_name_the_key_before_any_job_runs(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 # The example configs
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("example", ["state_dict", "torch_export", "onnx", "latents"])
-def test_the_example_configs_are_valid_workflows(tmp_path, example):
-    """Each config/examples/<format>.yaml, its files put where it names them, plans a workflow with
-    the stages its format supports (a dry run: validation, config checks, the DAG)."""
-    from conftest import run_snakemake
-
-    cfg = yaml.safe_load((ROOT / "config" / "examples" / f"{example}.yaml").read_text())
+def _example(tmp_path: Path, example: str) -> tuple[Path, dict]:
+    """config/examples/<example>.yaml, with a placeholder at each file it names under tmp_path."""
+    path = ROOT / "config" / "examples" / f"{example}.yaml"
+    cfg = yaml.safe_load(path.read_text())
     for spec in cfg["models"].values():
         for key in ("weights", "encoder", "decoder", "head", "table"):
             if key in spec["source"]:
                 target = tmp_path / spec["source"][key]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(b"placeholder")  # the dry run checks existence, not content
-    proc = run_snakemake(tmp_path, "-n", configfile=ROOT / "config" / "examples" / f"{example}.yaml", timeout=120)
-    rules = set(re.findall(r"^rule (\w+):", proc.stdout, re.M))
-    assert "train" not in rules
-    loaded_rules = {"import_latents"} if example == "latents" else {"import_model"}
-    assert loaded_rules <= rules
-    expected = {"state_dict": {"importance_plan", "latent_importance", "explain_samples", "geometry_random_points"},
-                "torch_export": {"importance_plan", "latent_importance", "featureviz_census", "extract_classifier_hidden"},
-                "onnx": {"importance_plan", "latent_importance", "geometry_random_points", "extract_autoencoder"},
-                "latents": {"geometry_tables", "geometry_tsne", "plot_geometry"}}[example]
-    assert expected <= rules, sorted(rules)
+                target.write_bytes(b"placeholder")  # config checks look for the file, not its content
+    return path, cfg
+
+
+@pytest.mark.parametrize("example", ["state_dict", "torch_export", "onnx", "latents"])
+def test_the_example_configs_pass_validation(tmp_path, monkeypatch, example):
+    from latent_atlas.config import schema_errors
+    from latent_atlas.schema import SCHEMA_PATH
+
+    _, cfg = _example(tmp_path, example)
+    monkeypatch.chdir(tmp_path)
+    assert schema_errors(cfg, SCHEMA_PATH) == []
+    check_config(cfg)
+    (tmp_path / next(iter(cfg["models"].values()))["source"].get("table", "none")).unlink(missing_ok=True)
     if example == "latents":
-        assert not rules & {"importance_plan", "explain_maps", "featureviz_census", "extract_autoencoder",
-                            "geometry_random_points"}
+        with pytest.raises(ConfigError, match=r"models\.digits_embedding\.source\.table: file not found"):
+            check_config(cfg)
+
+
+def test_the_torch_export_example_plans_every_stage_without_training(tmp_path):
+    """A dry run of config/examples/torch_export.yaml: import instead of train, then extraction,
+    importance, featureviz and geometry on the loaded programs."""
+    from conftest import run_snakemake
+
+    path, _ = _example(tmp_path, "torch_export")
+    proc = run_snakemake(tmp_path, "-n", configfile=path, timeout=120)
+    rules = set(re.findall(r"^rule (\w+):", proc.stdout, re.M))
+    assert "train" not in rules and "plot_model_classifier" not in rules
+    assert {"import_model", "extract_autoencoder", "extract_classifier_hidden", "importance_plan", "latent_importance",
+            "featureviz_census", "geometry_random_points", "geometry_tsne"} <= rules, sorted(rules)

@@ -357,8 +357,8 @@ def model_from_record(record: Mapping[str, Any], map_location="cpu") -> LoadedMo
 def _batch_dims_ok(dims: Sequence, shape: Sequence[int], where: str) -> None:
     """The program's input dims against the dataset's (C, H, W); the batch dim must be open."""
     if len(dims) != 1 + len(shape) or any(d is not None and d != s for d, s in zip(dims[1:], shape)):
-        shown = tuple("?" if d is None else d for d in dims)
-        raise ValueError(f"{where} takes inputs of shape {shown}; the dataset's images are "
+        shown = ", ".join("?" if d is None else str(d) for d in dims)
+        raise ValueError(f"{where} takes inputs of shape ({shown}); the dataset's images are "
                          f"(batch, {', '.join(map(str, shape))})")
     if dims[0] is not None:
         raise ValueError(f"{where} was exported with a fixed batch size {dims[0]}; export it with a "
