@@ -25,7 +25,7 @@ from latent_atlas.io import read_npz, read_parquet
 from latent_atlas.runtime import Files, Job
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 64, "max_samples": 16}
+IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 32, "max_samples": 16}
 NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
 
 
@@ -442,7 +442,7 @@ def test_the_torch_export_example_plans_every_stage_without_training(tmp_path):
 
     path, _ = _example(tmp_path, "torch_export")
     proc = run_snakemake(tmp_path, "-n", configfile=path, timeout=120)
-    rules = set(re.findall(r"^rule (\w+):", proc.stdout, re.M))
+    rules = set(re.findall(r"^(?:rule|checkpoint) (\w+):", proc.stdout, re.M))
     assert "train" not in rules and "plot_model_classifier" not in rules
     assert {"import_model", "extract_autoencoder", "extract_classifier_hidden", "importance_plan", "latent_importance",
             "featureviz_census", "geometry_random_points", "geometry_tsne"} <= rules, sorted(rules)
