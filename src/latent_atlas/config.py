@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from latent_atlas.models.archs import model_kind, model_offers, model_source
-from latent_atlas.schema import ConfigError, fill_defaults, schema_node, with_defaults
+from latent_atlas.models.archs import model_kind, model_offers, model_source, source_settings
+from latent_atlas.schema import ConfigError, fill_defaults, schema_node
 
 # What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
 # every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
@@ -62,11 +62,6 @@ def section_refusal(section: str, spec: Mapping[str, Any]) -> str | None:
         if need not in offers:
             return _LACKS[need]
     return None
-
-
-def source_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A model entry's `source` with the schema's defaults filled in."""
-    return with_defaults(spec.get("source"), "#/$defs/model_source", "source")
 
 
 # The files each source format reads (required first), and the keys it takes besides `format`.

@@ -3,7 +3,12 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from latent_atlas.config import ConfigError, check_config, schema_errors, section_refusal
+from latent_atlas.config import (
+    ConfigError,
+    check_config,
+    schema_errors,
+    section_refusal,
+)
 from latent_atlas.models.archs import model_kind, model_offers, model_source
 from latent_atlas.io import config_hash
 

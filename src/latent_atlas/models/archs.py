@@ -102,6 +102,11 @@ def model_source(spec: Mapping[str, Any]) -> str:
     return source["format"] if source else "train"
 
 
+def source_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry's `source` with the schema's defaults filled in."""
+    return with_defaults(spec.get("source"), "#/$defs/model_source", "source")
+
+
 def model_kind(spec: Mapping[str, Any]) -> str:
     """'autoencoder' or 'classifier' (from `arch`, or `kind` for loaded programs); 'latents' for a
     table of latents without a network."""

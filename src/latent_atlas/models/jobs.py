@@ -55,7 +55,7 @@ def import_model(job: Job) -> None:
     bytes for the same weights); torch.export and ONNX programs give a record holding them
     (models.loaded). Errors name the config key, the file and what does not fit."""
     torch = configure_torch()
-    from latent_atlas.config import source_settings
+    from latent_atlas.models.archs import source_settings
     from latent_atlas.io import write_bytes
     from latent_atlas.models.loaded import import_record, read_state_dict
     from latent_atlas.models.networks import build_model, save_model
@@ -90,7 +90,7 @@ def import_model(job: Job) -> None:
 def import_latents(job: Job) -> None:
     """latents.parquet of a table of latents (`job.params.spec["source"]`): matched to the dataset
     `job.input.data` by sample_id or row order, or standalone with its own labels."""
-    from latent_atlas.config import source_settings
+    from latent_atlas.models.archs import source_settings
     from latent_atlas.latents import id_frame, latents_frame_of
     from latent_atlas.models.embeddings import match_rows, read_table, standalone_ids
 
