@@ -21,7 +21,7 @@ from torch import nn
 
 from latent_atlas.data.store import Dataset
 from latent_atlas.devices import infer, model_device
-from latent_atlas.latents import id_frame
+from latent_atlas.latents import id_frame, latents_frame_of
 
 
 def compute_latents(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -82,9 +82,7 @@ def reconstruction_subset(labels: np.ndarray, split: np.ndarray, per_class: int)
 
 def latents_frame(ds: Dataset, z: np.ndarray) -> pd.DataFrame:
     """id columns + z0..z{d-1} for every sample of `ds`; z : (n_samples, d)."""
-    ids = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
-    zs = pd.DataFrame(z.astype(np.float32), columns=[f"z{i}" for i in range(z.shape[1])])
-    return pd.concat([ids, zs], axis=1)
+    return latents_frame_of(id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names), z)
 
 
 def predictions_frame(ds: Dataset, pred: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
