@@ -306,3 +306,30 @@ def test_reconstruction_error_of_an_autoencoder_page(tmp_path):
     text = out.read_text()
     assert '"kind":"autoencoder"' in text and '"a-error"' in text and '"a-pred"' not in text
     assert '"importance":null' in text and text.count('id="s-') == 2  # 100 8x8 tiles, 64 per sheet
+
+
+def test_embedding_page_without_predictions_or_reconstructions(tmp_path):
+    """A table of latents (or a loaded encoder without decoder, a classifier without head) has
+    neither pred nor recon_error: an "embedding" page, which offers neither mode."""
+    files, _ = build_atlas(tmp_path, k=K)
+    points = read_parquet(tmp_path / "points.parquet").drop(columns="pred")
+    points.to_parquet(tmp_path / "points.parquet")
+    out = tmp_path / "embedding.html"
+    atlas(Job(input=Files(points=str(tmp_path / "points.parquet"), quality=files.quality, latents=files.latents,
+                          data=files.data), output=Files([str(out)]), config={"seed": 0},
+              params=Files(title="table", importance="", settings={
+                  "thumbnails": {"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64},
+                  "point_size": 3})))
+    text = out.read_text()
+    assert '"kind":"embedding"' in text and '"a-error"' not in text and '"a-pred"' not in text
+
+
+def test_standalone_latents_table_gets_no_atlas():
+    """The atlas shows images: a standalone table (no dataset) is refused, naming why."""
+    from latent_atlas.config import section_refusal
+
+    table = {"source": {"format": "latents", "table": "z.parquet", "match": "standalone"}, "dataset": "none"}
+    why = section_refusal("atlas", table)
+    assert why is not None and "standalone" in why
+    matched = {"source": {"format": "latents", "table": "z.parquet"}, "dataset": "digits"}
+    assert section_refusal("atlas", matched) is None

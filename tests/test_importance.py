@@ -594,7 +594,7 @@ def test_jobs_write_the_stage_files(tmp_path):
     assert sorted(latent["class"].unique()) == sorted(np.unique(labels))
     assert latent["dim"].nunique() == pixel["dim"].nunique() == 4
 
-    tables_in = Files(pixel=pixel_path, latent=latent_path)
+    tables_in = Files(pixel=pixel_path, latent=latent_path, data=inputs.data)
     jobs.importance_explorer(_job(tables_in, Files([str(d / "explorer.html")]), settings))
     assert "tiny / tiny_model" in (d / "explorer.html").read_text()
     figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}

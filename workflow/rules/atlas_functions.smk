@@ -10,7 +10,9 @@ def atlas_models():
     if ATLAS.get("models") is not None:
         return list(ATLAS["models"])
     names = models_of("explain") + models_of("geometry")
-    return list(dict.fromkeys(names))
+    return [
+        m for m in dict.fromkeys(names) if section_refusal("atlas", MODELS[m]) is None
+    ]
 
 
 def atlas_own_maps():
@@ -49,9 +51,11 @@ def atlas_points_inputs(wildcards):
         "latents": f"{base}/latents.parquet",
         "maps": f"{atlas_maps_dir(wildcards)}/maps.parquet",
     }
-    if model_kind(MODELS[wildcards.model]["arch"]) == "classifier":
+    spec = MODELS[wildcards.model]
+    kind, offers = model_kind(spec), model_offers(spec)
+    if kind == "classifier" and "head" in offers:
         files["predictions"] = f"{base}/predictions.parquet"
-    else:
+    elif kind == "autoencoder" and "decoder" in offers:
         files.update(
             model=f"{base}/model.pt", data=f"results/data/{wildcards.dataset}.npz"
         )

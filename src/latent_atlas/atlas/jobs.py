@@ -81,7 +81,8 @@ def point_table(ids: pd.DataFrame, z: np.ndarray, coords: dict[str, np.ndarray],
 
 def atlas_points(job: Job) -> None:
     """The per-point table of one model's atlas (`point_table`), with the predicted class
-    (classifiers, column pred) or the reconstruction error (autoencoders, column recon_error)."""
+    (classifiers, column pred) or the reconstruction error (autoencoders, column recon_error);
+    neither for a model without its head or decoder, or a table of latents."""
     from latent_atlas.explain.maps import coords_of, method_rows
     from latent_atlas.projections import METHODS
 
@@ -95,7 +96,7 @@ def atlas_points(job: Job) -> None:
         pred = read_parquet(job.input.predictions, columns=["sample_id", "pred"])
         rows = _positions(pred["sample_id"], sample_ids, job.input.predictions)
         table.insert(len(ID_COLUMNS), "pred", pred["pred"].to_numpy()[rows].astype(np.int64))
-    else:
+    elif "model" in job.input.keys():
         ds = load_dataset(job.input.data)
         images = ds.images[_positions(ds.sample_id, sample_ids, job.input.data)]
         table.insert(len(ID_COLUMNS), "recon_error", reconstruction_errors(job.input.model, images))
@@ -137,10 +138,12 @@ def atlas(job: Job) -> None:
     for method in methods:
         arrays[f"xy_{method}"] = points[[f"x_{method}", f"y_{method}"]].to_numpy(np.float32)
         arrays[f"shared_{method}"] = points[f"shared_{method}"].to_numpy().astype(np.uint8)
-    kind = "classifier" if "pred" in points else "autoencoder"
+    # A loaded classifier without its head, an encoder without its decoder, or a table of latents
+    # has neither predictions nor reconstruction errors: an "embedding" page.
+    kind = "classifier" if "pred" in points else "autoencoder" if "recon_error" in points else "embedding"
     if kind == "classifier":
         arrays["pred"] = points["pred"].to_numpy().astype(label_type)
-    else:
+    elif kind == "autoencoder":
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
     ds = load_dataset(job.input.data)
