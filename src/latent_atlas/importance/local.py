@@ -13,10 +13,11 @@ layer, so all changed images of a pixel (all its permutations) go through each l
 batch, in chunks of `batch_size`.
 
 A convolution is linear, so where its changed input region is no larger than its kernel (and
-the matrix below fits `MAP_BYTES`) it is not recomputed on the window: the new output region is the cached output plus the change of the
-input region times the convolution's matrix from that region to the output region (built once
-per layer and window geometry by convolving one-hot inputs; interior pixels share it). Pooling
-and larger changed regions run on the window as above. The cached values a pixel reads are
+the matrix below fits `MAP_BYTES`) it is not recomputed on the window: the new output region is
+the cached output plus the change of the input region times the convolution's matrix from that
+region to the output region (taken from the weight once per layer and window geometry and kept
+on the stack for later calls; interior pixels share it). Pooling and larger changed regions run
+on the window as above. The cached values a pixel reads are
 sliced once per pixel and image chunk and gathered per batch with index_select.
 
 A model is described by a `LocalStack` built from the list of layers its output function runs
@@ -35,7 +36,7 @@ images, so chunks are independent); the windows of a batch add batch_size x (lar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -71,6 +72,9 @@ class LocalStack:
     steps: list
     linear: nn.Linear
     tail: nn.Module
+    # The delta matrices of its convolutions, by layer, window geometry and weight version: built
+    # once per stack, shared by the calls of a job (`_step_plan`).
+    maps: dict = field(default_factory=dict, repr=False, compare=False)
 
     def cache(self, x: torch.Tensor):
         """The inputs of the window steps (None for elementwise steps), the map before Flatten
@@ -284,7 +288,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
     d = stack.tail(pre).shape[1]
     acc = torch.zeros(len(pixels) * n_perm, d, dtype=torch.float64, device=device)
     plans = [_pixel_plan(stack, shapes, *divmod(int(pix), w)) for pix in pixels]
-    maps: dict = {}  # the delta matrices of convolutions, by layer and window geometry
+    maps = stack.maps
     perm = np.empty(n, dtype=np.int64)
     # Changed rows and their new values of every (pixel, permutation), computed once.
     changed = []
@@ -332,8 +336,11 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                 delta = win.reshape(len(rows_t), -1) - old_final.index_select(0, rows_t)
                 z = stack.tail(torch.addmm(pre.index_select(0, rows_t), delta, w_cols))
                 sq = (z.float() - base.index_select(0, rows_t)).double().square()
-                seg = torch.as_tensor(keys[s:s + batch_size], device=device)
-                acc[p * n_perm:(p + 1) * n_perm].index_add_(0, seg, sq)
+                # Per-permutation sums: the batch's rows are sorted by permutation.
+                seg = keys[s:s + batch_size]
+                cuts = [0, *(np.flatnonzero(np.diff(seg)) + 1), len(seg)]
+                for a, b in zip(cuts[:-1], cuts[1:]):
+                    acc[p * n_perm + int(seg[a])] += sq[a:b].sum(0)
     values = (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
     return (values, np.concatenate(bases)) if return_base else values
 
@@ -341,18 +348,32 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
 def _delta_map(step: _Window, cin: int, rel, out_hw) -> torch.Tensor:
     """The linear map of a convolution (no bias) from a change on the input region `rel` (its
     (lo, hi) per axis relative to the read window) to the output region out_hw:
-    (Cin * region size, Cout * out size), rows in (channel, y, x) order."""
+    (Cin * region size, Cout * out size), rows in (channel, y, x) order, columns in (channel,
+    oy, ox) order. Entry ((ci, y, x), (co, oy, ox)) is the kernel tap that output (oy, ox) puts on
+    input (y, x), taken from the weight (zero where the kernel does not reach, or ci and co lie in
+    different groups): what convolving one-hot inputs gives, without running a convolution."""
     (r0, r1), (c0, c1) = rel
     (kh, kw), (sh, sw) = step.kernel, step.stride
     oh, ow = out_hw
-    rh, rw = r1 - r0 + 1, c1 - c0 + 1
     m = step.module
-    basis = torch.zeros(cin * rh * rw, cin, (oh - 1) * sh + kh, (ow - 1) * sw + kw,
-                        device=m.weight.device, dtype=m.weight.dtype)
-    q = torch.arange(cin * rh * rw, device=basis.device)
-    ci, rest = q // (rh * rw), q % (rh * rw)
-    basis[q, ci, r0 + rest // rw, c0 + rest % rw] = 1.0
-    return F.conv2d(basis, m.weight, None, step.stride, 0, 1, m.groups).reshape(len(q), -1).float()
+    wgt = m.weight.detach().float()  # (Cout, Cin / groups, kh, kw)
+    dev = wgt.device
+    cout, cin_g = wgt.shape[:2]
+    groups = m.groups
+    # Kernel row of output oy on window row y: y - oy * sh (valid in [0, kh)); the same per column.
+    ky = torch.arange(r0, r1 + 1, device=dev)[:, None] - torch.arange(oh, device=dev)[None] * sh
+    kx = torch.arange(c0, c1 + 1, device=dev)[:, None] - torch.arange(ow, device=dev)[None] * sw
+    taps = wgt[:, :, ky.clamp(0, kh - 1)][..., kx.clamp(0, kw - 1)]  # (Cout, Cin_g, rh, oh, rw, ow)
+    valid = ((ky >= 0) & (ky < kh))[:, :, None, None] & ((kx >= 0) & (kx < kw))[None, None]
+    taps = torch.where(valid, taps, torch.zeros((), device=dev))
+    taps = taps.permute(1, 2, 4, 0, 3, 5)  # (Cin_g, rh, rw, Cout, oh, ow)
+    rh, rw = r1 - r0 + 1, c1 - c0 + 1
+    if groups == 1:
+        return taps.reshape(cin * rh * rw, cout * oh * ow).contiguous()
+    full = torch.zeros(groups, cin_g, rh, rw, groups, cout // groups, oh, ow, device=dev)
+    for g in range(groups):
+        full[g, :, :, :, g] = taps[:, :, :, g * (cout // groups):(g + 1) * (cout // groups)]
+    return full.reshape(cin * rh * rw, cout * oh * ow)
 
 
 def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
@@ -366,7 +387,8 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
     out_hw = (oyb - oya + 1, oxb - oxa + 1)
     map_bytes = 4 * inp.shape[1] * n_changed * out.shape[1] * out_hw[0] * out_hw[1]
     if step.kind == "conv" and n_changed <= step.kernel[0] * step.kernel[1] and map_bytes <= MAP_BYTES:
-        key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw)
+        weight = step.module.weight
+        key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw, weight.data_ptr(), weight._version)
         if key not in maps:
             maps[key] = _delta_map(step, inp.shape[1], ((ra - ya, rb - ya), (ca - xa, cb - xa)), out_hw)
         old_in = inp[:, :, ra:rb + 1, ca:cb + 1].reshape(len(inp), -1).contiguous()
