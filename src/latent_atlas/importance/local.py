@@ -18,7 +18,10 @@ the cached output plus the change of the input region times the convolution's ma
 region to the output region (taken from the weight once per layer and window geometry and kept
 on the stack for later calls; interior pixels share it). Pooling and larger changed regions run
 on the window as above. The cached values a pixel reads are
-sliced once per pixel and image chunk and gathered per batch with index_select.
+sliced once per pixel and image chunk and gathered per batch with index_select; where a pixel's
+value changes in at least `FULL_FRACTION` of the (image, permutation) rows (central pixels), every
+row runs instead, reading the cached values in place, broadcast over permutations, with no gather
+(an unchanged row gets its own value: an exact zero change that adds exactly zero).
 
 A model is described by a `LocalStack` built from the list of layers its output function runs
 (`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
@@ -48,6 +51,7 @@ from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 
 CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
 MAP_BYTES = 1 << 25  # the largest delta matrix of a convolution (bytes); larger ones run on windows
+FULL_FRACTION = 0.85  # a pixel whose value changes in this share of rows runs on all rows, ungathered
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                nn.Mish, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.PReLU,
@@ -329,6 +333,28 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                    + torch.arange(xa, xb + 1, device=device)).reshape(-1)
             w_cols = weight[:, idx].T.contiguous()
             old_final = final[:, :, ya:yb + 1, xa:xb + 1].reshape(stop - start, -1).contiguous()
+            m = stop - start
+            if len(rows) >= FULL_FRACTION * n_perm * m:
+                # Nearly every row changes: run every row of every permutation, reading the
+                # cached values in place (broadcast over permutations) instead of gathering
+                # them. An unchanged row gets its own value: an exact zero change throughout.
+                src = np.tile(np.arange(start, stop), n_perm)
+                src[keys * m + rows] = sources
+                src = src.reshape(n_perm, m)
+                size = min(m, batch_size)  # rows of the chunk per call, times `per` permutations
+                per = max(1, batch_size // size)
+                for r0 in range(0, m, size):
+                    r1 = min(m, r0 + size)
+                    for k0 in range(0, n_perm, per):
+                        k1 = min(n_perm, k0 + per)
+                        new = cols_t[src[k0:k1, r0:r1].reshape(-1), :, p].to(device)
+                        win = _propagate(stack, steps, slice(r0, r1), new.view(-1, c, 1, 1))
+                        delta = win.reshape(k1 - k0, r1 - r0, -1) - old_final[r0:r1]
+                        z = torch.mm(delta.view(-1, delta.shape[2]), w_cols).view(k1 - k0, r1 - r0, -1)
+                        z = stack.tail(z.add_(pre[r0:r1]).view(-1, pre.shape[1])).float()
+                        sq = (z.view(k1 - k0, r1 - r0, -1) - base[r0:r1]).double().square()
+                        acc[p * n_perm + k0:p * n_perm + k1] += sq.sum(1)
+                continue
             for s in range(0, len(rows), batch_size):
                 rows_t = torch.as_tensor(rows[s:s + batch_size], device=device)
                 new = cols_t[sources[s:s + batch_size], :, p].to(device)
@@ -403,18 +429,30 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
 
 
 def _propagate(stack, steps, rows, win):
-    """The new values of the changed window at the map before Flatten, (B, C, h, w)."""
+    """The new values of the changed window at the map before Flatten, (B, C, h, w). `rows`: the
+    chunk rows of the B windows (a tensor), or a slice of the chunk's rows that the B windows run
+    through B / len(slice) times (the cached values are read in place, broadcast)."""
     for step, sp in zip(stack.steps, steps):
         if sp is None:
             win = step(win)
         elif sp[0] == "delta":
             _, old_in, old_out, mat = sp
+            if isinstance(rows, slice):
+                old_in, old_out = old_in[rows], old_out[rows]
+                m = len(old_in)
+                change = (win.reshape(-1, m, old_in.shape[1]) - old_in).view(-1, old_in.shape[1])
+                win = torch.mm(change, mat).view(-1, m, mat.shape[1]).add_(old_out.reshape(m, -1))
+                win = win.view(-1, *old_out.shape[1:])
+                continue
             change = win.reshape(len(rows), -1) - old_in.index_select(0, rows)
             base = old_out.index_select(0, rows)
             win = torch.addmm(base.reshape(len(rows), -1), change, mat).view(base.shape)
         else:
             _, ctx, (y0, y1, x0, x1), pad, div = sp
-            ctx = ctx.index_select(0, rows)
+            if isinstance(rows, slice):
+                ctx = ctx[rows].repeat(len(win) // len(ctx[rows]), 1, 1, 1)
+            else:
+                ctx = ctx.index_select(0, rows)
             ctx[:, :, y0:y1, x0:x1] = win
             if any(pad):
                 ctx = F.pad(ctx, pad, value=-math.inf if step.kind == "max" else 0.0)
