@@ -49,7 +49,7 @@ def atlas_points_inputs(wildcards):
         "latents": f"{base}/latents.parquet",
         "maps": f"{atlas_maps_dir(wildcards)}/maps.parquet",
     }
-    if model_kind(MODELS[wildcards.model]["arch"]) == "classifier":
+    if model_kind(MODELS[wildcards.model]) == "classifier":
         files["predictions"] = f"{base}/predictions.parquet"
     else:
         files.update(
