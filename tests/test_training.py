@@ -147,6 +147,23 @@ def test_settings_take_the_schema_defaults():
     settings = train_settings({"epochs": 3})
     assert settings["epochs"] == 3 and settings["batch_size"] == 256 and settings["lr"] == 0.001
     assert settings["lr_schedule"] == [] and "max_train_samples" not in settings  # absent: every sample
+    assert "flush_denormals" not in settings  # absent: off, so configs without it keep their bytes
+
+
+def _denormals_flushed():
+    return float(torch.tensor([1e-39]) * 2.0) == 0.0  # 2e-39 is a denormal float32
+
+
+def test_flush_denormals_holds_during_training_only(ds):
+    seen = []
+    on = _train(ds, "dense_ae", {**SETTINGS, "flush_denormals": True},
+                on_epoch_end=lambda e: seen.append(_denormals_flushed()))
+    assert seen == [True] * SETTINGS["epochs"] and not _denormals_flushed()
+    again = _train(ds, "dense_ae", {**SETTINGS, "flush_denormals": True})
+    assert _same_weights(on.model, again.model)  # still deterministic
+    seen.clear()
+    _train(ds, "dense_ae", SETTINGS, on_epoch_end=lambda e: seen.append(_denormals_flushed()))
+    assert seen == [False] * SETTINGS["epochs"]
 
 
 @pytest.mark.parametrize("arch", ["conv_vae", "cnn_classifier"])
