@@ -105,6 +105,16 @@ def test_a_checkpoint_of_another_config_is_not_resumed(ds, tmp_path):
     assert _same_weights(result.model, _train(ds, "dense_ae", SETTINGS).model)
 
 
+def test_a_checkpoint_of_another_thread_count_is_not_resumed(ds, tmp_path):
+    set_determinism(0, 2)
+    with pytest.raises(_Killed):
+        _train(ds, "dense_ae", SETTINGS, checkpoint_dir=tmp_path, on_epoch_end=_kill_after(0))
+    set_determinism(0, 1)
+    epochs_run = []
+    _train(ds, "dense_ae", SETTINGS, checkpoint_dir=tmp_path, on_epoch_end=epochs_run.append)
+    assert epochs_run == [0, 1, 2]  # float sums depend on the thread count: start again
+
+
 def test_a_diverging_loss_stops_with_a_helpful_message(ds):
     settings = {"epochs": 3, "batch_size": 16, "optimizer": "sgd", "lr": 1e9}
     with pytest.raises(TrainingDiverged, match=r"became (nan|inf) at epoch 1/3 .*lower learning rate.*1e\+08"):
