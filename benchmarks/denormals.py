@@ -106,7 +106,7 @@ def main() -> None:
             times[flush].append(steps(flush))
     kept, flushed = np.median(times[False]), np.median(times[True])
     print(f"FSDD dense AE 1024-...-32, batch 64, {args.epochs} epochs, {args.threads} thread(s), "
-          f"{int((ds.split == 'train').sum())} training recordings\n")
+          f"{int((ds.split == 'train').sum())} recordings in the train split (10 % of them for validation)\n")
     print("| denormals | train wall s | median s/epoch (last 10) | exp_avg denormal | exp_avg_sq denormal "
           "| final val loss | test loss |")
     print("|---|---|---|---|---|---|---|")
