@@ -349,10 +349,11 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                         k1 = min(n_perm, k0 + per)
                         new = cols_t[src[k0:k1, r0:r1].reshape(-1), :, p].to(device)
                         win = _propagate(stack, steps, slice(r0, r1), new.view(-1, c, 1, 1))
-                        delta = win.reshape(k1 - k0, r1 - r0, -1) - old_final[r0:r1]
+                        delta = win.reshape(k1 - k0, r1 - r0, -1)
+                        delta = delta.sub_(old_final[r0:r1]) if delta.is_contiguous() else delta - old_final[r0:r1]
                         z = torch.mm(delta.view(-1, delta.shape[2]), w_cols).view(k1 - k0, r1 - r0, -1)
                         z = stack.tail(z.add_(pre[r0:r1]).view(-1, pre.shape[1])).float()
-                        sq = (z.view(k1 - k0, r1 - r0, -1) - base[r0:r1]).double().square()
+                        sq = (z.view(k1 - k0, r1 - r0, -1) - base[r0:r1]).double().square_()
                         acc[p * n_perm + k0:p * n_perm + k1] += sq.sum(1)
                 continue
             for s in range(0, len(rows), batch_size):
@@ -434,13 +435,15 @@ def _propagate(stack, steps, rows, win):
     through B / len(slice) times (the cached values are read in place, broadcast)."""
     for step, sp in zip(stack.steps, steps):
         if sp is None:
-            win = step(win)
+            # win is always a fresh tensor of this call (never cached values): ReLU in place.
+            win = torch.relu_(win) if type(step) is nn.ReLU else step(win)
         elif sp[0] == "delta":
             _, old_in, old_out, mat = sp
             if isinstance(rows, slice):
                 old_in, old_out = old_in[rows], old_out[rows]
                 m = len(old_in)
-                change = (win.reshape(-1, m, old_in.shape[1]) - old_in).view(-1, old_in.shape[1])
+                change = win.reshape(-1, m, old_in.shape[1])
+                change = (change.sub_(old_in) if change.is_contiguous() else change - old_in).view(-1, old_in.shape[1])
                 win = torch.mm(change, mat).view(-1, m, mat.shape[1]).add_(old_out.reshape(m, -1))
                 win = win.view(-1, *old_out.shape[1:])
                 continue
