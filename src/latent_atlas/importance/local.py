@@ -34,6 +34,8 @@ Memory: the cache holds, per image, the input and output of every convolution an
 flattened map before the first Linear and its pre-activation, in float32. Images are processed in chunks
 whose cache fits `CACHE_BYTES` (the permuted values come from the pixel's column over all N
 images, so chunks are independent); the windows of a batch add batch_size x (largest window).
+The stack keeps its delta matrices (each at most `MAP_BYTES`, one per layer and window geometry:
+a few dozen for a whole image) for as long as it lives.
 """
 
 from __future__ import annotations
