@@ -291,19 +291,23 @@ def test_search_by_class_and_by_id(page, built):
     _move_away(page)
 
 
-def test_reconstruction_error_of_an_autoencoder_page(tmp_path):
-    """An autoencoder's table has recon_error instead of pred, and its page offers that mode."""
+def _page_of_points(tmp_path, edit, name: str) -> str:
+    """The atlas page of the synthetic inputs after `edit(points)` changes the points table."""
     files, _ = build_atlas(tmp_path, k=K)
-    points = read_parquet(tmp_path / "points.parquet")
-    points = points.drop(columns="pred").assign(recon_error=np.linspace(0, 1, len(points), dtype=np.float32))
-    points.to_parquet(tmp_path / "points.parquet")
-    out = tmp_path / "ae.html"
+    edit(read_parquet(tmp_path / "points.parquet")).to_parquet(tmp_path / "points.parquet")
+    out = tmp_path / f"{name}.html"
     atlas(Job(input=Files(points=str(tmp_path / "points.parquet"), quality=files.quality, latents=files.latents,
                           data=files.data), output=Files([str(out)]), config={"seed": 0},
-              params=Files(title="ae", importance="", settings={
+              params=Files(title=name, importance="", settings={
                   "thumbnails": {"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64},
                   "point_size": 3})))
-    text = out.read_text()
+    return out.read_text()
+
+
+def test_reconstruction_error_of_an_autoencoder_page(tmp_path):
+    """An autoencoder's table has recon_error instead of pred, and its page offers that mode."""
+    text = _page_of_points(tmp_path, lambda points: points.drop(columns="pred").assign(
+        recon_error=np.linspace(0, 1, len(points), dtype=np.float32)), "ae")
     assert '"kind":"autoencoder"' in text and '"a-error"' in text and '"a-pred"' not in text
     assert '"importance":null' in text and text.count('id="s-') == 2  # 100 8x8 tiles, 64 per sheet
 
@@ -311,16 +315,7 @@ def test_reconstruction_error_of_an_autoencoder_page(tmp_path):
 def test_embedding_page_without_predictions_or_reconstructions(tmp_path):
     """A table of latents (or a loaded encoder without decoder, a classifier without head) has
     neither pred nor recon_error: an "embedding" page, which offers neither mode."""
-    files, _ = build_atlas(tmp_path, k=K)
-    points = read_parquet(tmp_path / "points.parquet").drop(columns="pred")
-    points.to_parquet(tmp_path / "points.parquet")
-    out = tmp_path / "embedding.html"
-    atlas(Job(input=Files(points=str(tmp_path / "points.parquet"), quality=files.quality, latents=files.latents,
-                          data=files.data), output=Files([str(out)]), config={"seed": 0},
-              params=Files(title="table", importance="", settings={
-                  "thumbnails": {"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64},
-                  "point_size": 3})))
-    text = out.read_text()
+    text = _page_of_points(tmp_path, lambda points: points.drop(columns="pred"), "table")
     assert '"kind":"embedding"' in text and '"a-error"' not in text and '"a-pred"' not in text
 
 
