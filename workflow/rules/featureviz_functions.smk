@@ -5,7 +5,8 @@ FV = config["featureviz"]
 
 # Shared optimisation settings (params of every job: a change reruns them).
 FV_OPTIMISER = {
-    key: FV[key] for key in ("lr", "output_objective", "clip_regulariser_gradients")
+    key: FV[key]
+    for key in ("lr", "output_objective", "clip_regulariser_gradients", "tv_step")
 }
 
 
