@@ -150,7 +150,7 @@ def test_high_tv_weight_smooths_instead_of_leaving_a_checkerboard(trained):
     lay = resolve_layer("output", trained)
     units, weights = np.repeat([0, 1, 2, 3], 2), np.tile([0.016, 0.256], 4)
     x0 = start_images("zero", len(units), trained.input_shape)
-    assert OPT.tv_step == "proximal"  # the schema default
+    assert OPT.tv_step == "subgradient"  # featureviz.tv_step absent: the study's update
     results = {step: OPT.run(trained, lay, units, x0, steps=60, tv=weights, tv_step=step)
                for step in ("subgradient", "proximal")}
     high = weights == 0.256
@@ -347,7 +347,7 @@ def test_tv_l1_grid_job_writes_the_table_its_images_and_metadata(tmp_path):
     save_model(build_model("mlp_classifier", (1, 8, 8), 3, {"hidden": [16, 12]}), tmp_path / "model.pt",
                class_names=["a", "b", "c"])
     section = defaults("#/properties/featureviz")
-    optimiser = {k: section[k] for k in ("lr", "output_objective", "clip_regulariser_gradients", "tv_step")}
+    optimiser = {k: section[k] for k in ("lr", "output_objective", "clip_regulariser_gradients")}
     settings = {**section["tv_l1_grid"], "hidden_layer": 2, "tv": [0.0, 0.1], "l1_fractions": [0.0, 1.0],
                 "steps_output": 3, "steps_hidden": 3}
     job = Job(input=Files(model=str(tmp_path / "model.pt")),

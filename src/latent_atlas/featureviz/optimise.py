@@ -11,11 +11,12 @@ TV (anisotropic: |vertical| + |horizontal| neighbour differences, the study's de
 differentiable where neighbours are equal. The study steps along its sign subgradient with the same
 fixed learning rate as the activation; such a step never converges: each pixel ends up jumping by
 about 4 * lr * weight every step, in a 2-cycle against its neighbours, and at weights >= 0.128 (lr
-0.1) that oscillation is a checkerboard over every image. By default (`tv_step="proximal"`) the
-TV term is taken by its proximal operator instead (forward-backward splitting, the standard
-method for a smooth objective plus TV): the same objective, weights and learning rate, but the
-iterates settle, so higher TV gives smoother images. `tv_step="subgradient"` is the literal
-update, kept to reproduce it.
+0.1) that oscillation is a checkerboard over every image. `tv_step="subgradient"` is that literal
+update, the default (config `featureviz.tv_step` absent) so the study's figures are reproduced.
+With `tv_step="proximal"` the TV term is taken by its proximal operator instead (forward-backward
+splitting, the standard method for a smooth objective plus TV): the same objective, weights and
+learning rate, but the iterates settle, so higher TV gives smoother images (and at the output
+neurons' upper weights, whose optimum is a near-uniform image, flat ones).
 
 The study's key detail is how the clip enters the gradient. The image is kept as raw values `x`;
 the network sees `clip(x, 0, 1)`. The clip's derivative (1 inside [0, 1], 0 outside) multiplies
@@ -307,7 +308,7 @@ class Optimiser:
         section = with_defaults(section, "#/properties/featureviz", "featureviz")
         return cls(lr=float(section["lr"]),
                    clip_regulariser_gradients=bool(section["clip_regulariser_gradients"]),
-                   tv_step=str(section["tv_step"]), output_objective=str(section["output_objective"]),
+                   tv_step=str(section.get("tv_step", "subgradient")), output_objective=str(section["output_objective"]),
                    seed=int(seed), progress=progress)
 
     def starts(self, kind: str, n: int, model: nn.Module) -> np.ndarray:
