@@ -4,8 +4,11 @@ FV = config["featureviz"]
 
 
 # Shared optimisation settings (params of every job: a change reruns them).
+# tv_step only where set (absent = the study's subgradient step; see the schema).
 FV_OPTIMISER = {
-    key: FV[key] for key in ("lr", "output_objective", "clip_regulariser_gradients")
+    key: FV[key]
+    for key in ("lr", "output_objective", "clip_regulariser_gradients", "tv_step")
+    if key in FV
 }
 
 
