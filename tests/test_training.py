@@ -151,7 +151,7 @@ def test_settings_take_the_schema_defaults():
 
 @pytest.mark.parametrize("arch", ["conv_vae", "cnn_classifier"])
 def test_the_train_job_writes_the_rule_outputs(tmp_path, ds, arch):
-    data = tmp_path / "tiny.npz"
+    data = tmp_path / "tiny"
     save_dataset(ds, data)
     out = {k: tmp_path / k for k in ("model.pt", "metrics.json", "train_log.tsv")}
     ckpt = tmp_path / "checkpoints"

@@ -8,7 +8,7 @@ include: "models_functions.smk"
 
 rule train:
     input:
-        "results/data/{dataset}.npz",
+        rules.prepare_data.output,
     output:
         model="results/{dataset}/{model}/model.pt",
         metrics="results/{dataset}/{model}/metrics.json",
@@ -35,7 +35,7 @@ rule train:
 # No gpu resource: load_model puts the model on the CPU, and extraction runs where the model is.
 rule extract_autoencoder:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
     output:
         latents="results/{dataset}/{model}/latents.parquet",

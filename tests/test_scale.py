@@ -1,0 +1,104 @@
+"""Out-of-core datasets: a CelebA-layout folder through the data, train and extract jobs, and the
+peak memory of the jobs that read the store (it must not grow with the dataset)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from latent_atlas.data.store import load_dataset, write_dataset
+from latent_atlas.data.synthetic import write_celeba_folder
+from latent_atlas.io import read_parquet
+from latent_atlas.runtime import Files, Job
+
+from conftest import ROOT
+
+torch = pytest.importorskip("torch")
+
+
+def test_a_celeba_folder_goes_through_data_train_and_extract(tmp_path):
+    from latent_atlas.data.jobs import prepare_data
+    from latent_atlas.models.jobs import extract_autoencoder, train
+    from latent_atlas.models.training import train_model
+    from latent_atlas.models.networks import build_model, load_model
+
+    folder = write_celeba_folder(tmp_path / "celeba", 200, seed=2)
+    spec = {"source": "celeba", "path": str(folder), "attribute": "Male", "size": 24}
+    store = tmp_path / "data" / "faces"
+    data = Files(images=str(store / "images.npy"), samples=str(store / "samples.parquet"))
+    prepare_data(Job(output=data, params=Files(spec=spec), wildcards=Files(dataset="faces"),
+                     config={"seed": 0}, threads=2))
+    ds = load_dataset(data)
+    assert len(ds) == 200 and ds.input_shape == (3, 24, 24) and (ds.split == "test").sum() == 22
+
+    model_spec = {"arch": "conv_ae", "params": {"channels": [4, 4, 8, 8], "latent_dim": 4},
+                  "train": {"epochs": 1, "batch_size": 32}}
+    out = Files(model=tmp_path / "model.pt", metrics=tmp_path / "metrics.json", train_log=tmp_path / "log.tsv")
+    train(Job(input=data, output=out, params=Files(spec=model_spec, checkpoint_dir=tmp_path / "ckpt"),
+              wildcards=Files(model="ae"), config={"seed": 0}))
+    # streaming batches from the store trains the same weights as the whole array in memory
+    torch.manual_seed(0)
+    in_memory = train_model(build_model("conv_ae", (3, 24, 24), 2, model_spec["params"]), np.asarray(ds.images),
+                            ds.labels, ds.split, model_spec["train"], seed=0, progress=False).model
+    streamed = load_model(out.model).state_dict()
+    for name, value in in_memory.state_dict().items():
+        assert torch.equal(value, streamed[name]), name
+
+    latents = tmp_path / "latents.parquet"
+    extract_autoencoder(Job(input=Files(data=data, model=out.model),
+                            output=Files(latents=latents, reconstructions=tmp_path / "rec.npz"),
+                            params=Files(extract={"batch_size": 64, "reconstructions_per_class": 2},
+                                         config_hash="h"),
+                            wildcards=Files(model="ae")))
+    table = read_parquet(latents)
+    np.testing.assert_array_equal(table["sample_id"], ds.sample_id)
+    assert table.shape == (200, 4 + 4) and np.isfinite(table.filter(like="z").to_numpy()).all()
+
+
+# The child measures the peak RSS that a job adds once torch is imported and the model exists
+# (resource.getrusage, kilobytes on Linux): the old store read every image as float32 first.
+_PEAK_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import torch
+    from latent_atlas.models import extract
+    from latent_atlas.models.networks import build_model, load_model
+    from latent_atlas.models.training import train_model
+    from latent_atlas.data.store import load_dataset
+
+    torch.manual_seed(0)
+    model = build_model("dense_ae", (3, 96, 96), 2, {"hidden": [16], "latent_dim": 4})
+    x = torch.zeros(256, 3, 96, 96)
+    model(x).sum().backward()  # torch's own first-use allocations, before the baseline
+    del x
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak()
+    ds = load_dataset(sys.argv[1])
+    train_model(model, ds.images, ds.labels, ds.split, {"epochs": 1, "batch_size": 256, "eval_batch_size": 256}, seed=0,
+                progress=False, device="cpu")
+    after_train = peak()
+    extract.compute_latents(model, ds.images, 256)
+    print(json.dumps({"train": after_train - base, "extract": peak() - base}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in kilobytes (Linux)")
+def test_train_and_extract_peak_memory_does_not_hold_the_dataset(tmp_path):
+    """4,000 RGB 96x96 images: 111 MB as uint8, 442 MB as float32 (what the whole-array path
+    held). Training one epoch and extracting latents from the store add less than 120 MB."""
+    n, shape = 4000, (3, 96, 96)
+    rng = np.random.default_rng(0)
+    chunks = (rng.integers(0, 256, size=(500, *shape), dtype=np.uint8) for _ in range(n // 500))
+    split = np.where(np.arange(n) < 3600, "train", "test")
+    write_dataset(tmp_path / "big", np.arange(n), split, np.arange(n) % 2, ["a", "b"], "big", chunks)
+    float_mb = n * int(np.prod(shape)) * 4 / 2**20
+    result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "big")], capture_output=True,
+                            text=True, check=True, env={"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "2",
+                                                        "PATH": "/usr/bin:/bin"})
+    added = json.loads(result.stdout.strip().splitlines()[-1])
+    assert float_mb > 400
+    assert added["train"] < 120 and added["extract"] < 120, (added, float_mb)
