@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test venv data system-deps lint benchmark report clean
+.PHONY: run test venv data system-deps lint benchmark report gallery clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ lint: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/snakemake --report report.html $(SNAKEMAKE_ARGS)
+
+# docs/gallery/*.png from a results tree (RESULTS, default results/; the default config's run, plus
+# config/examples/fsdd.yaml's for the spoken-digit figures).
+RESULTS ?= results
+gallery: $(STAMP)
+	$(BIN)/python scripts/make_gallery.py $(foreach r,$(RESULTS),--results $(r))
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -11,8 +11,10 @@ each method accounts for: pixels x permutations x N per second. Each timing is t
 (after a small warm-up call), for both contenders alike.
 
 `--conv-only` times the convolutional encoders instead (a few minutes): the default config's
-`cnn_classifier`, the 32-64-128-256 `conv_ae` at 28x28 and the study's conv AE at 3x96x96 on
-synthetic images, each with the naive loop, `rows` and `local` on the same central pixels.
+`cnn_classifier` and the 32-64-128-256 `conv_ae` at 28x28 on the 8 central pixels (nearly every
+image's pixel changes), and the study's conv AE at 3x96x96 on synthetic images on 16 pixels (4
+corners, 12 interior: `study_pixels`), each with the naive loop, `rows` and `local` on the same
+pixels.
 
 The sharded rule is timed by running Snakemake on config/test.yaml (dense_ae, blocks of 64 of the
 16x16 digits: 4 shards) with --cores 1 and then --cores 2 (upstream jobs are run first, untimed).
@@ -101,12 +103,24 @@ def bench_model(name, model, images, n_perm, naive_pixels, engine_all, batch_siz
     }
 
 
-def bench_conv(name, model, output, images, n_perm, n_pixels, batch_size=8192):
-    """naive, rows and local side by side on the same `n_pixels` central pixels (where nearly
-    every row changes: the hard case for row skipping); best of 3 each."""
-    n, _, h, w = images.shape
+def central_pixels(h, w, n_pixels):
+    """The first `n_pixels` of the 3x3 block around the centre (row-major): where nearly every
+    image's pixel changes, the hard case for row skipping."""
     centre = (h // 2) * w + w // 2
-    pixels = np.array([centre + dr * w + dc for dr in range(-1, 2) for dc in range(-1, 2)][:n_pixels])
+    return np.array([centre + dr * w + dc for dr in range(-1, 2) for dc in range(-1, 2)][:n_pixels])
+
+
+def study_pixels(h, w):
+    """16 pixels of a 96x96 image, mostly interior: the 4 corners and a 3x4 grid (rows 24, 47,
+    72; columns 11, 36, 60, 85: both parities under the stride-2 convolutions)."""
+    corners = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]
+    grid = [(r, c) for r in (24, 47, 72) for c in (11, 36, 60, 85)]
+    return np.array(sorted(r * w + c for r, c in corners + grid))
+
+
+def bench_conv(name, model, output, images, n_perm, pixels, batch_size=8192):
+    """naive, rows and local side by side on the same pixels; best of 3 each."""
+    n = len(images)
     fn = imp.output_function(model, output)
     stack, why = imp.model_stack(model, output)
     if stack is None:
@@ -130,18 +144,19 @@ def conv_models():
     images, _ = test_images(500)
     rng = np.random.default_rng(1)
     colour = rng.random((200, 3, 96, 96)).astype(np.float32)
+    central = central_pixels(28, 28, 8)
     return [
         ("cnn_classifier 28x28 (default), features", build_model("cnn_classifier", (1, 28, 28), 10), "features",
-         images, 8),
+         images, central),
         ("conv_ae 32-64-128-256 28x28", build_model("conv_ae", (1, 28, 28), 10, {"latent_dim": 32}), "latent",
-         images, 8),
+         images, central),
         ("study conv_ae 3x96x96, 256-D (synthetic)", build_model("conv_ae", (3, 96, 96), 10, {"latent_dim": 256}),
-         "latent", colour, 2),
+         "latent", colour, study_pixels(96, 96)),
     ]
 
 
 def print_conv_table(rows, n_perm, threads):
-    print(f"\nConvolutional encoders, {n_perm} permutations, central pixels, {threads} threads, "
+    print(f"\nConvolutional encoders, {n_perm} permutations, {threads} threads, "
           f"device {default_device()}; images/s = pixels x permutations x N / s, best of 3\n")
     print("| model | N | pixels | naive images/s | rows images/s | local images/s | rows speed-up | "
           "local speed-up | max rel. diff |")
@@ -184,9 +199,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.conv_only:
         conv_rows = []
-        for name, model, output, x, n_pixels in conv_models():
+        for name, model, output, x, pixels in conv_models():
             with torch.no_grad():
-                conv_rows.append(bench_conv(name, model.eval(), output, x, 4, n_pixels))
+                conv_rows.append(bench_conv(name, model.eval(), output, x, 4, pixels))
             print(f"done: {name}", file=sys.stderr)
         print_conv_table(conv_rows, 4, args.threads)
         return

@@ -8,7 +8,8 @@ ratios (this machine is shared and noisy: compare ratios, not absolute times acr
     python benchmarks/run.py --default-results results   # also tabulate a finished default run
 
 Sections: permutation-importance engine vs the naive loop (benchmarks/importance.py), openTSNE vs
-scikit-learn t-SNE (benchmarks/tsne.py), and the test pipeline's wall time per stage from
+scikit-learn t-SNE (benchmarks/tsne.py), the latent atlas page
+(benchmarks/atlas.py), and the test pipeline's wall time per stage from
 Snakemake's `benchmark:` files of a fresh run of config/test.yaml.
 """
 
@@ -179,6 +180,7 @@ def main() -> None:
         f"{' --quick' if args.quick else ''}`. Ratios are measured side by side in one run.\n",
         "## Permutation importance: engine vs naive loop\n", run_benchmark("importance.py", args.quick),
         "\n## t-SNE: openTSNE vs scikit-learn\n", run_benchmark("tsne.py", args.quick),
+        "\n## Latent atlas page at 70,000 points\n", run_benchmark("atlas.py", args.quick),
     ]
     times, wall = test_pipeline_times(cores=2)
     parts += [f"\n## Test pipeline (config/test.yaml, --cores 2): {wall:.0f} s wall in all\n",

@@ -9,6 +9,7 @@ can start, so that one run also checks that SLURM gives the local run's bytes.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ SHARED = ROOT.parent / "shared"
 FSDD = SHARED / "data" / "fsdd" / "recordings"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TEST_CONFIG = ROOT / "config" / "test.yaml"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None,
@@ -107,3 +109,31 @@ def second_run(request, tmp_path_factory) -> SecondRun:
         return SecondRun(workdir, "slurm", proc.stdout + proc.stderr)
     proc = run_snakemake(workdir, "--cores", "2", configfile=TEST_CONFIG, timeout=1200)
     return SecondRun(workdir, "local", proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium through Playwright, with no network (every page test shares it).
+
+    In CI (CI=true) a missing Chromium fails the browser tests; locally they skip with the
+    install hint.
+    """
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        msg = ("Debian's chromium is not installed (apt-get install -y --no-install-recommends "
+               "chromium, or `make system-deps`)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"chromium-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, env=env,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"])
+        yield b
+        b.close()
+    shutil.rmtree(tmp, ignore_errors=True)

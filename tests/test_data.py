@@ -20,7 +20,9 @@ from latent_atlas.data.build import build_dataset, write_store
 from latent_atlas.data.figures import example_indices, plot_examples
 from latent_atlas.data.jobs import plot_dataset_examples, prepare_data
 from latent_atlas.data.sources import spectrogram_params
-from latent_atlas.data.store import DataError, Dataset, StoredImages, float_chunks, load_dataset, save_dataset
+from latent_atlas.data.store import (DataError, Dataset, StoredImages, float_chunks, load_dataset, load_image_axes,
+                                     save_dataset)
+from latent_atlas.io import read_parquet_metadata
 from latent_atlas.runtime import Files, Job
 
 from conftest import FSDD, ROOT
@@ -804,3 +806,57 @@ def test_celeba_folder_errors_name_the_file(celeba_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"CelebA partition file not found: .*list_eval_partition.txt"):
         build_dataset("faces", spec, seed=0)
     assert not (tmp_path / "out" / "images.npy").exists()  # a failed write leaves no store behind
+
+
+def test_spectrogram_axes_put_a_tone_at_its_frequency_and_time(tmp_path):
+    """With a fixed duration, the dataset's axes name each row's Hz and each column's s: a
+    1,500 Hz tone from 0.25 to 0.5 s lights the rows near 1,500 Hz and the columns in that span;
+    low frequencies are at the bottom. The axes survive the dataset file; plain images have none."""
+    rate = 8000
+    x = np.zeros(rate)  # 1 s, the tone from 0.25 s to 0.5 s
+    x[rate // 4 : rate // 2] = tone(1500, rate, 0.25)
+    for digit in range(2):
+        write_wav(tmp_path / "wav" / f"{digit}_amy_0.wav", x, rate)
+        write_wav(tmp_path / "wav" / f"{digit}_ben_0.wav", x, rate)
+    spec = {"source": "audio_digits", "path": str(tmp_path / "wav"), "duration": 1.0, "smoothing_sigma": 0,
+            "split": {"method": "speaker", "test_speakers": ["ben"]}}
+    ds = build_dataset("spoken", spec, seed=0)
+    axes = ds.axes
+    assert (axes.row_label, axes.col_label) == ("frequency (Hz)", "time (s)")
+    assert np.all(np.diff(axes.rows) < 0) and axes.rows[-1] < 300 and axes.rows[0] > 3500  # low at the bottom
+    assert axes.settings["hop_length"] == 64 and axes.settings["frames"] == 122
+    img = ds.images[0, 0]
+    row = int(np.argmax(img.mean(axis=1)))
+    assert abs(axes.rows[row] - 1500) < 120
+    loud = axes.cols[img[row] > 0.5]
+    assert 0.2 < loud.min() and loud.max() < 0.56
+    save_dataset(ds, tmp_path / "spoken")
+    back = load_dataset(tmp_path / "spoken").axes
+    assert load_image_axes(tmp_path / "spoken" / "samples.parquet").cols.tolist() == axes.cols.tolist()
+    assert np.array_equal(back.rows, axes.rows) and back.settings == axes.settings
+    stretched = build_dataset("spoken", {**spec, "duration": None}, seed=0).axes
+    assert stretched.col_label == "time (share of the recording)" and stretched.cols.max() < 1
+    save_dataset(build_dataset("d", {"source": "sklearn_digits"}, seed=0), tmp_path / "digits")
+    assert load_dataset(tmp_path / "digits").axes is None
+    assert "axes" not in read_parquet_metadata(tmp_path / "digits" / "samples.parquet")
+
+
+def test_spectrogram_figures_label_frequency_and_time():
+    """The examples grid and the helper put round Hz / s ticks where those values lie."""
+    from latent_atlas.data.store import ImageAxes
+    from latent_atlas.plotting import label_image_axes
+
+    import matplotlib.pyplot as plt
+
+    axes = ImageAxes(np.linspace(3750, 250, 8), np.linspace(0.05, 0.95, 8), "frequency (Hz)", "time (s)")
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((8, 8)))
+    label_image_axes(ax, axes)
+    ticks = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks()))
+    assert ticks["2000"] == pytest.approx(3.5) and ticks["1000"] == pytest.approx(5.5)
+    assert ax.get_ylabel() == "frequency (Hz)" and ax.get_xlabel() == "time (s)"
+    plt.close(fig)
+    ds = Dataset(np.zeros((2, 1, 8, 8), np.float32), [0, 1], ["0", "1"], ["train", "test"], [0, 1], "s", axes)
+    fig = plot_examples(ds, per_class=1)
+    labels = {a.get_xlabel() for a in fig.axes} | {a.get_ylabel() for a in fig.axes}
+    assert {"frequency (Hz)", "time (s)"} <= labels

@@ -30,6 +30,7 @@ def rule_blocks() -> dict[str, dict[str, str]]:
     """rule name -> {"conda": path, "script": path, "file": rule file} from workflow/rules/*.smk
     (a `use rule a as b with:` rule inherits what it does not override)."""
     rules: dict[str, dict[str, str]] = {}
+    derived = []  # `use rule` rules, resolved once every file is read (a base may be in a later file)
     for path in sorted(RULES.glob("*.smk")):
         text = path.read_text()
         heads = list(HEADER.finditer(text))
@@ -40,7 +41,9 @@ def rule_blocks() -> dict[str, dict[str, str]]:
             if head.group(1):
                 rules[head.group(1)] = {**found, "file": path.name}
             else:
-                rules[head.group(3)] = {**rules[head.group(2)], **found, "file": path.name}
+                derived.append((head.group(2), head.group(3), {**found, "file": path.name}))
+    for base, name, found in derived:
+        rules[name] = {**rules[base], **found}
     return rules
 
 

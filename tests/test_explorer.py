@@ -18,7 +18,6 @@ import pytest
 from latent_atlas.importance import tables
 from latent_atlas.importance.explorer import explorer_data, render_explorer, write_explorer
 
-CHROMIUM = "/usr/bin/chromium"
 H, W, D = 5, 7, 6
 
 
@@ -59,29 +58,6 @@ def test_explorer_html_is_self_contained(tmp_path):
     # a pixel's value sits at row * W + col
     assert data["pixel"]["importance"][0][W - 1] == 1.0
     assert render_explorer(explorer_data(pixel, latent, "test <model>", 2, 4)) == text
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        msg = ("Debian's chromium is not installed (apt-get install -y --no-install-recommends "
-               "chromium, or `make system-deps`)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"explorer-chromium-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, env=env,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"])
-        yield b
-        b.close()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _shown(page):
@@ -154,4 +130,63 @@ def test_explorer_in_chromium(browser, tmp_path):
         shutil.copy(shot, os.environ["IMPORTANCE_SCREENSHOT"])
     assert not errors, errors
     assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests
+    page.close()
+
+
+def _spectrogram_axes():
+    from latent_atlas.data.store import ImageAxes
+
+    # row 0 is the highest frequency, so low frequencies are drawn at the bottom
+    return ImageAxes(rows=np.linspace(3500, 100, H), cols=(np.arange(W) + 0.5) * 0.125,
+                     row_label="frequency (Hz)", col_label="time (s)")
+
+
+def test_explorer_data_carries_the_axes():
+    pixel, latent = _tables()
+    data = explorer_data(pixel, latent, "fsdd / fsdd_ae", 2, 4, axes=_spectrogram_axes())
+    assert data["axes"]["rows"][0] == 3500 and data["axes"]["rows"][-1] == 100
+    assert data["axes"]["cols"] == [0.0625 + 0.125 * c for c in range(W)]
+    assert (data["axes"]["row_label"], data["axes"]["col_label"]) == ("frequency (Hz)", "time (s)")
+    assert "axes" not in explorer_data(pixel, latent, "digits", 2, 4)
+    wrong = _spectrogram_axes()
+    wrong.rows = wrong.rows[:-1]
+    with pytest.raises(ValueError, match=f"4 x {W} do not match the importance maps of {H} x {W}"):
+        explorer_data(pixel, latent, "fsdd", 2, 4, axes=wrong)
+
+
+def test_explorer_in_chromium_ticks_hz_and_seconds(browser, tmp_path):
+    pixel, latent = _tables()
+    path = tmp_path / "explorer.html"
+    write_explorer(pixel, latent, path, title="fsdd / fsdd_ae", top_k=2, n_perm=4, axes=_spectrogram_axes())
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#maps .map svg.ax")
+
+    def axes():  # per axis of the first map: its label and its ticks as (value, position along it)
+        return page.evaluate("""() => [...document.querySelector('#maps .map').querySelectorAll('svg.ax')]
+          .map(svg => { const t = [...svg.querySelectorAll('text')];
+            const vertical = +svg.getAttribute('height') > +svg.getAttribute('width');
+            return {label: t[t.length - 1].textContent,
+                    ticks: t.slice(0, -1).map(e => [+e.textContent, +e.getAttribute(vertical ? 'y' : 'x')])}; })""")
+
+    left, bottom = axes()
+    assert (left["label"], bottom["label"]) == ("frequency (Hz)", "time (s)")
+    assert len(left["ticks"]) >= 3 and len(bottom["ticks"]) >= 3
+    hz = sorted(left["ticks"], key=lambda t: t[1])  # top to bottom
+    assert [v for v, _ in hz] == sorted((v for v, _ in hz), reverse=True)  # high frequencies on top
+    assert all(100 <= v <= 3500 for v, _ in hz)
+    s = sorted(bottom["ticks"], key=lambda t: t[1])
+    assert [v for v, _ in s] == sorted(v for v, _ in s) and all(0.0625 <= v <= 0.8125 for v, _ in s)
+
+    # the top-right pixel is the highest frequency at the last time
+    box = page.locator("#maps .map canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * (W - 0.5) / W, box["y"] + box["height"] * 0.5 / H)
+    assert "3500 Hz, 0.8125 s" in page.locator("#tooltip").inner_text()
+
+    page.select_option("#rotate", "90")  # time now runs down, frequency across
+    left, bottom = axes()
+    assert (left["label"], bottom["label"]) == ("time (s)", "frequency (Hz)")
+    assert not errors, errors
     page.close()

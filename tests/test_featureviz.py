@@ -438,3 +438,38 @@ def test_adversarial_figure_shows_darkened_colour_pixels_as_negative():
     assert diff.shape == (4, 4)
     assert diff[0, 0] == pytest.approx(-0.25) and diff[3, 3] == pytest.approx(0.125)
     assert fig.axes[2].images[0].get_clim() == (-0.25, 0.25)
+
+
+@pytest.mark.parametrize("display, clim", [("per_image", (0.02, 0.06)), ("fixed", (0.0, 1.0))])
+def test_tv_sweep_figure_stretches_faint_images_and_writes_each_probability_under_it(display, clim):
+    """per_image (the study's display) maps a faint image's own range to black..white; fixed keeps
+    [0, 1]. Under each optimised image its probability from the table, under the class mean its
+    count; the class-mean column stays."""
+    import pandas as pd
+
+    from latent_atlas.featureviz.figures import plot_tv_sweep
+
+    faint = np.full((2, 1, 4, 4), 0.02, np.float32)
+    faint[:, 0, 1, 1] = 0.06
+    table = pd.DataFrame({"index": [0, 1], "unit": [1, 1], "tv_weight": [0.004, 0.256], "l1_weight": [0.0, 0.0],
+                          "activation": [0.734, 0.412], "steps": [20, 20]})
+    means = np.stack([np.full((1, 4, 4), v, np.float32) for v in (0.1, 0.3)])
+    means[1, 0, 0, 0] = 0.9
+    fig = plot_tv_sweep(table, faint, means, np.array([0, 7]), ["a", "b"], 0.9, display=display)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 3  # two TV weights + the class mean
+    assert [ax.get_xlabel() for ax in image_axes] == ["p=0.73", "p=0.41", "n=7"]
+    assert image_axes[0].images[0].get_clim() == pytest.approx(clim)
+    assert image_axes[2].images[0].get_clim() == pytest.approx((0.3, 0.9) if display == "per_image" else (0, 1))
+    assert ("own range" in fig._suptitle.get_text()) == (display == "per_image")
+
+
+def test_figures_refuse_an_unknown_display():
+    import pandas as pd
+
+    from latent_atlas.featureviz.figures import plot_gallery
+
+    table = pd.DataFrame({"index": [0], "unit": [0], "layer": [1], "layer_name": ["fc1"], "activation": [1.0],
+                          "ratio": [2.0], "tv_weight": [0.1], "l1_weight": [0.0], "steps": [5]})
+    with pytest.raises(ValueError, match="featureviz.display"):
+        plot_gallery(table, np.zeros((1, 1, 4, 4), np.float32), display="auto")

@@ -253,6 +253,22 @@ def test_local_path_without_delta_matrices_equals_naive(kind, monkeypatch):
     _assert_local_equals_naive(model, None, engine.local_stack(list(model), model, (1, 9, 7)), x)
 
 
+@pytest.mark.parametrize("kind, c, full", [("same_maxpool_ceil", 1, 0.0), ("stride2_wide_padding", 3, 2.0),
+                                           ("batchnorm_avgpool_ceil", 1, 0.0),
+                                           ("avgpool_exclude_pad_first", 3, 0.0)])
+def test_local_path_on_all_rows_and_on_gathered_rows_equals_naive(kind, c, full, monkeypatch):
+    """FULL_FRACTION 0: every pixel runs on all rows of every permutation (unchanged rows too,
+    which must add exact zeros), in row blocks (batch_size 16 < N); 2: only gathered changed rows."""
+    from latent_atlas.importance import local
+
+    monkeypatch.setattr(local, "FULL_FRACTION", full)
+    x = _images(n=70, h=9, w=7, c=c)
+    model = _conv_stack(kind, c)
+    stack = engine.local_stack(list(model), model, (c, 9, 7))
+    _assert_local_equals_naive(model, None, stack, x, batch_size=16)
+    _assert_local_equals_naive(model, None, stack, x, batch_size=1000)
+
+
 def test_local_stack_names_what_it_cannot_do():
     from latent_atlas.models.networks import build_model
 
@@ -592,7 +608,7 @@ def test_jobs_write_the_stage_files(tmp_path):
     assert sorted(latent["class"].unique()) == sorted(np.unique(labels))
     assert latent["dim"].nunique() == pixel["dim"].nunique() == 4
 
-    tables_in = Files(pixel=pixel_path, latent=latent_path)
+    tables_in = Files(pixel=pixel_path, latent=latent_path, data=inputs.data)
     jobs.importance_explorer(_job(tables_in, Files([str(d / "explorer.html")]), settings))
     assert "tiny / tiny_model" in (d / "explorer.html").read_text()
     figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}

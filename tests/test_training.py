@@ -105,6 +105,16 @@ def test_a_checkpoint_of_another_config_is_not_resumed(ds, tmp_path):
     assert _same_weights(result.model, _train(ds, "dense_ae", SETTINGS).model)
 
 
+def test_a_checkpoint_of_another_thread_count_is_not_resumed(ds, tmp_path):
+    set_determinism(0, 2)
+    with pytest.raises(_Killed):
+        _train(ds, "dense_ae", SETTINGS, checkpoint_dir=tmp_path, on_epoch_end=_kill_after(0))
+    set_determinism(0, 1)
+    epochs_run = []
+    _train(ds, "dense_ae", SETTINGS, checkpoint_dir=tmp_path, on_epoch_end=epochs_run.append)
+    assert epochs_run == [0, 1, 2]  # float sums depend on the thread count: start again
+
+
 def test_a_diverging_loss_stops_with_a_helpful_message(ds):
     settings = {"epochs": 3, "batch_size": 16, "optimizer": "sgd", "lr": 1e9}
     with pytest.raises(TrainingDiverged, match=r"became (nan|inf) at epoch 1/3 .*lower learning rate.*1e\+08"):
@@ -147,6 +157,23 @@ def test_settings_take_the_schema_defaults():
     settings = train_settings({"epochs": 3})
     assert settings["epochs"] == 3 and settings["batch_size"] == 256 and settings["lr"] == 0.001
     assert settings["lr_schedule"] == [] and "max_train_samples" not in settings  # absent: every sample
+    assert "flush_denormals" not in settings  # absent: off, so configs without it keep their bytes
+
+
+def _denormals_flushed():
+    return float(torch.tensor([1e-39]) * 2.0) == 0.0  # 2e-39 is a denormal float32
+
+
+def test_flush_denormals_holds_during_training_only(ds):
+    seen = []
+    on = _train(ds, "dense_ae", {**SETTINGS, "flush_denormals": True},
+                on_epoch_end=lambda e: seen.append(_denormals_flushed()))
+    assert seen == [True] * SETTINGS["epochs"] and not _denormals_flushed()
+    again = _train(ds, "dense_ae", {**SETTINGS, "flush_denormals": True})
+    assert _same_weights(on.model, again.model)  # still deterministic
+    seen.clear()
+    _train(ds, "dense_ae", SETTINGS, on_epoch_end=lambda e: seen.append(_denormals_flushed()))
+    assert seen == [False] * SETTINGS["epochs"]
 
 
 @pytest.mark.parametrize("arch", ["conv_vae", "cnn_classifier"])

@@ -30,7 +30,8 @@ def _write(tmp_path: Path, cfg: dict) -> Path:
 # --- config validation -------------------------------------------------------------------------
 
 def test_shipped_configs_are_valid():
-    for path in [ROOT / "config" / "config.yaml", TEST_CONFIG, *sorted((ROOT / "config" / "paper").glob("*.yaml"))]:
+    for path in [ROOT / "config" / "config.yaml", TEST_CONFIG, *sorted((ROOT / "config" / "paper").glob("*.yaml")),
+                 *sorted((ROOT / "config" / "examples").glob("*.yaml"))]:
         assert schema_errors(_load(path), SCHEMA) == [], path
 
 
@@ -57,7 +58,8 @@ def test_cross_reference_errors_name_the_key_path():
         check_config(cfg)
     cfg = _load(TEST_CONFIG)
     cfg["featureviz"] = {"models": ["dense_ae"]}
-    with pytest.raises(ConfigError, match=r"featureviz\.models\[0\]: model 'dense_ae' has arch 'dense_ae'"):
+    with pytest.raises(ConfigError, match=r"featureviz\.models\[0\]: model 'dense_ae' cannot run featureviz: "
+                                          r"featureviz takes classifier models; it is an autoencoder"):
         check_config(cfg)
     # Any section with a models list is checked, also one a new stage adds.
     cfg = _load(TEST_CONFIG)

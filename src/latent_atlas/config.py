@@ -11,16 +11,26 @@ from typing import Any, Mapping
 
 import yaml
 
-from latent_atlas.models.archs import ARCH_DEFAULTS, AUTOENCODER_ARCHS, arch_kind
+from latent_atlas.models.archs import model_kind, model_offers, model_source, source_settings
 from latent_atlas.schema import ConfigError, fill_defaults, schema_node
 
-AUTOENCODERS = set(AUTOENCODER_ARCHS)
-CLASSIFIERS = set(ARCH_DEFAULTS) - AUTOENCODERS
+# What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
+# every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
+# other section with a `models:` list (also one added later) takes every model, tables included.
+SECTION_NEEDS: dict[str, tuple[set[str] | None, tuple[str, ...]]] = {
+    "featureviz": ({"classifier"}, ("network", "gradients")),
+    "importance": ({"autoencoder", "classifier"}, ("network", "decoder|head")),
+    "explain": ({"autoencoder", "classifier"}, ("network", "layers")),
+}
 
-# Analysis sections that take only some model kinds in their `models:` list; every other section
-# with a `models:` list (every analysis stage, also one added later) takes every kind.
-SECTION_KINDS = {
-    "featureviz": CLASSIFIERS,
+# Why a model lacks what a section needs, for the error message.
+_LACKS = {
+    "network": "it is a table of latents (source.format: latents), not a network",
+    "gradients": "onnxruntime gives no gradients (export the network with torch.export for this)",
+    "decoder": "latent importance decodes: give the autoencoder's source.decoder",
+    "head": "latent importance needs the class layer: give the classifier's source.head",
+    "layers": "it reads the network's first layer, which only built-in archs expose "
+              "(a trained model or source.format: state_dict)",
 }
 
 
@@ -38,9 +48,108 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[st
     return messages
 
 
-def model_kind(arch: str) -> str:
-    """'autoencoder' or 'classifier' (the arch registry's answer, for the rule files)."""
-    return arch_kind(arch)
+def section_refusal(section: str, spec: Mapping[str, Any]) -> str | None:
+    """Why the model entry `spec` cannot run analysis `section` (None: it can)."""
+    if section == "atlas" and model_source(spec) == "latents" and source_settings(spec)["match"] == "standalone":
+        return ("the atlas shows each sample's image, and a standalone table has no dataset "
+                "(match the table to a dataset: source.match sample_id or row_order)")
+    kinds, needs = SECTION_NEEDS.get(section, (None, ()))
+    kind = model_kind(spec)
+    if kinds is not None and kind not in kinds:
+        what = "a table of latents" if kind == "latents" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+        return f"{section} takes {' and '.join(sorted(kinds))} models; it is {what}"
+    offers = model_offers(spec) | ({"layers"} if model_source(spec) in ("train", "state_dict") else set())
+    for need in needs:
+        if need == "decoder|head":
+            need = "decoder" if kind == "autoencoder" else "head"
+        if need not in offers:
+            return _LACKS[need]
+    return None
+
+
+# The files each source format reads (required first), and the keys it takes besides `format`.
+SOURCE_FILES = {
+    "state_dict": (("weights",), ()),
+    "torch_export": (("encoder",), ("decoder", "head")),
+    "onnx": (("encoder",), ("decoder", "head")),
+    "latents": (("table",), ()),
+}
+_SOURCE_KEYS = {
+    "state_dict": {"weights"},
+    "torch_export": {"encoder", "decoder", "head", "latent_output", "logits_output", "input_range", "mean",
+                     "std"},
+    "latents": {"table", "match", "label_column", "columns"},
+}
+_SOURCE_KEYS["onnx"] = _SOURCE_KEYS["torch_export"] | {"input_name"}
+
+
+def source_files(spec: Mapping[str, Any]) -> dict[str, str]:
+    """{source key: path} of the files a model entry reads instead of training (empty when trained)."""
+    source = spec.get("source") or {}
+    required, optional = SOURCE_FILES.get(source.get("format"), ((), ()))
+    return {key: source[key] for key in (*required, *optional) if source.get(key)}
+
+
+def _check_source(key: str, m: Mapping[str, Any], datasets: Mapping[str, Any]) -> None:
+    """A model entry's `source` against its format; its files must exist and be readable."""
+    fmt = model_source(m)
+    if fmt == "train":
+        if not m.get("arch"):
+            raise ConfigError(f"{key}: needs `arch` (a model trained here) or `source` (a model or "
+                              f"latents loaded from files)")
+        if m.get("kind"):
+            raise ConfigError(f"{key}.kind: only for torch_export and onnx sources; {m['arch']!r} "
+                              f"decides the kind of a trained model")
+        return
+    source = m["source"]
+    # validate() may have filled the schema's defaults in: a key at its default was not given
+    default = source_settings({"source": {"format": fmt}})
+    given = {k for k in source if k != "format" and source[k] != default.get(k)}
+    extra = sorted(given - _SOURCE_KEYS[fmt])
+    if extra:
+        raise ConfigError(f"{key}.source: {extra} do not apply to format {fmt!r} "
+                          f"(it takes {sorted(_SOURCE_KEYS[fmt])})")
+    for req in SOURCE_FILES[fmt][0]:
+        if not source.get(req):
+            raise ConfigError(f"{key}.source.{req}: required for format {fmt!r}")
+    if fmt == "state_dict" and not m.get("arch"):
+        raise ConfigError(f"{key}.arch: required for source.format 'state_dict' (the weights' architecture)")
+    if fmt in ("torch_export", "onnx", "latents"):
+        for k in ("arch", "params", "train"):
+            if m.get(k):
+                raise ConfigError(f"{key}.{k}: does not apply to source.format {fmt!r}")
+    if fmt in ("torch_export", "onnx"):
+        if not m.get("kind"):
+            raise ConfigError(f"{key}.kind: required for source.format {fmt!r} (autoencoder or classifier)")
+        wrong = {"autoencoder": ("head", "logits_output"), "classifier": ("decoder",)}[m["kind"]]
+        for k in wrong:
+            if source.get(k) is not None:
+                raise ConfigError(f"{key}.source.{k}: does not apply to a {m['kind']}")
+        if m["kind"] == "classifier" and not source.get("head") and source.get("logits_output") is None:
+            raise ConfigError(f"{key}.source: a classifier needs `head` (features -> logits) or "
+                              f"`logits_output` (the encoder's output holding the logits)")
+        for k in ("mean", "std"):
+            if source.get(k) is not None and len(source[k]) not in (1, 3):
+                raise ConfigError(f"{key}.source.{k}: one value or one per channel (3), got {source[k]}")
+        if (source.get("mean") is None) != (source.get("std") is None):
+            raise ConfigError(f"{key}.source: give both `mean` and `std`, or neither")
+    elif m.get("kind"):
+        raise ConfigError(f"{key}.kind: only for torch_export and onnx sources")
+    if fmt == "latents" and source.get("match", "sample_id") != "standalone" and m["dataset"] not in datasets:
+        raise ConfigError(
+            f"{key}.dataset: {m['dataset']!r} is not a defined dataset (defined: "
+            f"{', '.join(sorted(datasets)) or 'none'}); a table matched by {source.get('match', 'sample_id')} "
+            f"needs one (or set source.match: standalone)")
+    for k, path in source_files(m).items():
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{key}.source.{k}: file not found: {path} (paths are relative to the "
+                              f"working directory {Path.cwd()})")
+        try:
+            with p.open("rb") as f:
+                f.read(1)
+        except OSError as err:
+            raise ConfigError(f"{key}.source.{k}: cannot read {path}: {err}") from None
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -49,7 +158,9 @@ def check_config(config: Mapping[str, Any]) -> None:
     for name, ds in datasets.items():
         _check_dataset(f"datasets.{name}", ds)
     for name, m in models.items():
-        if m["dataset"] not in datasets:
+        _check_source(f"models.{name}", m, datasets)
+        standalone = model_source(m) == "latents" and source_settings(m)["match"] == "standalone"
+        if m["dataset"] not in datasets and not standalone:
             raise ConfigError(
                 f"models.{name}.dataset: {m['dataset']!r} is not a defined dataset "
                 f"(defined: {', '.join(sorted(datasets)) or 'none'})"
@@ -61,7 +172,6 @@ def check_config(config: Mapping[str, Any]) -> None:
     sections = [key for key, value in config.items() if isinstance(value, Mapping) and "models" in value
                 and key != "models"]
     for section in sections:
-        kinds = SECTION_KINDS.get(section, AUTOENCODERS | CLASSIFIERS)
         listed = config[section]["models"] or []
         for i, name in enumerate(listed):
             if name not in models:
@@ -69,12 +179,9 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"{section}.models[{i}]: {name!r} is not a defined model "
                     f"(defined: {', '.join(sorted(models)) or 'none'})"
                 )
-            arch = models[name]["arch"]
-            if arch not in kinds:
-                raise ConfigError(
-                    f"{section}.models[{i}]: model {name!r} has arch {arch!r}; "
-                    f"{section} takes {', '.join(sorted(kinds))}"
-                )
+            why = section_refusal(section, models[name])
+            if why:
+                raise ConfigError(f"{section}.models[{i}]: model {name!r} cannot run {section}: {why}")
 
 
 def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:

@@ -71,6 +71,12 @@ def id_frame(sample_id: np.ndarray, split: np.ndarray, labels: np.ndarray,
     })
 
 
+def latents_frame_of(ids: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
+    """A latents table: the id columns `ids`, then z0..z{d-1} float32 from z (n_samples, d)."""
+    zs = pd.DataFrame(np.asarray(z, dtype=np.float32), columns=[f"z{i}" for i in range(z.shape[1])])
+    return pd.concat([ids.reset_index(drop=True), zs], axis=1)
+
+
 def file_metadata(dataset: str, model_name: str, arch: str, config_hash: str,
                   **extra: Any) -> dict[str, Any]:
     return {"dataset": dataset, "model": model_name, "arch": arch, "config_hash": config_hash,

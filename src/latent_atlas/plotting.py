@@ -92,3 +92,32 @@ def display_image(x: np.ndarray, clip: bool = False) -> np.ndarray:
     if x.shape[0] == 1:
         return x[0]
     return np.transpose(np.clip(x, 0, 1) if clip else x, (1, 2, 0))
+
+
+def _tick_positions(values: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
+    """Pixel positions and labels of round values inside the range of `values` (one per pixel,
+    monotonic, either direction)."""
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = float(values.min()), float(values.max())
+    ticks = [t for t in MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+    order = np.argsort(values)
+    pos = np.interp(ticks, values[order], np.arange(len(values), dtype=float)[order])
+    return pos, [f"{t:g}" for t in ticks]
+
+
+def label_image_axes(ax, axes, x: bool = True, y: bool = True, n_ticks: int = 4, fontsize: float = 6) -> None:
+    """Tick and label an imshow'd image with its physical axes (`data.store.ImageAxes`: a value
+    per row and per column, e.g. Hz and s of a spectrogram); `x` / `y` choose which axes get
+    ticks and labels (the rest stay bare, as in a grid where one panel carries the scale)."""
+    for on, values, label, set_ticks, set_labels, set_label in (
+        (x, axes.cols, axes.col_label, ax.set_xticks, ax.set_xticklabels, ax.set_xlabel),
+        (y, axes.rows, axes.row_label, ax.set_yticks, ax.set_yticklabels, ax.set_ylabel),
+    ):
+        if not on:
+            continue
+        pos, labels = _tick_positions(np.asarray(values, dtype=float), n_ticks)
+        set_ticks(pos)
+        set_labels(labels, fontsize=fontsize)
+        set_label(label, fontsize=fontsize + 1, labelpad=1)
+    ax.tick_params(length=2, pad=1)

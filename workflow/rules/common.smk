@@ -3,7 +3,13 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from latent_atlas.config import ConfigError, check_config, model_kind, schema_errors
+from latent_atlas.config import (
+    ConfigError,
+    check_config,
+    schema_errors,
+    section_refusal,
+)
+from latent_atlas.models.archs import model_kind, model_offers, model_source
 from latent_atlas.io import config_hash
 
 # Schema problems are reported with their key paths first; validate() then fills the defaults.
@@ -33,13 +39,12 @@ def model_dir(model):
     return f"results/{MODELS[model]['dataset']}/{model}"
 
 
-def models_of(section, kinds=None):
-    """Models an analysis section runs on: its `models:` list (default: every model of `kinds`)."""
+def models_of(section):
+    """Models an analysis section runs on: its `models:` list (default: every model that can run
+    it, `config.section_refusal`)."""
     names = config.get(section, {}).get("models")
     if names is None:
-        names = [
-            m for m in MODELS if kinds is None or model_kind(MODELS[m]["arch"]) in kinds
-        ]
+        names = [m for m in MODELS if section_refusal(section, MODELS[m]) is None]
     return list(names)
 
 

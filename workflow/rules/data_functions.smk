@@ -8,5 +8,17 @@ def dataset_spec(wildcards):
 @register_targets
 def data_targets():
     """The example grid of every dataset a model uses (of every dataset when there are no models)."""
-    datasets = sorted({m["dataset"] for m in MODELS.values()} or config["datasets"])
+    used = {m["dataset"] for m in MODELS.values()} & set(
+        config["datasets"]
+    )  # not standalone tables
+    datasets = sorted(used or config["datasets"])
     return outputs(rules.plot_dataset_examples, dataset=datasets)
+
+
+def dataset_store(dataset):
+    """The two files of dataset `dataset`'s store (rule prepare_data), for input functions; rules
+    whose dataset is a wildcard take `rules.prepare_data.output`."""
+    return [
+        f"results/data/{dataset}/images.npy",
+        f"results/data/{dataset}/samples.parquet",
+    ]

@@ -172,5 +172,6 @@ rule plot_featureviz:
     threads: 1
     params:
         show=FV["adversarial"]["show"],
+        display=FV["display"],
     script:
         "../scripts/run_job.py"

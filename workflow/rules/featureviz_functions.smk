@@ -62,7 +62,7 @@ def featureviz_plot_inputs(wildcards):
 def featureviz_targets():
     """Every featureviz table and figure of each classifier, from the outputs of the stage's rules."""
     out = []
-    for model in models_of("featureviz", kinds={"classifier"}):
+    for model in models_of("featureviz"):
         wildcards = {"dataset": MODELS[model]["dataset"], "model": model}
         for job_rule in (
             rules.featureviz_unregularised,

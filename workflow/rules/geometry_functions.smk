@@ -24,9 +24,8 @@ def geometry_models():
 
 
 def geometry_autoencoders():
-    return [
-        m for m in geometry_models() if model_kind(MODELS[m]["arch"]) == "autoencoder"
-    ]
+    """The geometry models whose random points can be decoded."""
+    return [m for m in geometry_models() if "decoder" in model_offers(MODELS[m])]
 
 
 def geometry_spaces():
@@ -94,7 +93,7 @@ def geometry_classifier(wildcards):
     name = GEOMETRY["random_points"]["classifier"]
     if name is None:
         return []
-    if name not in MODELS or model_kind(MODELS[name]["arch"]) != "classifier":
+    if name not in MODELS or model_kind(MODELS[name]) != "classifier":
         raise WorkflowError(
             f"geometry.random_points.classifier: {name!r} is not a configured classifier model"
         )

@@ -101,6 +101,7 @@ rule latent_importance:
 
 rule importance_explorer:
     input:
+        data=rules.prepare_data.output,
         pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
         latent="results/{dataset}/{model}/importance/latent_importance.parquet",
     output:
@@ -126,6 +127,7 @@ rule importance_explorer:
 # Every importance figure of a model in one job: drawing is quick, starting a process is not.
 rule plot_importance:
     input:
+        data=rules.prepare_data.output,
         pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
         latent="results/{dataset}/{model}/importance/latent_importance.parquet",
     output:

@@ -1,5 +1,6 @@
-# Stage 2: train each configured model; write its latents (all models), predictions and hidden
-# layers (classifiers) or reconstructions (autoencoders); draw the figures of training.
+# Stage 2: train each configured model (or load it, or its latents, from the user's files); write
+# its latents (all models), predictions and hidden layers (classifiers) or reconstructions
+# (autoencoders); draw the figures of training.
 # Job functions: latent_atlas/models/jobs.py; which models each rule runs for: model_rules.
 
 
@@ -17,6 +18,8 @@ rule train:
         "results/logs/train/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model=rule_models("train"),
     priority: 5  # every analysis waits on it: start it early
     conda:
         "../../envs/torch.yaml"
@@ -27,6 +30,55 @@ rule train:
         spec=model_spec,
         # not an output: Snakemake must keep it when a job fails, so a rerun resumes from it
         checkpoint_dir="results/{dataset}/{model}/checkpoints",
+    script:
+        "../scripts/run_job.py"
+
+
+# A model trained elsewhere (models.<name>.source: state_dict, torch_export, onnx) instead of
+# training: its files are checked against the dataset and recorded in model.pt, which every later
+# rule reads as it reads a trained model's.
+rule import_model:
+    input:
+        unpack(model_source_files),
+        data=rules.prepare_data.output,
+    output:
+        model="results/{dataset}/{model}/model.pt",
+    log:
+        "results/logs/import_model/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/import_model/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model=rule_models("import_model"),
+    priority: 5
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["numeric_threads"]
+    params:
+        spec=model_spec,
+    script:
+        "../scripts/run_job.py"
+
+
+# A table of latents without a network (source.format: latents): matched to the dataset's samples
+# and written as the model's latents.parquet, which the latents-only stages read.
+rule import_latents:
+    input:
+        unpack(latents_table_inputs),
+    output:
+        latents="results/{dataset}/{model}/latents.parquet",
+    log:
+        "results/logs/import_latents/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/import_latents/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model=rule_models("import_latents"),
+    priority: 5
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        spec=model_spec,
+        config_hash=model_config_hash,
     script:
         "../scripts/run_job.py"
 
@@ -55,6 +107,14 @@ rule extract_autoencoder:
         config_hash=model_config_hash,
     script:
         "../scripts/run_job.py"
+
+
+# Autoencoders loaded without a decoder: latents only.
+use rule extract_autoencoder as extract_encoder with:
+    output:
+        latents="results/{dataset}/{model}/latents.parquet",
+    wildcard_constraints:
+        model=rule_models("extract_encoder"),
 
 
 use rule extract_autoencoder as extract_classifier with:

@@ -3,7 +3,8 @@
 import re
 
 
-from latent_atlas.models.archs import arch_kind, extract_settings, is_dense, latent_size
+from latent_atlas.config import source_files
+from latent_atlas.models.archs import extract_settings, is_dense, model_latent_size
 
 
 def model_spec(wildcards):
@@ -11,7 +12,21 @@ def model_spec(wildcards):
 
 
 def is_classifier(model):
-    return arch_kind(MODELS[model]["arch"]) == "classifier"
+    return model_kind(MODELS[model]) == "classifier"
+
+
+def model_source_files(wildcards):
+    """{source key: path} of the user's files a loaded model or latents table is read from."""
+    return source_files(MODELS[wildcards.model])
+
+
+def latents_table_inputs(wildcards):
+    """The latents table, and the dataset it is matched to (none for a standalone table)."""
+    spec = MODELS[wildcards.model]
+    out = {"table": spec["source"]["table"]}
+    if spec["source"].get("match", "sample_id") != "standalone":
+        out["data"] = dataset_store(spec["dataset"])
+    return out
 
 
 def model_config_hash(wildcards):
@@ -20,7 +35,7 @@ def model_config_hash(wildcards):
     return config_hash(
         {
             "model": spec,
-            "dataset": config["datasets"][spec["dataset"]],
+            "dataset": config["datasets"].get(spec["dataset"]),
             "seed": config["seed"],
             "numeric_threads": config["numeric_threads"],
         }
@@ -45,17 +60,23 @@ def model_rules(model):
     """Names of the stage's rules that run for `model`: the rules' {model} wildcard constraints
     (`rule_models`) and the stage's targets both come from here."""
     spec = MODELS[model]
-    classifier = is_classifier(model)
+    source, kind, offers = model_source(spec), model_kind(spec), model_offers(spec)
+    trained, network = source == "train", "network" in offers
+    classifier = kind == "classifier"
     hidden = classifier and extract_settings(spec)["hidden_layers"]
+    decodes = "decoder" in offers
     runs = {
-        "train": True,
-        "extract_autoencoder": not classifier,
+        "train": trained,
+        "import_model": network and not trained,
+        "import_latents": not network,
+        "extract_autoencoder": kind == "autoencoder" and decodes,
+        "extract_encoder": kind == "autoencoder" and not decodes,
         "extract_classifier": classifier and not hidden,
         "extract_classifier_hidden": hidden,
-        "plot_model_autoencoder": not classifier,
-        "plot_model_classifier": classifier,
-        "plot_latent_scatter": latent_size(spec["arch"], spec.get("params")) == 2,
-        "plot_first_layer_weights": is_dense(spec["arch"]),
+        "plot_model_autoencoder": kind == "autoencoder" and trained,
+        "plot_model_classifier": classifier and trained,
+        "plot_latent_scatter": model_latent_size(spec) == 2,
+        "plot_first_layer_weights": bool(spec.get("arch")) and is_dense(spec["arch"]),
     }
     return [name for name, yes in runs.items() if yes]
 

@@ -3,7 +3,10 @@
 A recording is read, resampled to one rate, band-pass filtered, turned into a power spectrogram,
 expressed in dB relative to its loudest bin and clipped to a fixed range (the study: -30..0 dB),
 lightly smoothed, resized to a square image and min-max normalised. Image rows are frequencies
-(high at the top, as spectrograms are drawn), columns are time (left to right).
+(high at the top, as spectrograms are drawn), columns are time (left to right). With a fixed
+`duration` every recording is zero-padded or cut to that length first, so a column is the same
+time span in every image (`image_axes` gives each row's frequency and each column's time);
+without one each recording is stretched to the image width.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class SpectrogramParams:
         Standard deviation (spectrogram bins) of the Gaussian smoothing before resizing; 0 = none.
     size : int
         Output image height = width (pixels).
+    duration : float or None
+        Seconds every recording is zero-padded (at its end) or cut to before filtering; None =
+        each recording's own length, stretched to the image width.
     """
 
     sample_rate: int
@@ -57,6 +63,7 @@ class SpectrogramParams:
     hop_length: int
     smoothing_sigma: float
     size: int
+    duration: float | None = None
 
     def __post_init__(self):
         low, high = self.band
@@ -67,6 +74,18 @@ class SpectrogramParams:
             )
         if not self.db_range[0] < self.db_range[1]:
             raise ValueError(f"db_range: need low < high, got {list(self.db_range)}")
+        if self.duration is not None and self.duration * self.sample_rate < 1:
+            raise ValueError(f"duration: {self.duration} s holds no sample at {self.sample_rate} Hz")
+
+    @property
+    def n_samples(self) -> int | None:
+        """Samples per recording with a fixed `duration` (None without one)."""
+        return None if self.duration is None else int(round(self.duration * self.sample_rate))
+
+    def band_frequencies(self) -> np.ndarray:
+        """Centre frequencies (Hz, increasing) of the STFT bins inside the band."""
+        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sample_rate)
+        return freqs[(freqs >= self.band[0]) & (freqs <= self.band[1])]
 
 
 def parse_wav_name(path: str | os.PathLike) -> tuple[int, str, int]:
@@ -136,6 +155,8 @@ def spectrogram_image(x: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """
     rate = params.sample_rate
     low, high = params.band
+    if params.n_samples is not None:  # a fixed length: every column is the same time span
+        x = np.pad(x[: params.n_samples], (0, max(0, params.n_samples - x.size)))
     # Pad short recordings to one window so every file gives at least one frame.
     if x.size < params.n_fft:
         x = np.pad(x, (0, params.n_fft - x.size))
@@ -147,7 +168,7 @@ def spectrogram_image(x: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     window = signal.get_window("hann", params.n_fft)
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (time, freq)
     freqs = np.fft.rfftfreq(params.n_fft, 1.0 / rate)
-    in_band = (freqs >= low) & (freqs <= high)
+    in_band = (freqs >= low) & (freqs <= high)  # the bins of params.band_frequencies()
     power = power[:, in_band].T[::-1]  # (freq, time), high frequencies first
 
     lo_db, hi_db = params.db_range
@@ -172,9 +193,38 @@ def _band_filter(rate: int, low: float, high: float) -> np.ndarray:
     return signal.butter(4, high, btype="lowpass", fs=rate, output="sos")
 
 
+def image_axes(params: SpectrogramParams) -> dict:
+    """The physical axes of the images `spectrogram_image` makes, as `store.ImageAxes` fields.
+
+    rows : (size,) frequency (Hz) at each image row's centre, row 0 the highest; cols : (size,)
+    time (s) of each column's centre from the recording's start (the STFT frame centres, resized
+    as the image is), or without a fixed `duration` the share of the recording (0..1).
+    The resize maps output pixel i's centre to input coordinate (i + 0.5) * n_in / size - 0.5.
+    """
+    size = params.size
+    centre = lambda n_in: (np.arange(size) + 0.5) * n_in / size - 0.5  # noqa: E731
+    freqs = params.band_frequencies()[::-1]
+    step = params.sample_rate / params.n_fft
+    rows = freqs[0] - step * centre(len(freqs))
+    settings = {"sample_rate": params.sample_rate, "n_fft": params.n_fft, "hop_length": params.hop_length,
+                "band": list(params.band), "db_range": list(params.db_range), "duration": params.duration,
+                "frequency_bins": len(freqs), "window": "hann"}
+    if params.n_samples is None:
+        return {"rows": rows, "cols": (np.arange(size) + 0.5) / size, "row_label": "frequency (Hz)",
+                "col_label": "time (share of the recording)", "settings": settings}
+    n_frames = _n_frames(max(params.n_samples, params.n_fft), params.n_fft, params.hop_length)
+    cols = (centre(n_frames) * params.hop_length + params.n_fft / 2) / params.sample_rate
+    return {"rows": rows, "cols": cols, "row_label": "frequency (Hz)", "col_label": "time (s)",
+            "settings": {**settings, "frames": n_frames}}
+
+
+def _n_frames(n: int, n_fft: int, hop: int) -> int:
+    return 1 + int(math.ceil(max(n - n_fft, 0) / hop))
+
+
 def _frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """(n_frames, n_fft) view of `x` in windows of n_fft every hop samples (the tail zero-padded)."""
-    n_frames = 1 + int(math.ceil(max(x.size - n_fft, 0) / hop))
+    n_frames = _n_frames(x.size, n_fft, hop)
     x = np.pad(x, (0, (n_frames - 1) * hop + n_fft - x.size))
     return np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
 

@@ -69,7 +69,8 @@ def build_dataset(name: str, spec: Mapping[str, Any], seed: int, workers: int = 
     decoded): for small datasets and tests; the workflow writes the store with `write_store`."""
     plan = plan_dataset(name, spec, seed)
     images = np.concatenate(list(plan.image_chunks(workers)))
-    ds = Dataset(to_float(images), plan.labels, plan.class_names, plan.split, plan.index, name)
+    ds = Dataset(to_float(images), plan.labels, plan.class_names, plan.split, plan.index, name,
+                 plan.source.axes)
     ds.validate()
     log.info("built %s", ds.summary())
     return ds
@@ -80,7 +81,7 @@ def write_store(name: str, spec: Mapping[str, Any], seed: int, folder, workers: 
     a chunk of images at a time (peak memory: a chunk per worker, not the dataset)."""
     plan = plan_dataset(name, spec, seed)
     write_dataset(folder, plan.index, plan.split, plan.labels, plan.class_names, name,
-                  plan.image_chunks(workers))
+                  plan.image_chunks(workers), plan.source.axes)
     counts = {s: int((plan.split == s).sum()) for s in SPLITS}
     log.info("wrote %s: %d images (%d train, %d test), %d classes: %s", folder, len(plan),
              counts["train"], counts["test"], len(plan.class_names), ", ".join(plan.class_names))

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from latent_atlas.data.store import Dataset
-from latent_atlas.plotting import display_image, use_style
+from latent_atlas.plotting import display_image, label_image_axes, use_style
 
 
 def example_indices(ds: Dataset, per_class: int, random_state: int = 0) -> list[np.ndarray]:
@@ -25,7 +25,9 @@ def example_indices(ds: Dataset, per_class: int, random_state: int = 0) -> list[
 def plot_examples(ds: Dataset, per_class: int = 8, random_state: int = 0, cmap: str = "gray"):
     """Grid of example images: one row per class (labelled with its name and count), upright.
 
-    Gray images use `cmap` on the fixed range [0, 1]; RGB images are shown in colour.
+    Gray images use `cmap` on the fixed range [0, 1]; RGB images are shown in colour. With
+    physical axes (`ds.axes`, spectrograms) the last row carries them: time under its first
+    image, frequency on the right of its last.
     Returns the matplotlib Figure.
     """
     use_style()
@@ -62,6 +64,12 @@ def plot_examples(ds: Dataset, per_class: int = 8, random_state: int = 0, cmap: 
         axes[r, 0].set_ylabel(
             f"{ds.class_names[r]}\n(n={counts[r]:,})", rotation=0, ha="right", va="center", fontsize=8
         )
+    if ds.axes is not None:
+        label_image_axes(axes[n_rows - 1, 0], ds.axes, y=False, n_ticks=2, fontsize=5)
+        right = axes[n_rows - 1, per_class - 1]
+        label_image_axes(right, ds.axes, x=False, n_ticks=3, fontsize=5)
+        right.yaxis.tick_right()
+        right.yaxis.set_label_position("right")
     n_train = int((ds.split == "train").sum())
     fig.suptitle(
         f"{ds.name}: {len(ds):,} images {c}\u00d7{h}\u00d7{w} "

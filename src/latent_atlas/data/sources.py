@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from latent_atlas.data import audio
-from latent_atlas.data.store import SPLITS, DataError
+from latent_atlas.data.store import SPLITS, DataError, ImageAxes
 from latent_atlas.data.transforms import pil_to_array, set_channels, stack_images
 
 TORCHVISION_ROOT = "resources/torchvision"
@@ -49,6 +49,7 @@ class Source:
     split: np.ndarray | None = None
     groups: np.ndarray | None = None
     resized: bool = False  # the loader already applied `size` (and `color`)
+    axes: ImageAxes | None = None  # physical axes of the images (spectrograms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +416,7 @@ def spectrogram_params(spec: Mapping[str, Any]) -> audio.SpectrogramParams:
         hop_length=int(spec["hop_length"]),
         smoothing_sigma=float(spec["smoothing_sigma"]),
         size=int(spec.get("size") or AUDIO_SIZE),
+        duration=None if spec.get("duration") is None else float(spec["duration"]),
     )
 
 
@@ -447,6 +449,7 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
         load,
         groups=speakers,
         resized=True,
+        axes=ImageAxes(**audio.image_axes(params)),
     )
 
 

@@ -17,8 +17,9 @@ converted where the batch is used (`to_float`, the same values as converting the
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -146,6 +147,63 @@ class StoredImages:
 
 
 @dataclass
+class ImageAxes:
+    """Physical axes of a dataset's images (spectrograms: frequency down the rows, time across).
+
+    Attributes
+    ----------
+    rows : ndarray of shape (height,)
+        The value at the centre of each image row, row 0 first (spectrograms: Hz, decreasing, so
+        low frequencies are drawn at the bottom).
+    cols : ndarray of shape (width,)
+        The value at the centre of each column (spectrograms: seconds from the recording's start,
+        or the share of the recording when recordings are stretched to the width).
+    row_label, col_label : str
+        Axis labels with units, e.g. "frequency (Hz)", "time (s)".
+    settings : dict
+        How the images were made (spectrograms: sample_rate, n_fft, hop_length, band, ...).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    row_label: str
+    col_label: str
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rows = np.asarray(self.rows, dtype=np.float64)
+        self.cols = np.asarray(self.cols, dtype=np.float64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The dataset file's `axes_*` entries."""
+        return {"axes_rows": self.rows, "axes_cols": self.cols,
+                "axes_labels": np.asarray([self.row_label, self.col_label], dtype=str),
+                "axes_settings": np.asarray(json.dumps(self.settings, sort_keys=True), dtype=str)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "ImageAxes | None":
+        """The axes stored by `arrays()` in a dataset file's entries, or None if it has none."""
+        if "axes_rows" not in arrays:
+            return None
+        row_label, col_label = (str(s) for s in arrays["axes_labels"])
+        return cls(arrays["axes_rows"], arrays["axes_cols"], row_label, col_label,
+                   json.loads(str(arrays["axes_settings"])))
+
+    def to_metadata(self) -> dict:
+        """The samples table's `axes` metadata entry (JSON; floats written exactly)."""
+        return {"rows": self.rows.tolist(), "cols": self.cols.tolist(), "row_label": self.row_label,
+                "col_label": self.col_label, "settings": self.settings}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "ImageAxes | None":
+        """The axes stored by `to_metadata()` under the samples table's `axes` key, or None."""
+        if "axes" not in meta:
+            return None
+        a = meta["axes"]
+        return cls(a["rows"], a["cols"], a["row_label"], a["col_label"], a.get("settings", {}))
+
+
+@dataclass
 class Dataset:
     """Images with integer labels, class names and a train/test split.
 
@@ -161,6 +219,8 @@ class Dataset:
         then its test part), so a sample keeps its id when options change.
     name : str
         The dataset's key in the config.
+    axes : ImageAxes or None
+        Physical axes of the images (spectrograms), None for plain images.
     """
 
     images: np.ndarray | StoredImages
@@ -169,6 +229,7 @@ class Dataset:
     split: np.ndarray
     sample_id: np.ndarray
     name: str = ""
+    axes: ImageAxes | None = None
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -186,6 +247,12 @@ class Dataset:
                     f"dataset {self.name!r}: {what} has shape {getattr(self, what).shape}, "
                     f"expected ({n},) like images"
                 )
+        if self.axes is not None and (self.axes.rows.shape, self.axes.cols.shape) != ((self.images.shape[2],),
+                                                                                      (self.images.shape[3],)):
+            raise DataError(
+                f"dataset {self.name!r}: axes of {len(self.axes.rows)} rows x {len(self.axes.cols)} columns "
+                f"do not match images of shape {self.images.shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -210,6 +277,7 @@ class Dataset:
             self.split[mask],
             self.sample_id[mask],
             self.name,
+            self.axes,
         )
 
     def train(self) -> "Dataset":
@@ -277,7 +345,8 @@ def store_folder(path) -> Path:
 
 
 def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.ndarray,
-                  class_names: Sequence[str], name: str, chunks: Iterable[np.ndarray]) -> None:
+                  class_names: Sequence[str], name: str, chunks: Iterable[np.ndarray],
+                  axes: ImageAxes | None = None) -> None:
     """Write a dataset store: the images chunk by chunk as `chunks` yields them, then the samples.
 
     Parameters
@@ -287,6 +356,7 @@ def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.n
     sample_id, split, labels : (n,) each, in the order of the images.
     chunks : (k, C, H, W) arrays, n rows in all, in order; every chunk uint8 (stored as uint8) or
         every chunk float in [0, 1] (stored as float32). Peak memory: one chunk.
+    axes : the images' physical axes (spectrograms), kept in the samples table's metadata.
 
     The bytes depend only on the values (a .npy header and raw rows; Parquet with fixed settings).
     """
@@ -317,8 +387,15 @@ def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.n
             out.flush()  # written pages go to the file, not the job's memory
         if out is None or written != n:
             raise DataError(f"{where}: {written} images for {n} samples")
+        height, width = out.shape[2:]
         del out
-    write_parquet(ids, folder / SAMPLES_FILE, metadata={"name": name, "class_names": list(class_names)})
+        if axes is not None and (len(axes.rows), len(axes.cols)) != (height, width):
+            raise DataError(f"{where}: axes of {len(axes.rows)} rows x {len(axes.cols)} columns "
+                            f"for images of {height}x{width}")
+    meta = {"name": name, "class_names": list(class_names)}
+    if axes is not None:
+        meta["axes"] = axes.to_metadata()
+    write_parquet(ids, folder / SAMPLES_FILE, metadata=meta)
 
 
 def save_dataset(ds: Dataset, folder) -> None:
@@ -328,7 +405,7 @@ def save_dataset(ds: Dataset, folder) -> None:
     as_bytes = as_uint8(np.asarray(ds.images))
     images = ds.images if as_bytes is None else as_bytes
     chunks = (images[s:s + 1024] for s in range(0, len(ds), 1024))
-    write_dataset(folder, ds.sample_id, ds.split, ds.labels, ds.class_names, ds.name, chunks)
+    write_dataset(folder, ds.sample_id, ds.split, ds.labels, ds.class_names, ds.name, chunks, ds.axes)
 
 
 def as_uint8(images: np.ndarray, chunk: int = 4096) -> np.ndarray | None:
@@ -370,7 +447,7 @@ def load_dataset(path) -> Dataset:
                         f"{samples_path.name} {len(ids)} samples")
     try:
         ds = Dataset(images, ids["label"].to_numpy(copy=True), list(class_names), ids["split"].to_numpy(),
-                     ids["sample_id"].to_numpy(copy=True), str(name))
+                     ids["sample_id"].to_numpy(copy=True), str(name), ImageAxes.from_metadata(meta))
     except (DataError, ValueError, TypeError) as err:
         raise DataError(f"{folder}: malformed dataset store: {err}") from err
     ds.validate(where=str(folder))
@@ -381,3 +458,8 @@ def image_shape(path) -> tuple[int, int, int]:
     """(C, H, W) of a dataset store's images, from the images.npy header only."""
     return _ImageFile(store_folder(path) / IMAGES_FILE).shape[1:]
 
+
+def load_image_axes(path) -> ImageAxes | None:
+    """The physical axes of a dataset store's images (None for plain images), from the samples
+    table's metadata only."""
+    return ImageAxes.from_metadata(read_parquet_metadata(store_folder(path) / SAMPLES_FILE))

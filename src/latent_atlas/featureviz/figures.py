@@ -16,19 +16,35 @@ import pandas as pd
 from latent_atlas.plotting import display_image, use_style
 
 
+DISPLAYS = ("per_image", "fixed")
+
+
 def _show(ax, x: np.ndarray, scaled: bool = False) -> None:
-    """Draw an image (C, H, W); `scaled` = stretch its own range to black..white (unclipped
-    results)."""
-    im = display_image(x, clip=True)
-    if scaled:
-        lo, hi = float(im.min()), float(im.max())
-        ax.imshow(im, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+    """Draw an image (C, H, W): `scaled` = stretch its own range to black..white, as the study
+    displayed its optimised images (also what shows unclipped values outside [0, 1]); else the
+    fixed range [0, 1]."""
+    im = display_image(x, clip=not scaled)
+    lo, hi = (float(im.min()), float(im.max())) if scaled else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1
+    if im.ndim == 3:  # colour: imshow has no vmin/vmax for RGB, so stretch the values
+        ax.imshow(np.clip((im - lo) / (hi - lo), 0, 1))
     else:
-        ax.imshow(im, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(im, cmap="gray", vmin=lo, vmax=hi)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def _per_image(display: str) -> bool:
+    """Whether `display` (featureviz.display) stretches each optimised image to its own range."""
+    if display not in DISPLAYS:
+        raise ValueError(f"featureviz.display must be one of {DISPLAYS}, got {display!r}")
+    return display == "per_image"
+
+
+def _display_note(display: str) -> str:
+    return "each image in its own range" if _per_image(display) else "all images on [0, 1]"
 
 
 def ratio_text(ratio: float) -> str:
@@ -53,10 +69,12 @@ def top3_text(row: pd.Series, width: int = 10) -> str:
 
 
 def plot_unregularised(table: pd.DataFrame, images: np.ndarray, class_names: Sequence[str],
-                       title: str = "") -> plt.Figure:
-    """Rows: (layer, clipping); columns: target units. Clipped images in [0, 1]; unclipped ones
-    stretched to their own range (their values leave [0, 1])."""
+                       display: str = "per_image", title: str = "") -> plt.Figure:
+    """Rows: (layer, clipping); columns: target units, the activation under each image. Unclipped
+    images stretched to their own range (their values leave [0, 1]); clipped ones too, or on
+    [0, 1] with `display` "fixed"."""
     use_style()
+    scaled = _per_image(display)
     groups = list(table.groupby(["layer", "clip"], sort=True))
     ncol = max(len(g) for _, g in groups)
     fig, axes = plt.subplots(len(groups), ncol, figsize=(1.05 * ncol + 0.8, 1.45 * len(groups) + 0.4),
@@ -69,13 +87,15 @@ def plot_unregularised(table: pd.DataFrame, images: np.ndarray, class_names: Seq
                 ax.axis("off")
                 continue
             row = g.iloc[c]
-            _show(ax, images[int(row["index"])], scaled=not clip)
+            _show(ax, images[int(row["index"])], scaled=scaled or not clip)
             name = str(class_names[int(row["unit"])])[:12] if output else f"unit {int(row['unit'])}"
-            ax.set_title(f"{name}\n{activation_label(row)}", fontsize=6)
+            ax.set_title(name, fontsize=6, pad=2)
+            ax.set_xlabel(activation_label(row), fontsize=6, labelpad=2)
         what = "output" if output else f"layer {layer}"
         axes[r, 0].set_ylabel(f"{what}\n{'clipped' if clip else 'not clipped'}\n"
                               f"{int(g['steps'].iloc[0])} steps", fontsize=7)
-    fig.suptitle(title or "Unregularised activation maximisation, without and with clipping")
+    fig.suptitle(title or "Unregularised activation maximisation, without and with clipping\n"
+                 f"({'each image in its own range' if scaled else 'clipped images on [0, 1]'})")
     return fig
 
 
@@ -176,10 +196,13 @@ def plot_adversarial_success(rates: pd.DataFrame, class_names: Sequence[str], ti
 
 def plot_tv_sweep(table: pd.DataFrame, images: np.ndarray, class_means: np.ndarray,
                   class_counts: np.ndarray, class_names: Sequence[str], confidence: float,
-                  title: str = "") -> plt.Figure:
-    """Rows: output neurons; columns: TV weights, then the mean of the training images the
-    network assigns to that class with probability > `confidence`."""
+                  display: str = "per_image", title: str = "") -> plt.Figure:
+    """Rows: output neurons; columns: TV weights (the target probability under each image), then
+    the mean of the training images the network assigns to that class with probability >
+    `confidence` (their count under it). `display`: "per_image" stretches every image, the class
+    means included, to its own range; "fixed" draws all on [0, 1]."""
     use_style()
+    scaled = _per_image(display)
     classes = list(dict.fromkeys(table["unit"].astype(int)))
     weights = sorted(table["tv_weight"].unique())
     ncol = len(weights) + 1
@@ -189,27 +212,30 @@ def plot_tv_sweep(table: pd.DataFrame, images: np.ndarray, class_means: np.ndarr
         for j, w in enumerate(weights):
             row = table[(table["unit"] == c) & (table["tv_weight"] == w)].iloc[0]
             ax = axes[r, j]
-            _show(ax, images[int(row["index"])])
-            ax.set_title(f"p={row['activation']:.2f}", fontsize=6, pad=2)
+            _show(ax, images[int(row["index"])], scaled=scaled)
+            ax.set_xlabel(f"p={row['activation']:.2f}", fontsize=6, labelpad=1)
             if r == 0:
-                ax.set_title(f"TV {w:g}\np={row['activation']:.2f}", fontsize=6, pad=2)
+                ax.set_title(f"TV {w:g}", fontsize=6, pad=2)
         ax = axes[r, -1]
-        _show(ax, class_means[c])
-        ax.set_title(f"n={int(class_counts[c])}", fontsize=6, pad=2)
+        _show(ax, class_means[c], scaled=scaled)
+        ax.set_xlabel(f"n={int(class_counts[c])}", fontsize=6, labelpad=1)
         if r == 0:
-            ax.set_title(f"mean p>{confidence:g}\nn={int(class_counts[c])}", fontsize=6, pad=2)
+            ax.set_title(f"mean p>{confidence:g}", fontsize=6, pad=2)
         axes[r, 0].set_ylabel(str(class_names[c])[:12], fontsize=7)
     l1 = table["l1_weight"] / table["tv_weight"]
     sub = f", L1 = {l1.iloc[0]:g} x TV" if len(l1) and l1.iloc[0] > 0 else ""
-    fig.suptitle(title or f"TV-weight sweep of output neurons ({int(table['steps'].iloc[0])} steps{sub})")
+    fig.suptitle(title or f"TV-weight sweep of output neurons\n({int(table['steps'].iloc[0])} steps{sub}; "
+                          f"{_display_note(display)})")
     return fig
 
 
 def plot_tv_l1_grid(table: pd.DataFrame, images: np.ndarray, class_names: Sequence[str],
-                    title: str = "") -> plt.Figure:
-    """Rows: TV weights; columns: L1 as a fraction of TV. Each cell labelled with the target's
-    activation (output: p; hidden: ratio to the next-highest unit, raw activation in brackets)."""
+                    display: str = "per_image", title: str = "") -> plt.Figure:
+    """Rows: TV weights; columns: L1 as a fraction of TV. Under each image the target's
+    activation (output: p; hidden: ratio to the next-highest unit, raw activation in brackets);
+    `display` as in `plot_tv_sweep`."""
     use_style()
+    scaled = _per_image(display)
     tvs = sorted(table["tv_weight"].unique())
     fracs = sorted(table["l1_fraction"].unique())
     fig, axes = plt.subplots(len(tvs), len(fracs), figsize=(1.15 * len(fracs) + 0.8, 1.25 * len(tvs) + 0.7),
@@ -218,43 +244,46 @@ def plot_tv_l1_grid(table: pd.DataFrame, images: np.ndarray, class_names: Sequen
         for j, f in enumerate(fracs):
             row = table[(table["tv_weight"] == tv) & (table["l1_fraction"] == f)].iloc[0]
             ax = axes[i, j]
-            _show(ax, images[int(row["index"])])
-            ax.set_title(activation_label(row), fontsize=6, pad=2)
-            if i == len(tvs) - 1:
-                ax.set_xlabel(f"L1 {f:.0%} of TV", fontsize=7)
+            _show(ax, images[int(row["index"])], scaled=scaled)
+            ax.set_xlabel(activation_label(row), fontsize=6, labelpad=1)
+            if i == 0:
+                ax.set_title(f"L1 {f:.0%} of TV", fontsize=7, pad=2)
         axes[i, 0].set_ylabel(f"TV {tv:g}", fontsize=7)
     row = table.iloc[0]
     if row["layer_name"] == "output":
         what = f"output neuron {int(row['unit'])} ({class_names[int(row['unit'])]})"
     else:
         what = f"layer {int(row['layer'])} neuron {int(row['unit'])}"
-    fig.suptitle(title or f"TV x L1 grid, {what}, {int(row['steps'])} steps", fontsize=9)
+    fig.suptitle(title or f"TV x L1 grid, {what}\n{int(row['steps'])} steps; {_display_note(display)}",
+                 fontsize=9)
     return fig
 
 
-def plot_gallery(table: pd.DataFrame, images: np.ndarray, title: str = "", ncol: int = 8
-                 ) -> plt.Figure:
-    """Optimised images of one hidden layer's units, each labelled with its activation ratio
-    (raw activation in brackets) and the network's top-3 classes for the image."""
+def plot_gallery(table: pd.DataFrame, images: np.ndarray, display: str = "per_image", title: str = "",
+                 ncol: int = 8) -> plt.Figure:
+    """Optimised images of one hidden layer's units, the unit above each image; under it its
+    activation ratio (raw activation in brackets) and the network's top-3 classes for the image.
+    `display` as in `plot_tv_sweep`."""
     use_style()
+    scaled = _per_image(display)
     n = len(table)
     ncol = min(ncol, n)
     nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.2 * ncol, 1.9 * nrow + 0.5), squeeze=False,
+    fig, axes = plt.subplots(nrow, ncol, figsize=(1.2 * ncol, 2.0 * nrow + 0.5), squeeze=False,
                              layout="constrained")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, (_, row) in zip(axes.ravel(), table.iterrows()):
-        _show(ax, images[int(row["index"])])
+        _show(ax, images[int(row["index"])], scaled=scaled)
         from_image = str(row.get("start", "")).startswith("image")
-        ax.set_title(f"unit {int(row['unit'])}{'*' if from_image else ''}: {activation_label(row)}",
-                     fontsize=6, pad=2)
-        ax.set_xlabel(top3_text(row), fontsize=5, labelpad=2)
+        ax.set_title(f"unit {int(row['unit'])}{'*' if from_image else ''}", fontsize=6, pad=2)
+        ax.set_xlabel(f"{activation_label(row)}\n{top3_text(row)}", fontsize=5, labelpad=2)
     row = table.iloc[0]
     marked = "; * started from the real image that activates the unit most" if (
         "start" in table and table["start"].astype(str).str.startswith("image").any()) else ""
     fig.suptitle(title or (f"Layer {int(row['layer'])} ({row['layer_name']}): TV {row['tv_weight']:g}, "
-                           f"L1 {row['l1_weight']:g}, {int(row['steps'])} steps{marked}"))
+                           f"L1 {row['l1_weight']:g}, {int(row['steps'])} steps; {_display_note(display)}"
+                           f"{marked}"), fontsize=9)
     return fig
 
 

@@ -152,10 +152,10 @@ def _read_result(job: Job, name: str) -> tuple[pd.DataFrame, dict[str, np.ndarra
 def plot_featureviz(job: Job) -> None:
     """Every featureviz figure of one classifier, each from its table (the optional ones: the
     hidden TV x L1 panel and the galleries, as far as the rule names them in its outputs)."""
-    out = job.output
+    out, display = job.output, job.params.display
     table, arrays, meta = _read_result(job, "unregularised")
     names = meta["class_names"]
-    save_figure(figures.plot_unregularised(table, arrays["images"], names), out.unregularised)
+    save_figure(figures.plot_unregularised(table, arrays["images"], names, display), out.unregularised)
 
     table, arrays, _ = _read_result(job, "adversarial")
     save_figure(figures.plot_adversarial_examples(table, arrays["images"], names, show=job.params.show),
@@ -165,7 +165,7 @@ def plot_featureviz(job: Job) -> None:
 
     table, arrays, meta = _read_result(job, "tv_sweep")
     save_figure(figures.plot_tv_sweep(table, arrays["images"], arrays["class_means"], arrays["class_counts"],
-                                      names, meta["confidence"]), out.tv_sweep)
+                                      names, meta["confidence"], display), out.tv_sweep)
 
     table, arrays, _ = _read_result(job, "tv_l1_grid")
     for panel in ("output", "hidden"):
@@ -176,12 +176,12 @@ def plot_featureviz(job: Job) -> None:
         if rows.empty:
             raise ValueError(f"{job.input.tv_l1_grid_table}: no {panel!r} grid; rerun rule "
                              "featureviz_tv_l1_grid (featureviz.tv_l1_grid.hidden_layer changed?)")
-        save_figure(figures.plot_tv_l1_grid(rows, arrays["images"], names), out[key])
+        save_figure(figures.plot_tv_l1_grid(rows, arrays["images"], names, display), out[key])
 
     for key in out.keys():
         if key.startswith("gallery_layer"):
             table, arrays, _ = _read_result(job, key)
-            save_figure(figures.plot_gallery(table, arrays["images"]), out[key])
+            save_figure(figures.plot_gallery(table, arrays["images"], display), out[key])
 
     save_figure(figures.plot_dead_neurons(read_parquet(job.input.dead_summary)), out.dead_neurons)
     save_figure(figures.plot_coactivation(read_parquet(job.input.coactivation_matrix),

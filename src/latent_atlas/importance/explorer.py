@@ -34,13 +34,15 @@ def _round(values: np.ndarray, digits: int = 6) -> list:
 
 
 def explorer_data(pixel: pd.DataFrame, latent: pd.DataFrame, title: str, top_k: int = 4,
-                  n_perm: int | None = None) -> dict:
+                  n_perm: int | None = None, axes=None) -> dict:
     """The JSON the page embeds.
 
     Parameters
     ----------
     pixel : pixel_importance table (pixel, row, col, dim, importance, std, directional, ...).
     latent : latent_importance table (class, class_name, dim, importance, std, rank).
+    axes : data.store.ImageAxes or None
+        Physical axes of the images (spectrograms); the page then ticks each map in Hz and s.
     """
     h, w = int(pixel["row"].max()) + 1, int(pixel["col"].max()) + 1
     dims = sorted(int(d) for d in pixel["dim"].unique())
@@ -61,9 +63,16 @@ def explorer_data(pixel: pd.DataFrame, latent: pd.DataFrame, title: str, top_k: 
             "std": _round(sub["std"].to_numpy()),
             "rank": [int(r) for r in sub["rank"]],
         })
-    return {"title": title, "height": h, "width": w, "dims": dims, "classes": classes,
+    data = {"title": title, "height": h, "width": w, "dims": dims, "classes": classes,
             "pixel": maps, "top_k": int(top_k), "n_perm": n_perm,
             "unused_fraction": UNUSED_FRACTION}
+    if axes is not None:
+        if (len(axes.rows), len(axes.cols)) != (h, w):
+            raise ValueError(f"image axes of {len(axes.rows)} x {len(axes.cols)} do not match the "
+                             f"importance maps of {h} x {w} pixels")
+        data["axes"] = {"rows": _round(axes.rows), "cols": _round(axes.cols),
+                        "row_label": axes.row_label, "col_label": axes.col_label}
+    return data
 
 
 def render_explorer(data: dict) -> str:
@@ -75,6 +84,6 @@ def render_explorer(data: dict) -> str:
 
 
 def write_explorer(pixel: pd.DataFrame, latent: pd.DataFrame, path: str | os.PathLike,
-                   title: str, top_k: int = 4, n_perm: int | None = None) -> None:
+                   title: str, top_k: int = 4, n_perm: int | None = None, axes=None) -> None:
     """Write the explorer of one model to `path` (atomic, deterministic)."""
-    write_text(render_explorer(explorer_data(pixel, latent, title, top_k, n_perm)), path)
+    write_text(render_explorer(explorer_data(pixel, latent, title, top_k, n_perm, axes)), path)

@@ -1,6 +1,8 @@
 """Figures of the permutation-importance tables, drawn from the tables alone.
 
 Images are drawn upright: a pixel's value lands at its (row, col) of the image (row 0 at the top).
+With the dataset's physical axes (`axes`, a `data.store.ImageAxes`: spectrograms) one heatmap
+per figure carries frequency (Hz, low at the bottom) and time (s) ticks; the others share them.
 Colour scales: plain importance white -> red, directional importance blue (negative) - white (0) -
 red (positive).
 """
@@ -11,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from latent_atlas.plotting import use_style
+from latent_atlas.plotting import label_image_axes, use_style
 
 DIVERGING = "RdBu_r"  # blue (negative) - white (0) - red (positive)
 SEQUENTIAL = "Reds"   # white (0) -> red
@@ -62,7 +64,7 @@ def _symmetric_limit(values: np.ndarray, quantile: float = 1.0) -> float:
     return m if m > 0 else 1.0
 
 
-def plot_directional(pixel: pd.DataFrame, title: str | None = None):
+def plot_directional(pixel: pd.DataFrame, title: str | None = None, axes=None):
     """Directional importance of every pixel for every encoded dimension, one shared scale."""
     use_style()
     shape = image_shape_of(pixel)
@@ -70,6 +72,7 @@ def plot_directional(pixel: pd.DataFrame, title: str | None = None):
     ncol = min(8, len(dims))
     nrow = -(-len(dims) // ncol)
     m = _symmetric_limit(pixel["directional"].to_numpy(), SCALE_QUANTILE)
+    image_axes = axes
     fig, axes = plt.subplots(nrow, ncol, figsize=(1.25 * ncol + 0.8, 1.35 * nrow + 0.5),
                              squeeze=False, constrained_layout=True)
     im = None
@@ -77,6 +80,8 @@ def plot_directional(pixel: pd.DataFrame, title: str | None = None):
         im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m, f"z{dim}")
     for ax in axes.ravel()[len(dims):]:
         ax.axis("off")
+    if image_axes is not None:
+        label_image_axes(axes[-1, 0], image_axes, n_ticks=3, fontsize=5)
     fig.colorbar(im, ax=axes, shrink=0.6, extend="both",
                  label="directional importance (sign of slope x MSE)")
     if title:
@@ -90,7 +95,7 @@ def most_important_dimension(latent: pd.DataFrame) -> int:
     return int(mean.sort_index().idxmax())
 
 
-def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None):
+def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None, axes=None):
     """Plain (white->red) beside directional (blue-white-red) importance of one dimension."""
     use_style()
     shape = image_shape_of(pixel)
@@ -101,6 +106,9 @@ def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None):
     fig.colorbar(_heatmap(a, plain, SEQUENTIAL, 0, m, f"z{dim}: importance"), ax=a, shrink=0.85)
     fig.colorbar(_heatmap(b, directional, DIVERGING, -m, m, f"z{dim}: directional"), ax=b,
                  shrink=0.85)
+    if axes is not None:
+        label_image_axes(a, axes)
+        label_image_axes(b, axes, y=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -120,7 +128,7 @@ def _bar(ax, sub: pd.DataFrame, top: list[int], horizontal: bool = False):
     ax.tick_params(axis="y", labelsize=6)
 
 
-def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int):
+def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int, axes=None):
     """One class: sorted bar chart of latent importance beside the heatmaps of its top-k dims."""
     use_style()
     sub = latent[latent["class"] == cls]
@@ -139,12 +147,14 @@ def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int):
         ax = fig.add_subplot(gs[i + 1])
         im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m,
                       f"z{dim} (rank {i + 1})")
+        if axes is not None:
+            label_image_axes(ax, axes, y=i == 0, n_ticks=3, fontsize=5)
     fig.colorbar(im, ax=fig.axes[1:], shrink=0.7, extend="both", label="directional importance")
     fig.suptitle(f"class {cls}: {name}")
     return fig
 
 
-def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int):
+def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int, axes=None):
     """Appendix grid: one row per class, the bar chart and the top-k heatmaps (one shared scale)."""
     use_style()
     classes = sorted(int(c) for c in latent["class"].unique())
@@ -160,7 +170,9 @@ def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int):
         _bar(ax, sub, top)
         ax.set_ylabel(str(sub["class_name"].iloc[0]), fontsize=7)
         for i, dim in enumerate(top):
-            im = _heatmap(fig.add_subplot(gs[r, i + 1]), grid(pixel, "directional", shape, dim),
-                          DIVERGING, -m, m, f"z{dim}")
+            ax = fig.add_subplot(gs[r, i + 1])
+            im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m, f"z{dim}")
+            if axes is not None and r == len(classes) - 1 and i == 0:
+                label_image_axes(ax, axes, n_ticks=3, fontsize=5)
     fig.colorbar(im, ax=fig.axes, shrink=0.3, extend="both", label="directional importance")
     return fig

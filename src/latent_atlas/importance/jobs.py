@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from latent_atlas.data.store import load_image_axes
 from latent_atlas.schema import with_defaults
 from latent_atlas.importance.explorer import write_explorer
 from latent_atlas.importance.plan import pixel_blocks, plan
@@ -92,7 +93,8 @@ def importance_explorer(job: Job) -> None:
     """The self-contained interactive explorer (HTML) of a model's two importance tables."""
     write_explorer(read_parquet(job.input.pixel), read_parquet(job.input.latent), job.output[0],
                    title=f"{job.wildcards.dataset} / {job.wildcards.model}",
-                   top_k=job.params.settings["top_k"], n_perm=job.params.settings["n_perm"])
+                   top_k=job.params.settings["top_k"], n_perm=job.params.settings["n_perm"],
+                   axes=load_image_axes(job.input.data))
 
 
 def plot_importance(job: Job) -> None:
@@ -103,8 +105,9 @@ def plot_importance(job: Job) -> None:
 
     o, p, model = job.output, job.params, job.wildcards.model
     pixel, latent = read_parquet(job.input.pixel), read_parquet(job.input.latent)
-    save_figure(plot_directional(pixel, title=model), o.directional)
-    save_figure(plot_dimension(pixel, most_important_dimension(latent), title=model), o.dimension)
-    save_figure(plot_classes(pixel, latent, p.top_k), o.classes)
+    axes = load_image_axes(job.input.data)
+    save_figure(plot_directional(pixel, title=model, axes=axes), o.directional)
+    save_figure(plot_dimension(pixel, most_important_dimension(latent), title=model, axes=axes), o.dimension)
+    save_figure(plot_classes(pixel, latent, p.top_k, axes=axes), o.classes)
     for cls in p.classes:
-        save_figure(plot_class(pixel, latent, int(cls), p.top_k), o[f"class_{cls}"])
+        save_figure(plot_class(pixel, latent, int(cls), p.top_k, axes=axes), o[f"class_{cls}"])

@@ -13,11 +13,15 @@ layer, so all changed images of a pixel (all its permutations) go through each l
 batch, in chunks of `batch_size`.
 
 A convolution is linear, so where its changed input region is no larger than its kernel (and
-the matrix below fits `MAP_BYTES`) it is not recomputed on the window: the new output region is the cached output plus the change of the
-input region times the convolution's matrix from that region to the output region (built once
-per layer and window geometry by convolving one-hot inputs; interior pixels share it). Pooling
-and larger changed regions run on the window as above. The cached values a pixel reads are
-sliced once per pixel and image chunk and gathered per batch with index_select.
+the matrix below fits `MAP_BYTES`) it is not recomputed on the window: the new output region is
+the cached output plus the change of the input region times the convolution's matrix from that
+region to the output region (taken from the weight once per layer and window geometry and kept
+on the stack for later calls; interior pixels share it). Pooling and larger changed regions run
+on the window as above. The cached values a pixel reads are
+sliced once per pixel and image chunk and gathered per batch with index_select; where a pixel's
+value changes in at least `FULL_FRACTION` of the (image, permutation) rows (central pixels), every
+row runs instead, reading the cached values in place, broadcast over permutations, with no gather
+(an unchanged row gets its own value: an exact zero change that adds exactly zero).
 
 A model is described by a `LocalStack` built from the list of layers its output function runs
 (`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
@@ -30,12 +34,14 @@ Memory: the cache holds, per image, the input and output of every convolution an
 flattened map before the first Linear and its pre-activation, in float32. Images are processed in chunks
 whose cache fits `CACHE_BYTES` (the permuted values come from the pixel's column over all N
 images, so chunks are independent); the windows of a batch add batch_size x (largest window).
+The stack keeps its delta matrices (each at most `MAP_BYTES`, one per layer and window geometry:
+a few dozen for a whole image) for as long as it lives.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +53,7 @@ from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 
 CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
 MAP_BYTES = 1 << 25  # the largest delta matrix of a convolution (bytes); larger ones run on windows
+FULL_FRACTION = 0.85  # a pixel whose value changes in this share of rows runs on all rows, ungathered
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                nn.Mish, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.PReLU,
@@ -71,6 +78,9 @@ class LocalStack:
     steps: list
     linear: nn.Linear
     tail: nn.Module
+    # The delta matrices of its convolutions, by layer, window geometry and weight version: built
+    # once per stack, shared by the calls of a job (`_step_plan`).
+    maps: dict = field(default_factory=dict, repr=False, compare=False)
 
     def cache(self, x: torch.Tensor):
         """The inputs of the window steps (None for elementwise steps), the map before Flatten
@@ -284,7 +294,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
     d = stack.tail(pre).shape[1]
     acc = torch.zeros(len(pixels) * n_perm, d, dtype=torch.float64, device=device)
     plans = [_pixel_plan(stack, shapes, *divmod(int(pix), w)) for pix in pixels]
-    maps: dict = {}  # the delta matrices of convolutions, by layer and window geometry
+    maps = stack.maps
     perm = np.empty(n, dtype=np.int64)
     # Changed rows and their new values of every (pixel, permutation), computed once.
     changed = []
@@ -325,6 +335,29 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                    + torch.arange(xa, xb + 1, device=device)).reshape(-1)
             w_cols = weight[:, idx].T.contiguous()
             old_final = final[:, :, ya:yb + 1, xa:xb + 1].reshape(stop - start, -1).contiguous()
+            m = stop - start
+            if len(rows) >= FULL_FRACTION * n_perm * m:
+                # Nearly every row changes: run every row of every permutation, reading the
+                # cached values in place (broadcast over permutations) instead of gathering
+                # them. An unchanged row gets its own value: an exact zero change throughout.
+                src = np.tile(np.arange(start, stop), n_perm)
+                src[keys * m + rows] = sources
+                src = src.reshape(n_perm, m)
+                size = min(m, batch_size)  # rows of the chunk per call, times `per` permutations
+                per = max(1, batch_size // size)
+                for r0 in range(0, m, size):
+                    r1 = min(m, r0 + size)
+                    for k0 in range(0, n_perm, per):
+                        k1 = min(n_perm, k0 + per)
+                        new = cols_t[src[k0:k1, r0:r1].reshape(-1), :, p].to(device)
+                        win = _propagate(stack, steps, slice(r0, r1), new.view(-1, c, 1, 1))
+                        delta = win.reshape(k1 - k0, r1 - r0, -1)
+                        delta = delta.sub_(old_final[r0:r1]) if delta.is_contiguous() else delta - old_final[r0:r1]
+                        z = torch.mm(delta.view(-1, delta.shape[2]), w_cols).view(k1 - k0, r1 - r0, -1)
+                        z = stack.tail(z.add_(pre[r0:r1]).view(-1, pre.shape[1])).float()
+                        sq = (z.view(k1 - k0, r1 - r0, -1) - base[r0:r1]).double().square_()
+                        acc[p * n_perm + k0:p * n_perm + k1] += sq.sum(1)
+                continue
             for s in range(0, len(rows), batch_size):
                 rows_t = torch.as_tensor(rows[s:s + batch_size], device=device)
                 new = cols_t[sources[s:s + batch_size], :, p].to(device)
@@ -332,8 +365,11 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                 delta = win.reshape(len(rows_t), -1) - old_final.index_select(0, rows_t)
                 z = stack.tail(torch.addmm(pre.index_select(0, rows_t), delta, w_cols))
                 sq = (z.float() - base.index_select(0, rows_t)).double().square()
-                seg = torch.as_tensor(keys[s:s + batch_size], device=device)
-                acc[p * n_perm:(p + 1) * n_perm].index_add_(0, seg, sq)
+                # Per-permutation sums: the batch's rows are sorted by permutation.
+                seg = keys[s:s + batch_size]
+                cuts = [0, *(np.flatnonzero(np.diff(seg)) + 1), len(seg)]
+                for a, b in zip(cuts[:-1], cuts[1:]):
+                    acc[p * n_perm + int(seg[a])] += sq[a:b].sum(0)
     values = (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
     return (values, np.concatenate(bases)) if return_base else values
 
@@ -341,18 +377,32 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
 def _delta_map(step: _Window, cin: int, rel, out_hw) -> torch.Tensor:
     """The linear map of a convolution (no bias) from a change on the input region `rel` (its
     (lo, hi) per axis relative to the read window) to the output region out_hw:
-    (Cin * region size, Cout * out size), rows in (channel, y, x) order."""
+    (Cin * region size, Cout * out size), rows in (channel, y, x) order, columns in (channel,
+    oy, ox) order. Entry ((ci, y, x), (co, oy, ox)) is the kernel tap that output (oy, ox) puts on
+    input (y, x), taken from the weight (zero where the kernel does not reach, or ci and co lie in
+    different groups): what convolving one-hot inputs gives, without running a convolution."""
     (r0, r1), (c0, c1) = rel
     (kh, kw), (sh, sw) = step.kernel, step.stride
     oh, ow = out_hw
-    rh, rw = r1 - r0 + 1, c1 - c0 + 1
     m = step.module
-    basis = torch.zeros(cin * rh * rw, cin, (oh - 1) * sh + kh, (ow - 1) * sw + kw,
-                        device=m.weight.device, dtype=m.weight.dtype)
-    q = torch.arange(cin * rh * rw, device=basis.device)
-    ci, rest = q // (rh * rw), q % (rh * rw)
-    basis[q, ci, r0 + rest // rw, c0 + rest % rw] = 1.0
-    return F.conv2d(basis, m.weight, None, step.stride, 0, 1, m.groups).reshape(len(q), -1).float()
+    wgt = m.weight.detach().float()  # (Cout, Cin / groups, kh, kw)
+    dev = wgt.device
+    cout, cin_g = wgt.shape[:2]
+    groups = m.groups
+    # Kernel row of output oy on window row y: y - oy * sh (valid in [0, kh)); the same per column.
+    ky = torch.arange(r0, r1 + 1, device=dev)[:, None] - torch.arange(oh, device=dev)[None] * sh
+    kx = torch.arange(c0, c1 + 1, device=dev)[:, None] - torch.arange(ow, device=dev)[None] * sw
+    taps = wgt[:, :, ky.clamp(0, kh - 1)][..., kx.clamp(0, kw - 1)]  # (Cout, Cin_g, rh, oh, rw, ow)
+    valid = ((ky >= 0) & (ky < kh))[:, :, None, None] & ((kx >= 0) & (kx < kw))[None, None]
+    taps = torch.where(valid, taps, torch.zeros((), device=dev))
+    taps = taps.permute(1, 2, 4, 0, 3, 5)  # (Cin_g, rh, rw, Cout, oh, ow)
+    rh, rw = r1 - r0 + 1, c1 - c0 + 1
+    if groups == 1:
+        return taps.reshape(cin * rh * rw, cout * oh * ow).contiguous()
+    full = torch.zeros(groups, cin_g, rh, rw, groups, cout // groups, oh, ow, device=dev)
+    for g in range(groups):
+        full[g, :, :, :, g] = taps[:, :, :, g * (cout // groups):(g + 1) * (cout // groups)]
+    return full.reshape(cin * rh * rw, cout * oh * ow)
 
 
 def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
@@ -366,7 +416,8 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
     out_hw = (oyb - oya + 1, oxb - oxa + 1)
     map_bytes = 4 * inp.shape[1] * n_changed * out.shape[1] * out_hw[0] * out_hw[1]
     if step.kind == "conv" and n_changed <= step.kernel[0] * step.kernel[1] and map_bytes <= MAP_BYTES:
-        key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw)
+        weight = step.module.weight
+        key = (j, ra - ya, rb - ya, ca - xa, cb - xa, out_hw, weight.data_ptr(), weight._version)
         if key not in maps:
             maps[key] = _delta_map(step, inp.shape[1], ((ra - ya, rb - ya), (ca - xa, cb - xa)), out_hw)
         old_in = inp[:, :, ra:rb + 1, ca:cb + 1].reshape(len(inp), -1).contiguous()
@@ -381,18 +432,32 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
 
 
 def _propagate(stack, steps, rows, win):
-    """The new values of the changed window at the map before Flatten, (B, C, h, w)."""
+    """The new values of the changed window at the map before Flatten, (B, C, h, w). `rows`: the
+    chunk rows of the B windows (a tensor), or a slice of the chunk's rows that the B windows run
+    through B / len(slice) times (the cached values are read in place, broadcast)."""
     for step, sp in zip(stack.steps, steps):
         if sp is None:
-            win = step(win)
+            # win is always a fresh tensor of this call (never cached values): ReLU in place.
+            win = torch.relu_(win) if type(step) is nn.ReLU else step(win)
         elif sp[0] == "delta":
             _, old_in, old_out, mat = sp
+            if isinstance(rows, slice):
+                old_in, old_out = old_in[rows], old_out[rows]
+                m = len(old_in)
+                change = win.reshape(-1, m, old_in.shape[1])
+                change = (change.sub_(old_in) if change.is_contiguous() else change - old_in).view(-1, old_in.shape[1])
+                win = torch.mm(change, mat).view(-1, m, mat.shape[1]).add_(old_out.reshape(m, -1))
+                win = win.view(-1, *old_out.shape[1:])
+                continue
             change = win.reshape(len(rows), -1) - old_in.index_select(0, rows)
             base = old_out.index_select(0, rows)
             win = torch.addmm(base.reshape(len(rows), -1), change, mat).view(base.shape)
         else:
             _, ctx, (y0, y1, x0, x1), pad, div = sp
-            ctx = ctx.index_select(0, rows)
+            if isinstance(rows, slice):
+                ctx = ctx[rows].repeat(len(win) // len(ctx[rows]), 1, 1, 1)
+            else:
+                ctx = ctx.index_select(0, rows)
             ctx[:, :, y0:y1, x0:x1] = win
             if any(pad):
                 ctx = F.pad(ctx, pad, value=-math.inf if step.kind == "max" else 0.0)

@@ -86,3 +86,56 @@ def is_dense(arch: str) -> bool:
 def extract_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A model entry's `extract` settings with the schema's defaults filled in; unknown keys are errors."""
     return with_defaults(spec.get("extract"), "#/$defs/model/properties/extract", "extract")
+
+
+# --- where a model entry's network comes from (config `models.<name>.source`) ---------------------
+SOURCE_FORMATS = ("state_dict", "torch_export", "onnx", "latents")
+
+# What a model entry offers the stages: "network" (images -> latents), "decoder" (latents -> images),
+# "head" (features -> logits), "gradients" (through torch). A latents table offers none of them.
+OFFERS = ("network", "decoder", "head", "gradients")
+
+
+def model_source(spec: Mapping[str, Any]) -> str:
+    """'train' for a model trained here, else its `source.format`."""
+    source = spec.get("source")
+    return source["format"] if source else "train"
+
+
+def source_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry's `source` with the schema's defaults filled in."""
+    return with_defaults(spec.get("source"), "#/$defs/model_source", "source")
+
+
+def model_kind(spec: Mapping[str, Any]) -> str:
+    """'autoencoder' or 'classifier' (from `arch`, or `kind` for loaded programs); 'latents' for a
+    table of latents without a network."""
+    if model_source(spec) == "latents":
+        return "latents"
+    if spec.get("arch"):
+        return arch_kind(spec["arch"])
+    return spec["kind"]
+
+
+def model_offers(spec: Mapping[str, Any]) -> set[str]:
+    """The subset of OFFERS that a (checked) model entry provides."""
+    fmt, kind = model_source(spec), model_kind(spec)
+    if fmt == "latents":
+        return set()
+    offers = {"network"}
+    if fmt in ("train", "state_dict"):
+        return offers | {"gradients", "decoder" if kind == "autoencoder" else "head"}
+    if fmt == "torch_export":
+        offers.add("gradients")
+    source = spec["source"]
+    if kind == "autoencoder" and source.get("decoder"):
+        offers.add("decoder")
+    if kind == "classifier" and source.get("head"):
+        offers.add("head")
+    return offers
+
+
+def model_latent_size(spec: Mapping[str, Any]) -> int | None:
+    """The latent size known from the config alone (built-in archs); None for loaded programs and
+    tables (known once they are read)."""
+    return latent_size(spec["arch"], spec.get("params")) if spec.get("arch") else None

@@ -2,7 +2,8 @@
 
 After every epoch `train_model` saves the weights, the optimiser, both generator states and the
 log rows so far; a rerun after a killed job resumes from them. The file records a fingerprint of
-the model, settings, seed and training data, so a checkpoint left by another config is ignored.
+the model, settings, seed, training data and thread count, so a checkpoint left by another config
+is ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def path_in(checkpoint_dir: str | os.PathLike) -> Path:
 
 def fingerprint(model: nn.Module, settings: Mapping[str, Any], seed: int, images,
                 labels: torch.Tensor, train_idx: np.ndarray) -> str:
-    """What a checkpoint must match to be resumed: model, settings, seed and training data.
+    """What a checkpoint must match to be resumed: model, settings, seed, training data and torch's
+    thread count (the float sums of an epoch depend on it, so epochs run with another count would
+    not end in the weights an uninterrupted run gives).
 
     images : (N, C, H, W), an ndarray or the store's `StoredImages`; hashed as float32 a chunk of
     rows at a time (the same digest as the whole array's bytes, without holding it).
@@ -41,7 +44,7 @@ def fingerprint(model: nn.Module, settings: Mapping[str, Any], seed: int, images
         h.update(np.ascontiguousarray(arr).tobytes())
     return config_hash({"arch": model.arch, "params": model.params, "input_shape": model.input_shape,
                         "n_classes": model.n_classes, "settings": settings, "seed": seed,
-                        "data": h.hexdigest()})
+                        "data": h.hexdigest(), "threads": torch.get_num_threads()})
 
 
 def read(path: Path, expected: str) -> dict | None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from latent_atlas.data.store import Dataset
 from latent_atlas.devices import infer, model_device
-from latent_atlas.latents import id_frame
+from latent_atlas.latents import id_frame, latents_frame_of
 
 
 def compute_latents(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -82,9 +82,7 @@ def reconstruction_subset(labels: np.ndarray, split: np.ndarray, per_class: int)
 
 def latents_frame(ds: Dataset, z: np.ndarray) -> pd.DataFrame:
     """id columns + z0..z{d-1} for every sample of `ds`; z : (n_samples, d)."""
-    ids = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
-    zs = pd.DataFrame(z.astype(np.float32), columns=[f"z{i}" for i in range(z.shape[1])])
-    return pd.concat([ids, zs], axis=1)
+    return latents_frame_of(id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names), z)
 
 
 def predictions_frame(ds: Dataset, pred: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
@@ -106,7 +104,8 @@ def hidden_frame(ds: Dataset, rows: np.ndarray, acts: np.ndarray,
 def reconstruction_arrays(ds: Dataset, model: nn.Module, per_class: int,
                           batch_size: int = 1024) -> dict[str, np.ndarray]:
     """reconstructions.npz's arrays: `sample_id` (n,), `label` (n,), `original` and
-    `reconstruction` (n, C, H, W) float32, `class_names` (K,), for `reconstruction_subset`'s rows."""
+    `reconstruction` (n, C, H, W) float32, `class_names` (K,), for `reconstruction_subset`'s rows;
+    plus the dataset's `axes_*` entries (physical axes, `data.store.ImageAxes`) where it has them."""
     if model.kind != "autoencoder":
         raise ValueError(f"reconstructions are written for autoencoders; {model.arch!r} is a classifier")
     rows = reconstruction_subset(ds.labels, ds.split, per_class)
@@ -117,4 +116,5 @@ def reconstruction_arrays(ds: Dataset, model: nn.Module, per_class: int,
         "original": original,
         "reconstruction": compute_reconstructions(model, original, batch_size),
         "class_names": np.asarray(ds.class_names, dtype=str),
+        **(ds.axes.arrays() if ds.axes is not None else {}),
     }

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 
-from latent_atlas.plotting import display_image, scatter_by_class, use_style
+from latent_atlas.plotting import display_image, label_image_axes, scatter_by_class, use_style
 
 
 def plot_training_curves(table: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -66,21 +66,29 @@ def class_interleaved(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def plot_reconstructions(original: np.ndarray, reconstruction: np.ndarray, labels: np.ndarray,
-                         class_names: Sequence[str], n_columns: int = 10, title: str = "") -> plt.Figure:
+                         class_names: Sequence[str], n_columns: int = 10, title: str = "",
+                         axes=None, cmap: str = "gray") -> plt.Figure:
     """Three rows: originals, reconstructions, absolute error (mean over channels, one colour
     scale for the whole row), one column per sample, one class after another.
 
     original, reconstruction : float ndarray of shape (n, C, H, W) in [0, 1].
+    axes : data.store.ImageAxes or None
+        Physical axes of the images (spectrograms): the first column's images get frequency and
+        time ticks, the bottom row's the time ticks.
     """
     use_style()
     idx = class_interleaved(labels, n_columns)
     err = np.abs(original[idx] - reconstruction[idx]).mean(axis=1)
     vmax = max(float(err.max()), 1e-6)
     ncol = len(idx)
-    fig, axes = plt.subplots(3, ncol, figsize=(1.0 * ncol + 0.9, 3.5), squeeze=False)
+    image_axes, axes = axes, None
+    if image_axes is not None:
+        fig, axes = plt.subplots(3, ncol, figsize=(1.0 * ncol + 1.4, 4.3), squeeze=False)
+    else:
+        fig, axes = plt.subplots(3, ncol, figsize=(1.0 * ncol + 0.9, 3.5), squeeze=False)
     for j, i in enumerate(idx):
-        axes[0, j].imshow(display_image(original[i]), vmin=0, vmax=1, cmap="gray")
-        axes[1, j].imshow(display_image(reconstruction[i]), vmin=0, vmax=1, cmap="gray")
+        axes[0, j].imshow(display_image(original[i]), vmin=0, vmax=1, cmap=cmap)
+        axes[1, j].imshow(display_image(reconstruction[i]), vmin=0, vmax=1, cmap=cmap)
         im = axes[2, j].imshow(err[j], vmin=0, vmax=vmax, cmap="magma")
         axes[0, j].set_title(str(class_names[labels[i]]), fontsize=7)
         mse = float(((original[i] - reconstruction[i]) ** 2).mean())
@@ -91,7 +99,14 @@ def plot_reconstructions(original: np.ndarray, reconstruction: np.ndarray, label
         for side in ax.spines.values():
             side.set_visible(False)
     for row, name in enumerate(["original", "reconstruction", "|error|"]):
-        axes[row, 0].set_ylabel(name, fontsize=8)
+        if image_axes is not None:
+            mse_label = axes[row, 0].get_xlabel()
+            label_image_axes(axes[row, 0], image_axes, x=row == 2)
+            axes[row, 0].set_ylabel(f"{name}\n{image_axes.row_label}", fontsize=7)
+            if row == 2:
+                axes[row, 0].set_xlabel(f"{image_axes.col_label}\n{mse_label}", fontsize=6)
+        else:
+            axes[row, 0].set_ylabel(name, fontsize=8)
     fig.colorbar(im, ax=axes[2, :].tolist(), fraction=0.02, pad=0.01, label="|error|")
     if title:
         fig.suptitle(title)

@@ -6,9 +6,10 @@ the figure jobs start without paying for torch.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from latent_atlas.data.store import load_dataset
+from latent_atlas.data.store import ImageAxes, load_dataset
 from latent_atlas.io import (read_npz, read_parquet, read_parquet_metadata, write_json, write_npz, write_parquet,
                              write_text)
 from latent_atlas.latents import file_metadata, read_latents
@@ -46,6 +47,68 @@ def train(job: Job) -> None:
     write_text(result.log.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"),
                job.output.train_log)
     checkpoint.remove(job.params.checkpoint_dir)
+
+
+def import_model(job: Job) -> None:
+    """model.pt of a model trained elsewhere (`job.params.spec["source"]`), checked on the dataset
+    `job.input.data`: a state dict of a built-in arch gives the record training writes (same
+    bytes for the same weights); torch.export and ONNX programs give a record holding them
+    (models.loaded). Errors name the config key, the file and what does not fit."""
+    torch = configure_torch()
+    from latent_atlas.models.archs import source_settings
+    from latent_atlas.io import write_bytes
+    from latent_atlas.models.loaded import import_record, read_state_dict
+    from latent_atlas.models.networks import build_model, save_model
+    from latent_atlas.devices import infer
+
+    spec, name = job.params.spec, job.wildcards.model
+    source = source_settings(spec)
+    ds = load_dataset(job.input.data)
+    if source["format"] == "state_dict":
+        key = f"models.{name}.source.weights"
+        model = build_model(spec["arch"], ds.images.shape[1:], len(ds.class_names), spec.get("params", {}))
+        state = read_state_dict(source["weights"], key)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:  # names the missing, unexpected and mis-shaped tensors
+            raise ValueError(f"{key}: {source['weights']} does not fit arch {spec['arch']!r} with params "
+                             f"{model.params} on inputs {tuple(ds.images.shape[1:])}: {err}") from None
+        model.eval()
+        first = infer(model.encode if model.kind == "autoencoder" else model, ds.images[:64])
+        if not np.isfinite(first).all():
+            raise ValueError(f"{key}: {source['weights']} gives NaN or infinite outputs on the first batch")
+        save_model(model, job.output.model, class_names=ds.class_names, dataset=ds.name, name=name)
+        return
+    import io
+
+    record = import_record(name, spec, source, ds.images, len(ds.class_names), ds.class_names, ds.name)
+    buf = io.BytesIO()
+    torch.save(record, buf)
+    write_bytes(buf.getvalue(), job.output.model)
+
+
+def import_latents(job: Job) -> None:
+    """latents.parquet of a table of latents (`job.params.spec["source"]`): matched to the dataset
+    `job.input.data` by sample_id or row order, or standalone with its own labels."""
+    from latent_atlas.models.archs import source_settings
+    from latent_atlas.latents import id_frame, latents_frame_of
+    from latent_atlas.models.embeddings import match_rows, read_table, standalone_ids
+
+    spec, name = job.params.spec, job.wildcards.model
+    source = source_settings(spec)
+    key, path = f"models.{name}.source.table", source["table"]
+    z, extra = read_table(path, key, source["columns"], source["label_column"])
+    if source["match"] == "standalone":
+        ids, dataset = standalone_ids(extra, len(z), source["label_column"], key, path), spec["dataset"]
+    else:
+        ds = load_dataset(job.input.data)
+        rows = match_rows(ds.sample_id, extra.get("sample_id"), len(z), source["match"], key, path, ds.name)
+        z, dataset = z[rows], ds.name
+        ids = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
+    write_parquet(latents_frame_of(ids, z), job.output.latents,
+                  file_metadata(dataset, name, "latents", job.params.config_hash, latent_dim=int(z.shape[1]),
+                                table=str(path)))
+    log.info("%s: %d x %d latents from %s (match %s)", name, len(z), z.shape[1], path, source["match"])
 
 
 def extract_autoencoder(job: Job) -> None:
@@ -87,6 +150,7 @@ def extract_autoencoder(job: Job) -> None:
                  ", ".join(f"{n} {u}" for n, u in layers), out.hidden)
 
 
+extract_encoder = extract_autoencoder
 extract_classifier = extract_autoencoder
 extract_classifier_hidden = extract_autoencoder
 
@@ -100,8 +164,12 @@ def plot_model_autoencoder(job: Job) -> None:
     save_figure(figures.plot_training_curves(table, title=name), o.training_curves)
     if "reconstructions" in o.keys():
         r = read_npz(i.reconstructions)
+        image_axes = ImageAxes.from_arrays(r)
+        # Spectrograms read best in a perceptual colour map (as in the dataset figure).
         save_figure(figures.plot_reconstructions(r["original"], r["reconstruction"], r["label"],
-                                                 list(r["class_names"]), title=name), o.reconstructions)
+                                                 list(r["class_names"]), title=name, axes=image_axes,
+                                                 cmap="gray" if image_axes is None else "magma"),
+                    o.reconstructions)
     if "confusion_matrix" in o.keys():
         df = read_parquet(i.predictions, columns=["split", "label", "pred"])
         test = df[df["split"] == "test"]

@@ -353,6 +353,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, class_names: Sequence[
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model saved by `save_model` (weights_only: no arbitrary unpickling); eval mode.
+    A record of a network imported from torch.export or ONNX files gives a `loaded.LoadedModel`.
 
     The stored class names are in `model.class_names`, any extra keys in `model.record_extra`.
     """
@@ -360,6 +361,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise FileNotFoundError(f"model file not found: {path}")
     configure_torch()  # the job's seed and threads, when torch was imported after the job started
     record = torch.load(path, map_location=map_location, weights_only=True)
+    if "source" in record:  # a torch.export or ONNX network imported from the user's files
+        from latent_atlas.models.loaded import model_from_record
+
+        return model_from_record(record, map_location)
     missing = {"arch", "params", "input_shape", "n_classes", "state_dict"} - set(record)
     if missing:
         raise ValueError(f"{path}: not a latent-atlas model file (missing {sorted(missing)})")

@@ -1,0 +1,245 @@
+"""The latent atlas at 70,000 points: build time, file size, and the page's costs in one browser run.
+
+Builds an atlas through the stage's jobs (atlas_points, atlas; default settings of the schema:
+k = 10, every sample with a JPEG thumbnail) from 70,000 Fashion-MNIST images (train + test, from
+/usr/share/datasets/fashion-mnist) with synthetic latents (32-D, a Gaussian blob per class) and
+2-D maps (PCA of those latents, and two clustered stand-ins for t-SNE and UMAP: the page's costs
+depend on the number of points and how crowded the grid cells are, not on which method placed
+them; t-SNE and UMAP of 70,000 points would take minutes of this 2-core machine for nothing).
+`--latents` and `--maps` take a real run's latents.parquet and maps table instead; `--latents`
+alone fits real PCA, t-SNE and UMAP maps of those latents (the explain stage's function and the
+schema's explain settings; minutes at 70,000 points) and reports how long that took.
+
+Then, in one headless Chromium (software WebGL2 here: SwiftShader), measured side by side:
+- a bare WebGL2 drawArrays of the same 70,000 points as 3-px points in a canvas of one map's size
+  (the floor), against one pan and one zoom frame of an atlas map (points + overlay);
+- hover lookup (the grid index) at random positions; a click's neighbour display (latent
+  neighbours, each map's k nearest by the grid's ring search, markers, side panel);
+- page ready (from navigation start to the first frame of all maps drawn, when the page answers
+  pan, zoom, hover and click; thumbnails decode meanwhile), and the file size.
+
+    python benchmarks/atlas.py               # 70,000 points
+    python benchmarks/atlas.py --quick       # 5,000 points: a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latent_atlas.atlas.jobs import atlas, atlas_points  # noqa: E402
+from latent_atlas.data.sources import read_idx  # noqa: E402
+from latent_atlas.data.store import Dataset, save_dataset  # noqa: E402
+from latent_atlas.explain.maps import coords_table  # noqa: E402
+from latent_atlas.io import write_parquet  # noqa: E402
+from latent_atlas.latents import id_frame  # noqa: E402
+from latent_atlas.runtime import Files, Job  # noqa: E402
+from latent_atlas.schema import defaults  # noqa: E402
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def fashion_mnist(n: int) -> Dataset:
+    x = np.concatenate([read_idx(FASHION / "train-images-idx3-ubyte.gz", "images"),
+                        read_idx(FASHION / "t10k-images-idx3-ubyte.gz", "images")])[:n]
+    y = np.concatenate([read_idx(FASHION / "train-labels-idx1-ubyte.gz", "labels"),
+                        read_idx(FASHION / "t10k-labels-idx1-ubyte.gz", "labels")])[:n]
+    split = np.where(np.arange(len(x)) < 60000, "train", "test")
+    return Dataset(x[:, None].astype(np.float32) / np.float32(255), y, CLASSES, split, np.arange(len(x)), "fashion")
+
+
+def synthetic_maps(labels: np.ndarray, d: int = 32, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Latents (n, d) float32 and clustered 2-D maps of them (see the module docstring)."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    n, k = len(labels), int(labels.max()) + 1
+    z = (rng.normal(0, 3, (k, d))[labels] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    angle = 2 * np.pi * labels / k
+    ring = np.c_[np.cos(angle), np.sin(angle)] * 30
+    sub = rng.integers(0, 4, n)  # sub-clusters, as t-SNE shows them
+    tsne = ring + rng.normal(0, 1, (k * 4, 2))[labels * 4 + sub] * 4 + rng.normal(0, 1.2, (n, 2))
+    umap = ring * 0.4 + rng.normal(0, 0.6, (n, 2)) * (1 + 0.5 * np.sin(3 * angle))[:, None]
+    return z, {"pca": PCA(2, random_state=seed).fit_transform(z), "tsne": tsne, "umap": umap}
+
+
+def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None) -> tuple[Path, dict]:
+    ds = fashion_mnist(n)
+    files = Files(data=str(folder / "data"), latents=latents_path or str(folder / "latents.parquet"),
+                  maps=maps_path or str(folder / "maps.parquet"), quality=str(folder / "quality.parquet"),
+                  predictions=str(folder / "predictions.parquet"))
+    save_dataset(ds, files.data)
+    ids = id_frame(ds.sample_id, ds.split, ds.labels, CLASSES)
+    if latents_path is not None and maps_path is None:
+        from latent_atlas.explain.maps import embed_maps
+        from latent_atlas.latents import read_latents
+
+        latents = read_latents(latents_path)
+        ex = defaults("#/properties/explain")
+        t = time.perf_counter()
+        coords, _ = embed_maps(latents.z, tsne=ex["tsne"], umap=ex["umap"], random_state=0, n_jobs=os.cpu_count() or 1)
+        fit_seconds = time.perf_counter() - t
+        write_parquet(coords_table(latents.ids, coords), files.maps)
+    if latents_path is None:
+        z, coords = synthetic_maps(ds.labels)
+        write_parquet(pd.concat([ids, pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])], axis=1),
+                      files.latents)
+        write_parquet(coords_table(ids, coords), files.maps)
+    rng = np.random.default_rng(1)
+    pred = np.where(rng.random(len(ds)) < 0.1, rng.integers(0, 10, len(ds)), ds.labels)
+    write_parquet(ids.assign(pred=pred.astype(np.int64)), files.predictions)
+    write_parquet(pd.DataFrame({"space": ["pca", "tsne", "umap"], "dims": 2, "k": 10,
+                                "trustworthiness": np.nan, "continuity": np.nan, "knn_k": 10,
+                                "knn_accuracy": np.nan, "knn_accuracy_std": np.nan, "n_samples": len(ds)}),
+                  files.quality)
+    settings = defaults("#/properties/atlas")
+    times = {} if latents_path is None or maps_path is not None else {"PCA + t-SNE + UMAP fit (s)": fit_seconds}
+    t = time.perf_counter()
+    atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
+                     output=Files([str(folder / "points.parquet")]), params=Files(k=settings["k"]),
+                     wildcards=Files(model="bench")))
+    times["atlas_points job (s)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    page = folder / "atlas.html"
+    atlas(Job(input=Files(points=str(folder / "points.parquet"), quality=files.quality, latents=files.latents,
+                          data=files.data), output=Files([str(page)]), config={"seed": 0},
+              params=Files(title=f"benchmark ({len(ds):,} points)", settings=settings, importance="")))
+    times["atlas page job (s)"] = time.perf_counter() - t
+    return page, times
+
+
+BARE = """([w, h, dpr, map]) => {
+  const cv = document.createElement('canvas'); cv.width = w * dpr; cv.height = h * dpr;
+  document.body.append(cv);
+  const gl = cv.getContext('webgl2', {antialias: false, alpha: false});
+  const src = (t, s) => { const o = gl.createShader(t); gl.shaderSource(o, s); gl.compileShader(o); return o; };
+  const p = gl.createProgram();
+  gl.attachShader(p, src(gl.VERTEX_SHADER, `#version 300 es
+    in vec2 a; uniform vec2 s, o; void main() { gl_Position = vec4(a * s + o, 0., 1.); gl_PointSize = 3.; }`));
+  gl.attachShader(p, src(gl.FRAGMENT_SHADER, `#version 300 es
+    precision mediump float; out vec4 c; void main() { c = vec4(.1, .3, .7, 1.); }`));
+  gl.bindAttribLocation(p, 0, 'a'); gl.linkProgram(p); gl.useProgram(p);
+  const data = window.atlas.coordinates(map);
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < data.length; i += 2) { x0 = Math.min(x0, data[i]); x1 = Math.max(x1, data[i]); y0 = Math.min(y0, data[i + 1]); y1 = Math.max(y1, data[i + 1]); }
+  const b = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, b); gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
+  gl.enableVertexAttribArray(0); gl.vertexAttribPointer(0, 2, gl.FLOAT, false, 0, 0);
+  const sx = 1.8 / (x1 - x0), sy = 1.8 / (y1 - y0), us = gl.getUniformLocation(p, 's'), uo = gl.getUniformLocation(p, 'o');
+  const px = new Uint8Array(4);
+  let r = 0;
+  window.bareFrame = () => {  // one frame: clear, set the view, draw every point, wait for it
+    const t0 = performance.now();
+    gl.viewport(0, 0, cv.width, cv.height); gl.clearColor(1, 1, 1, 1); gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.uniform2f(us, sx, sy); gl.uniform2f(uo, -(x0 + x1) / 2 * sx + (r++ % 2) * 1e-3, -(y0 + y1) / 2 * sy);
+    gl.drawArrays(gl.POINTS, 0, data.length / 2);
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    return performance.now() - t0;
+  };
+}"""
+
+
+def measure(page_path: Path, reps: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 820})
+        t = time.perf_counter()
+        page.goto(page_path.as_uri())
+        page.wait_for_function("window.atlas.ready || window.atlas.error", timeout=120000, polling=20)
+        out["page and thumbnails ready, wall from goto (ms)"] = (time.perf_counter() - t) * 1000
+        assert page.evaluate("window.atlas.error") is None, page.evaluate("window.atlas.error")
+        timings = page.evaluate("window.atlas.timings")
+        out["page ready: maps drawn and interactive, from navigation start (ms)"] = timings["ready_ms"]
+        out["thumbnails decoded, from navigation start (ms)"] = timings["thumbnails_ms"]
+        out["HTML parsed, from navigation start (ms)"] = timings["parsed_ms"]
+        out["decode arrays (ms)"] = timings["decode_ms"]
+        out["build grids (ms)"] = timings["grid_ms"]
+        size = page.evaluate("(() => { const c = document.querySelector('.map canvas'); return [c.clientWidth, c.clientHeight, devicePixelRatio]; })()")
+        out["map canvas (CSS px)"] = f"{size[0]}x{size[1]} (dpr {size[2]})"
+        page.evaluate(BARE, [size[0], size[1], size[2], "tsne"])
+        bare, pans, zooms = [], [], []
+        for r in range(reps):  # interleaved, so load on the shared machine hits both alike
+            bare.append(page.evaluate("window.bareFrame()"))
+            pans.append(page.evaluate(f"window.atlas.pan(1, {7 if r % 2 else -7}, 3)"))
+            zooms.append(page.evaluate(f"window.atlas.zoom(1, {1.1 if r % 2 else 1 / 1.1})"))
+        out["bare drawArrays frame, median (ms)"] = statistics.median(bare[1:])
+        out["atlas pan frame, median (ms)"] = statistics.median(pans[1:])
+        out["atlas zoom frame, median (ms)"] = statistics.median(zooms[1:])
+        out["pan / bare"] = out["atlas pan frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
+        out["zoom / bare"] = out["atlas zoom frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
+        page.evaluate("window.atlas.reset()")
+        hover = page.evaluate("""() => { const r = document.querySelector('.map[data-map=tsne] canvas.overlay').getBoundingClientRect();
+            let seed = 1; const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+            const pts = Array.from({length: 2000}, () => [r.left + rnd() * r.width, r.top + rnd() * r.height]);
+            let hits = 0; const each = [], t0 = performance.now();
+            for (const [x, y] of pts) { const h = window.atlas.hoverLookup('tsne', x, y); if (h.id !== null) hits++; each.push(h.ms); }
+            const mean = (performance.now() - t0) / pts.length; each.sort((a, b) => a - b);
+            return {mean, p99: each[Math.floor(0.99 * each.length)], worst: each[each.length - 1], hits}; }""")
+        out["hover lookup, mean of 2000 (ms)"] = hover["mean"]
+        out["hover lookup, 99th percentile (ms; timer resolution 0.1)"] = hover["p99"]
+        out["hover lookup, worst (ms)"] = hover["worst"]
+        out["hover lookups that found a point"] = f"{hover['hits']} of 2000"
+        clicks = page.evaluate("""() => { const ids = window.atlas.sampleIds(), out = [];
+            for (let j = 0; j < 25; j++) out.push(window.atlas.focus(ids[(j * 2797) % ids.length]));
+            return out; }""")
+        out["click neighbour display, median of 24 (ms)"] = statistics.median(clicks[1:])
+        out["click neighbour display, 90th percentile (ms)"] = sorted(clicks[1:])[int(0.9 * 24)]
+        out["click neighbour display, worst (ms)"] = max(clicks[1:])
+        out["colour by density, all maps (ms)"] = page.evaluate("window.atlas.colourBy('density')")
+        lasso = "(() => { const t0 = performance.now(); const n = window.atlas.select('tsne', %s); return [n, performance.now() - t0]; })()"
+        count, ms = page.evaluate(lasso % "[[-40, -40], [0, -40], [0, 40], [-40, 40]]")
+        out["lasso select + summary, first (reads the sprite sheets) (ms)"] = ms
+        out["lasso selected"] = count
+        count, ms = page.evaluate(lasso % "[[-40, -40], [0, -40], [0, 0], [-40, 0]]")
+        out["lasso select + summary, next (ms)"] = ms
+        page.screenshot(path=str(page_path.with_suffix(".png")))
+        browser.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=70000)
+    parser.add_argument("--quick", action="store_true", help="5,000 points: a smoke check")
+    parser.add_argument("--reps", type=int, default=12)
+    parser.add_argument("--latents")
+    parser.add_argument("--maps")
+    parser.add_argument("--keep", help="folder to keep the page and its screenshot in")
+    parser.add_argument("--page", help="measure this atlas.html (built before) instead of building one")
+    args = parser.parse_args()
+    if args.quick:
+        args.n = 5000
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="atlas-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.page:
+        page, times = Path(args.page), {}
+    else:
+        page, times = build(folder, args.n, args.latents, args.maps)
+    results = {"points": args.n, **times, "file size (MB)": os.path.getsize(page) / 1e6}
+    text = page.read_text()
+    sprites = sum(len(b) for b in text.split('id="s-')[1:])
+    results["of which thumbnails (MB)"] = sprites / 1e6
+    results.update(measure(page, args.reps))
+    print("| measure | value |\n|---|---|")
+    for key, value in results.items():
+        print(f"| {key} | {value:.3g} |" if isinstance(value, float) else f"| {key} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

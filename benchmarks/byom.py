@@ -1,0 +1,136 @@
+"""Benchmark: what loading your own model costs a stage, against the same network trained here.
+
+Not a test: run it by hand (`python benchmarks/byom.py [--quick]`); it prints a markdown table.
+For the default config's conv_ae (32-64-128-256, 32-D) and cnn_classifier at 28x28, the native
+model.pt and its three exports (state dict, torch.export, ONNX) are imported as the workflow
+imports them (`import_model`), then each stage job runs on every model.pt side by side in one
+process, interleaved, best of 3: `load_model` alone, the extraction job (load, latents of every
+image, reconstructions or predictions and hidden layers, writes) and one importance block job.
+"Ratio" is the job's wall time over the native model's. The state dict's model.pt is the native
+one byte for byte, so its ratio measures only the noise of the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from latent_atlas.data.store import Dataset, save_dataset  # noqa: E402
+from latent_atlas.importance import jobs as importance  # noqa: E402
+from latent_atlas.models import jobs  # noqa: E402
+from latent_atlas.models.networks import build_model, load_model, save_model  # noqa: E402
+from latent_atlas.runtime import Files, Job, set_determinism  # noqa: E402
+
+
+class _Call(torch.nn.Module):
+    def __init__(self, model, method):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x):
+        return getattr(self.model, self.method)(x)
+
+
+def exports(model, folder: Path) -> dict[str, dict]:
+    """state dict, torch.export and ONNX files of `model`, as `source` entries."""
+    kind = model.kind
+    x = torch.rand(4, *model.input_shape)
+    first = _Call(model, "encode" if kind == "autoencoder" else "features")
+    second, example = ((_Call(model, "decode"), model.encode(x)) if kind == "autoencoder"
+                       else (model.head, model.features(x)))
+    name2 = "decoder" if kind == "autoencoder" else "head"
+    out = {"torch_export": {"format": "torch_export"}, "onnx": {"format": "onnx"}}
+    batch = {0: torch.export.Dim("batch")}
+    for name, module, ex in (("encoder", first, x), (name2, second, example)):
+        torch.export.save(torch.export.export(module, (ex,), dynamic_shapes=(batch,)), folder / f"{name}.pt2")
+        out["torch_export"][name] = str(folder / f"{name}.pt2")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (ex,), str(folder / f"{name}.onnx"), dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+        out["onnx"][name] = str(folder / f"{name}.onnx")
+    torch.save(model.state_dict(), folder / "weights.pt")
+    out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
+    return out
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="2000 images, importance on 16 pixels")
+    args = parser.parse_args()
+    n = 2000 if args.quick else 10000
+    set_determinism(0, 2)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    tmp = Path(tempfile.mkdtemp(prefix="byom-bench-"))
+    labels = np.arange(n) % 10
+    data = str(tmp / "data")
+    save_dataset(Dataset(rng.random((n, 1, 28, 28), dtype=np.float32), labels, [str(k) for k in range(10)],
+                         np.where(np.arange(n) < n * 0.8, "train", "test"), np.arange(n, dtype=np.int64), "synthetic"),
+                 data)
+    settings = importance.settings_of({"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32,
+                                       "max_samples": 200})
+    print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; best of 3\n")
+    print("| model | source | import job (s) | load_model (s) | extract job (s) | ratio | importance block (s) | path | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arch, kind in (("conv_ae", "autoencoder"), ("cnn_classifier", "classifier")):
+        folder = tmp / arch
+        folder.mkdir()
+        model = build_model(arch, (1, 28, 28), 10, {"latent_dim": 32} if kind == "autoencoder" else {}).eval()
+        save_model(model, folder / "native.pt", [str(k) for k in range(10)], dataset="synthetic", name=arch)
+        paths, imports = {"native": folder / "native.pt"}, {"native": float("nan")}
+        for fmt, source in exports(model, folder).items():
+            spec = {"dataset": "synthetic", "source": source}
+            spec.update({"arch": arch, "params": model.params} if fmt == "state_dict" else {"kind": kind})
+            out = folder / f"{fmt}.pt"
+            job = Job(input=Files(data=data), output=Files(model=str(out)), params=Files(spec=spec),
+                      wildcards=Files(model=arch))
+            imports[fmt] = best_of(lambda: jobs.import_model(job), 1)
+            paths[fmt] = out
+        extra = ({"reconstructions": "r.npz"} if kind == "autoencoder"
+                 else {"predictions": "p.parquet", "hidden": "h.parquet"})
+        timings: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(3):  # interleaved rounds: drift of the machine hits every source alike
+            for name, path in paths.items():
+                out = Files(latents=str(folder / f"{name}_latents.parquet"),
+                            **{k: str(folder / f"{name}_{v}") for k, v in extra.items()})
+                ext = Job(input=Files(data=data, model=str(path)), output=out,
+                          params=Files(extract={"batch_size": 1024, "reconstructions_per_class": 4,
+                                                "hidden_max_samples": 10000}, config_hash="h"),
+                          wildcards=Files(model=arch))
+                block = Job(input=Files(data=data, model=str(path)), output=Files([str(folder / f"{name}_block.parquet")]),
+                            params=Files(settings=settings), wildcards=Files(dataset="synthetic", model=arch, block="0012"),
+                            config={"seed": 0})
+                timings[name].append((best_of(lambda: load_model(path), 1), best_of(lambda: jobs.extract_autoencoder(ext), 1),
+                                      best_of(lambda: importance.importance_block(block), 1)))
+        base = np.min(np.array(timings["native"]), axis=0)
+        for name, rows in timings.items():
+            load, ext, imp = np.min(np.array(rows), axis=0)
+            loaded = load_model(paths[name])
+            path = "local" if loaded.layer_sequence("latent" if kind == "autoencoder" else "features") is not None else "rows"
+            print(f"| {arch} | {name} | {imports[name]:.2f} | {load:.3f} | {ext:.2f} | {ext / base[1]:.3f} | "
+                  f"{imp:.2f} | {path} | {imp / base[2]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Regenerate docs/gallery/*.png, the small copies of the main figures that docs/gallery.md shows.
+
+    python scripts/make_gallery.py [--results DIR ...] [--out docs/gallery]
+
+Each entry of GALLERY names a figure of a results tree (`results/figures/...` of the default
+config, `config/config.yaml`; the spoken-digit figures of `config/examples/fsdd.yaml`) and the
+gallery file it becomes. Every `--results` tree is searched in order (default: results); a figure
+found in none is reported and left as it is. Downscaling is deterministic: the same figure gives
+the same bytes (Lanczos resize to at most MAX_WIDTH pixels, a 256-colour median-cut palette
+without dithering, PNG without metadata), and each file must stay under MAX_BYTES.
+
+PAGES names the interactive pages (the latent atlas, the importance explorer): each is opened in
+headless Chromium (Playwright, Debian's /usr/bin/chromium, no network), screenshot at a fixed
+viewport, then downscaled the same way. Without Playwright or Chromium they are reported as not
+made and left as they are. A browser's rendering can differ by a few pixels between versions, so
+these two images are not promised byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_WIDTH = 900
+MAX_BYTES = 150_000
+MAX_TOTAL = 4_000_000
+
+# (figure under a results tree, gallery file name[, (top, bottom) share of the height to keep]), in
+# the order of docs/gallery.md. A crop keeps tall figures readable within MAX_BYTES.
+FM = "figures/fashion_mnist"
+GALLERY = [
+    ("figures/data/fashion_mnist_examples.png", "data_examples.png"),
+    (f"{FM}/cnn/model_training_curves.png", "model_training_curves.png"),
+    (f"{FM}/conv_ae/model_reconstructions.png", "model_reconstructions.png"),
+    (f"{FM}/cnn/model_confusion_matrix.png", "model_confusion_matrix.png"),
+    (f"{FM}/dense_ae/model_first_layer_weights.png", "model_first_layer_weights.png"),
+    (f"{FM}/conv_vae/geometry_axes.png", "geometry_axes.png"),
+    (f"{FM}/conv_vae/geometry_radius.png", "geometry_radius.png"),
+    (f"{FM}/conv_ae/geometry_pca.png", "geometry_pca.png"),
+    (f"{FM}/conv_ae/geometry_planes.png", "geometry_planes.png"),
+    (f"{FM}/conv_ae/geometry_umap.png", "geometry_umap.png"),
+    (f"{FM}/conv_ae/geometry_neighbours.png", "geometry_neighbours.png"),
+    (f"{FM}/conv_vae/geometry_random_points.png", "geometry_random_points.png"),
+    (f"{FM}/geometry_compare.png", "geometry_compare.png"),
+    (f"{FM}/cnn/explain_maps.png", "explain_maps.png"),
+    (f"{FM}/cnn/explain_pca.png", "explain_pca.png"),
+    (f"{FM}/cnn/explain_ridge.png", "explain_ridge.png"),
+    (f"{FM}/cnn/explain_samples.png", "explain_samples.png"),
+    (f"{FM}/dense_ae/importance_classes.png", "importance_classes.png"),
+    (f"{FM}/dense_ae/importance_class_6.png", "importance_class_6.png"),
+    (f"{FM}/dense_ae/importance_directional.png", "importance_directional.png"),
+    (f"{FM}/mlp/featureviz_tv_sweep.png", "featureviz_tv_sweep.png", (0.0, 0.426)),  # title + 4 classes
+    (f"{FM}/mlp/featureviz_gallery_layer7.png", "featureviz_gallery_layer7.png"),
+    (f"{FM}/mlp/featureviz_unregularised.png", "featureviz_unregularised.png"),
+    (f"{FM}/mlp/featureviz_adversarial.png", "featureviz_adversarial.png"),
+    (f"{FM}/mlp/featureviz_dead_neurons.png", "featureviz_dead_neurons.png"),
+    ("figures/data/fsdd_examples.png", "fsdd_examples.png"),
+    ("figures/fsdd/fsdd_ae/model_reconstructions.png", "fsdd_reconstructions.png"),
+    ("figures/fsdd/fsdd_ae/importance_classes.png", "fsdd_importance_classes.png"),
+    ("figures/fsdd/fsdd_ae/importance_dimension.png", "fsdd_importance_dimension.png"),
+    ("figures/fsdd/fsdd_ae/explain_maps.png", "fsdd_explain_maps.png"),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+# (page under a results tree, gallery file name, viewport (w, h), JavaScript condition to wait for).
+PAGES = [
+    (f"{FM}/cnn/atlas.html", "atlas.png", (1400, 800), "window.atlas.ready || window.atlas.error"),
+    ("fashion_mnist/dense_ae/importance/explorer.html", "importance_explorer.png", (1200, 820),
+     "document.querySelector('#maps .map canvas') !== null"),
+    ("fsdd/fsdd_ae/importance/explorer.html", "fsdd_importance_explorer.png", (1200, 820),
+     "document.querySelector('#maps .map canvas') !== null"),
+]
+
+
+def downscale(path: Path, max_width: int = MAX_WIDTH, crop: tuple[float, float] | None = None) -> bytes:
+    """The PNG bytes of `path` (rows `crop` = (top, bottom) shares of its height, if given) at most
+    `max_width` wide, on a 256-colour palette (deterministic)."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if crop is not None:
+            img = img.crop((0, round(crop[0] * img.height), img.width, round(crop[1] * img.height)))
+        if img.width > max_width:
+            img = img.resize((max_width, round(img.height * max_width / img.width)), Image.Resampling.LANCZOS)
+        img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _write_small(found: Path, target: Path, crop: tuple[float, float] | None = None) -> None:
+    width, data = MAX_WIDTH, downscale(found, crop=crop)
+    while len(data) > MAX_BYTES and width > 300:  # very detailed figures: smaller still
+        width -= 100
+        data = downscale(found, width, crop)
+    target.write_bytes(data)
+
+
+def screenshot(page: Path, target: Path, viewport: tuple[int, int], ready: str) -> None:
+    """A PNG of the self-contained `page` in headless Chromium, offline, once `ready` holds."""
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="gallery-chromium-"))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, env=env,
+                                        args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+            tab = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            tab.route("**/*", lambda r: r.continue_() if r.request.url.split(":", 1)[0] in
+                      ("file", "data", "blob") else r.abort())
+            tab.goto(page.resolve().as_uri())
+            tab.wait_for_function(ready, timeout=60_000)
+            tab.mouse.move(1, 1)
+            tab.screenshot(path=str(target))
+            browser.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_gallery(results: list[Path], out: Path, pages: bool = True) -> tuple[list[str], list[str]]:
+    """Write every GALLERY figure (and, with `pages`, every PAGES screenshot) found under `results`
+    to `out`; returns (written, missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written, missing = [], []
+    for source, name, *crop in GALLERY:
+        found = next((r / source for r in results if (r / source).is_file()), None)
+        if found is None:
+            missing.append(source)
+            continue
+        _write_small(found, out / name, crop[0] if crop else None)
+        written.append(name)
+    if not pages:
+        return written, missing
+    browser = Path(CHROMIUM).exists()
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        browser = False
+    for source, name, viewport, ready in PAGES:
+        found = next((r / source for r in results if (r / source).is_file()), None)
+        if found is None or not browser:
+            missing.append(source + ("" if browser else " (needs Playwright and Debian's chromium)"))
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            shot = Path(tmp) / "page.png"
+            screenshot(found, shot, viewport, ready)
+            _write_small(shot, out / name)
+        written.append(name)
+    return written, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", action="append", type=Path,
+                        help="results tree(s) to take the figures from (default: results)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery")
+    args = parser.parse_args(argv)
+    written, missing = make_gallery(args.results or [Path("results")], args.out)
+    total = sum((args.out / n).stat().st_size for n in written)
+    print(f"wrote {len(written)} images ({total / 1e6:.2f} MB) to {args.out}")
+    for source in missing:
+        print(f"not found in any results tree (left as it was): {source}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The atlas stage's jobs: one function per rule of workflow/rules/atlas.smk.
+
+`atlas_points` computes the per-point table (neighbours, density, neighbourhood preservation,
+predicted class or reconstruction error); `atlas` assembles the page from the tables, the latents
+and the dataset's images. `atlas_maps` and `atlas_quality` are the explain stage's jobs, run on
+the atlas's own samples for a model the explain stage does not map (or a larger sample set).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from latent_atlas.atlas.page import atlas_document, class_palette, quality_badges, quantise_latents
+from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
+from latent_atlas.data.store import load_dataset
+from latent_atlas.io import read_parquet, write_parquet, write_text
+from latent_atlas.latents import ID_COLUMNS, read_latents
+from latent_atlas.runtime import Job
+
+
+def atlas_maps(job: Job) -> None:
+    """PCA, t-SNE and UMAP of the atlas's samples: the explain stage's job with atlas settings."""
+    # Imported here, like every heavy import of this module: the page job needs none of them.
+    from latent_atlas.explain.jobs import explain_maps
+
+    explain_maps(job)
+
+
+def atlas_quality(job: Job) -> None:
+    """Trustworthiness, continuity and k-NN accuracy of the atlas's own maps (explain's job)."""
+    from latent_atlas.explain.jobs import explain_quality
+
+    explain_quality(job)
+
+
+def _positions(known: np.ndarray, sample_ids: np.ndarray, source: str) -> np.ndarray:
+    """Positions (n,) int64 of `sample_ids` among a file's sample ids `known`."""
+    pos = pd.Index(known).get_indexer(sample_ids)
+    if (pos < 0).any():
+        raise ValueError(f"{source}: lacks sample ids {sample_ids[pos < 0][:5].tolist()} of the maps")
+    return pos.astype(np.int64)
+
+
+def reconstruction_errors(model_path: str, images: np.ndarray) -> np.ndarray:
+    """Mean squared error per pixel of each image's reconstruction, (n,) float32."""
+    # Imported here: torch is needed only for autoencoders' errors.
+    from latent_atlas.devices import default_device, infer
+    from latent_atlas.models.networks import load_model
+
+    model = load_model(model_path, map_location=default_device())
+    recon = infer(model, images)
+    return ((recon - images) ** 2).reshape(len(images), -1).mean(axis=1).astype(np.float32)
+
+
+def point_table(ids: pd.DataFrame, z: np.ndarray, coords: dict[str, np.ndarray], k: int) -> pd.DataFrame:
+    """Per point: id columns, map coordinates (x_<method>, y_<method>, float32), local density,
+    shared neighbours and Jaccard preservation per map, and the sample ids of its k nearest
+    latent neighbours (nn_0 nearest).
+
+    ids : id frame (n rows) in map order; z : (n, d) latents; coords : method -> (n, 2).
+    """
+    from latent_atlas.atlas.neighbours import jaccard, local_density, nearest_neighbours, overlap
+    from latent_atlas.projections import METHODS
+
+    latent_idx, latent_dist = nearest_neighbours(z, k)
+    table = ids[ID_COLUMNS].reset_index(drop=True).copy()
+    for method in METHODS:
+        xy = np.asarray(coords[method], np.float32)
+        table[f"x_{method}"], table[f"y_{method}"] = xy[:, 0], xy[:, 1]
+    table["density"] = local_density(latent_dist)
+    for method in METHODS:
+        shared = overlap(latent_idx, nearest_neighbours(coords[method], k)[0])
+        table[f"shared_{method}"] = shared.astype(np.int16)
+        table[f"preservation_{method}"] = jaccard(shared, k)
+    sample_ids = table["sample_id"].to_numpy()
+    for j in range(k):
+        table[f"nn_{j}"] = sample_ids[latent_idx[:, j]]
+    return table
+
+
+def atlas_points(job: Job) -> None:
+    """The per-point table of one model's atlas (`point_table`), with the predicted class
+    (classifiers, column pred) or the reconstruction error (autoencoders, column recon_error);
+    neither for a model without its head or decoder, or a table of latents."""
+    from latent_atlas.explain.maps import coords_of, method_rows
+    from latent_atlas.projections import METHODS
+
+    maps = read_parquet(job.input.maps)
+    ids = method_rows(maps, METHODS[0])[ID_COLUMNS].reset_index(drop=True)
+    latents = read_latents(job.input.latents)
+    sample_ids = ids["sample_id"].to_numpy()
+    z = latents.z[_positions(latents.ids["sample_id"], sample_ids, job.input.latents)]
+    table = point_table(ids, z, {m: coords_of(maps, m) for m in METHODS}, int(job.params.k))
+    if "predictions" in job.input.keys():
+        pred = read_parquet(job.input.predictions, columns=["sample_id", "pred"])
+        rows = _positions(pred["sample_id"], sample_ids, job.input.predictions)
+        table.insert(len(ID_COLUMNS), "pred", pred["pred"].to_numpy()[rows].astype(np.int64))
+    elif "model" in job.input.keys():
+        ds = load_dataset(job.input.data)
+        images = ds.images[_positions(ds.sample_id, sample_ids, job.input.data)]
+        table.insert(len(ID_COLUMNS), "recon_error", reconstruction_errors(job.input.model, images))
+    write_parquet(table, job.output[0], {**dict(job.wildcards.items()), "k": int(job.params.k)})
+
+
+def thumbnail_rows(n: int, max_samples: int | str, random_state: int) -> np.ndarray:
+    """Which of n points get a thumbnail: all, or a seeded subset of `max_samples` (ascending)."""
+    if max_samples == "all" or int(max_samples) >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=int(max_samples), replace=False))
+
+
+def atlas(job: Job) -> None:
+    """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html)."""
+    points = read_parquet(job.input.points)
+    quality = read_parquet(job.input.quality)
+    latents = read_latents(job.input.latents)
+    settings = job.params.settings
+    sample_ids = points["sample_id"].to_numpy()
+    methods = [c[2:] for c in points.columns if c.startswith("x_")]
+    if sample_ids.min() < 0 or sample_ids.max() >= 2 ** 31:
+        raise ValueError("atlas: sample ids must fit in int32")
+    n = len(points)
+    k = sum(c.startswith("nn_") for c in points.columns)
+    z = latents.z[_positions(latents.ids["sample_id"], sample_ids, job.input.latents)]
+    codes, lo, hi = quantise_latents(z)
+    class_names = latents.class_names
+    label_type = np.uint8 if len(class_names) <= 255 else np.uint16
+    nn = np.stack([points[f"nn_{j}"].to_numpy() for j in range(k)], axis=1)
+    arrays = {
+        "ids": sample_ids.astype(np.int32),
+        "label": points["label"].to_numpy().astype(label_type),
+        "density": points["density"].to_numpy(np.float32),
+        "knn": _positions(sample_ids, nn.ravel(), job.input.points).astype(np.int32).reshape(n, k),
+        "z": codes,
+    }
+    for method in methods:
+        arrays[f"xy_{method}"] = points[[f"x_{method}", f"y_{method}"]].to_numpy(np.float32)
+        arrays[f"shared_{method}"] = points[f"shared_{method}"].to_numpy().astype(np.uint8)
+    # A loaded classifier without its head, an encoder without its decoder, or a table of latents
+    # has neither predictions nor reconstruction errors: an "embedding" page.
+    kind = "classifier" if "pred" in points else "autoencoder" if "recon_error" in points else "embedding"
+    if kind == "classifier":
+        arrays["pred"] = points["pred"].to_numpy().astype(label_type)
+    elif kind == "autoencoder":
+        arrays["error"] = points["recon_error"].to_numpy(np.float32)
+
+    ds = load_dataset(job.input.data)
+    thumbs = thumbnail_rows(n, settings["thumbnails"]["max_samples"], int(job.config["seed"]))
+    images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], job.input.data)]
+    t = settings["thumbnails"]
+    sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
+                            quality=t["quality"])
+    tile = np.full(n, -1, np.int32)
+    tile[thumbs] = np.arange(len(thumbs), dtype=np.int32)
+    arrays["thumb"] = tile
+
+    meta = {
+        "title": job.params.title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
+        "class_names": list(class_names), "palette": class_palette(len(class_names)),
+        "z_lo": [float(v) for v in lo], "z_hi": [float(v) for v in hi],
+        "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
+        "importance": job.params.importance or None, "point_size": float(settings["point_size"]),
+    }
+    write_text(atlas_document(meta, arrays, sprites, channels=images.shape[1]), job.output[0])

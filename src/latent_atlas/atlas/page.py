@@ -1,0 +1,112 @@
+"""The atlas page: one self-contained HTML file with every array inlined.
+
+Arrays travel as base64 of gzip-compressed little-endian typed arrays, each in its own
+`<script type="application/octet-stream">` element; the page inflates them with the browser's
+`DecompressionStream('gzip')` (no library, works from file:// offline). Sprite sheets travel as
+base64 images. Metadata (names, shapes, quality badges, colour tables) is one JSON element.
+Everything is written deterministically (gzip without a timestamp, sorted JSON keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from latent_atlas.atlas.sprites import SpriteSheets
+
+TEMPLATE = Path(__file__).with_name("templates") / "atlas.html"
+
+# Typed-array names the page knows, by numpy dtype.
+_JS_TYPES = {np.dtype(np.uint8): "Uint8Array", np.dtype(np.uint16): "Uint16Array",
+             np.dtype(np.int32): "Int32Array", np.dtype(np.float32): "Float32Array"}
+
+
+def quantise_latents(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Latents (n, d) as uint8 per dimension: code = round(255 (z - lo) / (hi - lo)).
+
+    The page only draws latents (bars, colours, means), for which 1/255 of a dimension's range is
+    below what the eye sees; neighbours are computed in Python on the float values. Returns
+    (codes (n, d) uint8, lo (d,) float64, hi (d,) float64); a constant dimension gets code 0.
+    """
+    z = np.asarray(z, np.float64)
+    lo, hi = z.min(axis=0), z.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.rint((z - lo) / span * 255).astype(np.uint8), lo, hi
+
+
+def encode_array(values: np.ndarray) -> tuple[dict, str]:
+    """(description, base64 text) of one array: gzip of its little-endian bytes, no timestamp."""
+    values = np.ascontiguousarray(values)
+    dtype = values.dtype.newbyteorder("<")
+    if values.dtype not in _JS_TYPES:
+        raise TypeError(f"atlas page: no typed array for dtype {values.dtype}")
+    raw = values.astype(dtype, copy=False).tobytes()
+    data = base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
+    return {"type": _JS_TYPES[values.dtype], "shape": list(values.shape)}, data
+
+
+def _rgb(colours: np.ndarray) -> list[list[int]]:
+    return np.rint(np.asarray(colours)[:, :3] * 255).astype(int).tolist()
+
+
+def viridis_table(n: int = 256) -> list[list[int]]:
+    """RGB 0..255 of `n` evenly spaced colours of viridis (the page's continuous colour scale)."""
+    from matplotlib import colormaps
+
+    return _rgb(colormaps["viridis"](np.linspace(0, 1, n)))
+
+
+def class_palette(n_classes: int) -> list[list[int]]:
+    """RGB 0..255 of each class: tab10 up to 10 classes, tab20 up to 20, then evenly spaced hues."""
+    from matplotlib import colormaps
+
+    if n_classes <= 20:
+        return _rgb(colormaps["tab10" if n_classes <= 10 else "tab20"](np.arange(n_classes)))
+    return _rgb(colormaps["hsv"](np.arange(n_classes) / n_classes))
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return round(value, 4) if math.isfinite(value) else None
+
+
+def atlas_document(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], sprites: SpriteSheets,
+                   channels: int) -> str:
+    """The page's HTML: `meta` (JSON-able) and `arrays` (name -> ndarray) inlined, with sprites.
+
+    meta : title, model, dataset, kind, class_names, maps (list of {name, quality}), k, links...
+    arrays : the per-point arrays the template reads (see `templates/atlas.html`, `ARRAYS`).
+    """
+    blocks, described = [], {}
+    for name in sorted(arrays):
+        described[name], data = encode_array(arrays[name])
+        blocks.append(f'<script type="application/octet-stream" id="a-{name}">{data}</script>')
+    for i, sheet in enumerate(sprites.sheets):
+        data = base64.b64encode(sheet).decode("ascii")
+        blocks.append(f'<script type="application/octet-stream" id="s-{i}">{data}</script>')
+    full = {**meta, "arrays": described, "viridis": viridis_table(),
+            "sprites": {"tile_height": sprites.tile_height, "tile_width": sprites.tile_width,
+                        "columns": sprites.columns, "per_sheet": sprites.per_sheet,
+                        "counts": sprites.counts, "mime": sprites.mime, "channels": int(channels)}}
+    payload = json.dumps(full, sort_keys=True, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    text = TEMPLATE.read_text(encoding="utf-8")
+    return (text.replace("__TITLE__", html.escape(str(meta["title"])))
+                .replace("__META__", payload)
+                .replace("__BLOBS__", "\n".join(blocks)))
+
+
+def quality_badges(quality: Any, method: str) -> dict[str, float | None]:
+    """Trustworthiness, continuity, k-NN accuracy (and their k) of one map from a quality table."""
+    row = quality[quality["space"] == method]
+    if row.empty:
+        return {}
+    row = row.iloc[0]
+    return {"trustworthiness": _finite(row["trustworthiness"]), "continuity": _finite(row["continuity"]),
+            "knn_accuracy": _finite(row["knn_accuracy"]), "k": int(row["k"]), "knn_k": int(row["knn_k"])}

@@ -1,0 +1,89 @@
+"""Thumbnail sprite sheets: many small images tiled into a few large ones.
+
+A browser decodes a handful of large images much faster than tens of thousands of small ones, and
+a sheet no larger than `sheet_size` (4096 by default) fits every GPU's texture limit (WebGL
+guarantees 4096; TensorBoard's projector stops at one 8192 sheet). Tiles are laid out row by row:
+thumbnail t is on sheet t // per_sheet, at column (t % per_sheet) % columns, row
+(t % per_sheet) // columns.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class SpriteSheets:
+    """Encoded sheets and their layout.
+
+    sheets : list of bytes, each a WebP, JPEG or PNG image; tile_height, tile_width : int
+    (pixels); columns : int, tiles per sheet row; per_sheet : int, tiles per full sheet;
+    counts : list of int, tiles on each sheet; mime : str ('image/webp', 'image/jpeg' or
+    'image/png').
+    """
+
+    sheets: list[bytes]
+    tile_height: int
+    tile_width: int
+    columns: int
+    per_sheet: int
+    counts: list[int]
+    mime: str
+
+
+def thumbnails_uint8(images: np.ndarray) -> np.ndarray:
+    """Images (n, C, H, W) float in [0, 1] as (n, H, W) uint8 (one channel) or (n, H, W, 3)."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"thumbnails need images of shape (n, 1 or 3, H, W), got {images.shape}")
+    out = np.rint(np.clip(images, 0, 1) * 255).astype(np.uint8)
+    return out[:, 0] if out.shape[1] == 1 else np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+
+
+def sprite_sheets(thumbs: np.ndarray, sheet_size: int = 4096, image_format: str = "png",
+                  quality: int = 90) -> SpriteSheets:
+    """Tile thumbnails (n, H, W) or (n, H, W, 3) uint8 into sheets of at most sheet_size^2 pixels.
+
+    A sheet holds up to (sheet_size // W) x (sheet_size // H) tiles; small sets get a square-ish
+    sheet just large enough. `image_format` 'png' is lossless; 'webp' and 'jpeg' (lossy, with
+    `quality`) are 2x and 1.7x smaller for Fashion-MNIST at quality 80 (WebP is slower to encode:
+    about 9 s per 60,000 28x28 tiles). Encoding is deterministic (same bytes every run).
+    """
+    thumbs = np.asarray(thumbs, dtype=np.uint8)
+    n, h, w = thumbs.shape[:3]
+    if h > sheet_size or w > sheet_size:
+        raise ValueError(f"atlas.thumbnails.sheet_size {sheet_size} is smaller than one {h}x{w} thumbnail")
+    columns = max(1, min(sheet_size // w, math.ceil(math.sqrt(max(n, 1) * h / w))))
+    rows_max = sheet_size // h
+    per_sheet = columns * rows_max
+    sheets, counts = [], []
+    for start in range(0, n, per_sheet):
+        tiles = thumbs[start:start + per_sheet]
+        rows = math.ceil(len(tiles) / columns)
+        padded = np.zeros((rows * columns,) + tiles.shape[1:], np.uint8)
+        padded[:len(tiles)] = tiles
+        grid = padded.reshape((rows, columns) + tiles.shape[1:]).swapaxes(1, 2)
+        sheet = grid.reshape((rows * h, columns * w) + tiles.shape[3:])
+        sheets.append(_encode(sheet, image_format, quality))
+        counts.append(len(tiles))
+    mime = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[image_format]
+    return SpriteSheets(sheets, h, w, columns, per_sheet, counts, mime)
+
+
+def _encode(sheet: np.ndarray, image_format: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    image = Image.fromarray(sheet)
+    if image_format == "png":
+        image.save(buf, "PNG")
+    elif image_format == "jpeg":
+        image.save(buf, "JPEG", quality=quality)
+    elif image_format == "webp":
+        image.save(buf, "WEBP", quality=quality)
+    else:
+        raise ValueError(f"atlas.thumbnails.format: 'webp', 'jpeg' or 'png', got {image_format!r}")
+    return buf.getvalue()

@@ -1,0 +1,444 @@
+"""Networks trained elsewhere: torch.export programs, ONNX graphs and state dicts, as models every
+stage can use (config `models.<name>.source`; config/README.md, "Bring your own model").
+
+The import job (`models.jobs.import_model`) reads the user's files once, checks them against the
+dataset (input shape, output shapes, finite outputs on the first batch) and writes model.pt: for a
+state dict the same record a trained model has (`networks.save_model`), so nothing downstream can
+tell them apart; for torch.export and ONNX a record holding the programs' bytes (uint8 tensors, so
+`torch.load(..., weights_only=True)` reads it) and the settings below. `networks.load_model`
+hands such a record to `model_from_record`, which returns a `LoadedModel` with the interface of
+`networks` (encode / decode / features / forward / head / hidden, `kind`, `latent_dim`, ...).
+
+What each format carries:
+- state dict (`torch.save(model.state_dict())` of a built-in arch): weights only; the arch and its
+  params come from the config. Everything a trained model has (every fast path, featureviz, explain).
+- torch.export (.pt2, `torch.export.save`): the graph and its weights, no Python code; needs a dynamic
+  batch dimension. Gradients work (featureviz). A program that is a chain of Conv2d / Linear / ReLU /
+  MaxPool2d / Flatten (as the built-in archs export) also gets the importance fast paths: its layers
+  are read from the graph as torch modules and checked against the program on a probe batch.
+- ONNX (.onnx): the graph and its weights, run by onnxruntime, so Keras / TensorFlow (tf2onnx) and
+  JAX exports run as their authors' runtime runs them, with no converter that might miss an op or
+  change a result. onnxruntime gives no gradients and no torch layers: importance takes the rows
+  path, featureviz is refused in config validation. For the fast paths export with torch.export.
+Input normalisation (`input_range`, `mean`, `std`) is applied before the encoder; decoder outputs are
+mapped back from `input_range` to [0, 1]. The fast paths need no normalisation (they read the first
+layer as given).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from latent_atlas.runtime import log
+
+PROGRAMS = ("encoder", "decoder", "head")
+SETTINGS = ("latent_output", "logits_output", "input_name", "input_range", "mean", "std")
+_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the user's files
+# --------------------------------------------------------------------------------------------
+def read_file(path: str | os.PathLike, key: str) -> bytes:
+    """The bytes of a config-named file; errors name the config key and the path."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{key}: file not found: {path}") from None
+    except OSError as err:
+        raise OSError(f"{key}: cannot read {path}: {err}") from None
+
+
+def read_state_dict(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
+    """A state dict saved with torch.save, read with weights_only=True (no unpickling of code).
+    A latent-atlas model.pt (a record with a `state_dict`) is accepted too."""
+    try:
+        data = torch.load(io.BytesIO(read_file(path, key)), map_location="cpu", weights_only=True)
+    except (FileNotFoundError, OSError):
+        raise
+    except Exception as err:
+        raise ValueError(f"{key}: {path} is not a state dict torch.load can read with weights_only=True "
+                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{key}: {path} holds a {type(data).__name__}, not a state dict (name -> tensor)")
+    return dict(data)
+
+
+def _torch_export_program(data: bytes, where: str) -> nn.Module:
+    try:
+        return torch.export.load(io.BytesIO(data)).module()
+    except Exception as err:
+        raise ValueError(f"{where}: not a torch.export program torch.export.load can read "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+class OnnxProgram:
+    """An ONNX graph run by onnxruntime on the CPU, called like a torch function: tensors in,
+    a dict {output name: tensor} out (on the input's device). No gradients."""
+
+    def __init__(self, data: bytes, where: str, input_name: str | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # the job's thread count (float results may depend on it), one graph at a time
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as err:
+            raise ValueError(f"{where}: not an ONNX graph onnxruntime can load "
+                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if input_name is None and len(inputs) != 1:
+            raise ValueError(f"{where}: the ONNX graph has {len(inputs)} inputs ({', '.join(inputs)}); "
+                             f"set source.input_name to the one that takes the images")
+        if input_name is not None and input_name not in inputs:
+            raise ValueError(f"{where}: source.input_name {input_name!r} is not an input of the graph "
+                             f"(inputs: {', '.join(inputs)})")
+        self.input = inputs[input_name] if input_name else next(iter(inputs.values()))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def input_dims(self) -> list:
+        """The image input's dimensions: ints, or None where the graph leaves them open."""
+        return [d if isinstance(d, int) else None for d in self.input.shape]
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        arrays = self.session.run(None, {self.input.name: x.detach().cpu().numpy().astype(np.float32, copy=False)})
+        return OrderedDict((name, torch.from_numpy(a).to(x.device)) for name, a in zip(self.output_names, arrays))
+
+
+def _pick(out: Any, which: int | str, where: str) -> torch.Tensor:
+    """Output `which` (an index, or a name of a dict output) of a program's result."""
+    if isinstance(out, torch.Tensor):
+        if which not in (0, None):
+            raise ValueError(f"{where}: the program has one output; output {which!r} does not exist")
+        return out
+    if isinstance(out, Mapping):
+        names = list(out)
+        if isinstance(which, str):
+            if which not in out:
+                raise ValueError(f"{where}: no output named {which!r} (outputs: {', '.join(map(str, names))})")
+            return out[which]
+        out = list(out.values())
+    if isinstance(which, str):
+        raise ValueError(f"{where}: the program's outputs have no names; give the output as an index")
+    if not 0 <= which < len(out):
+        raise ValueError(f"{where}: output {which} does not exist (the program has {len(out)} outputs)")
+    return out[which]
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+class LoadedModel(nn.Module):
+    """A torch.export or ONNX network with the interface of `latent_atlas.models.networks`.
+
+    Parameters
+    ----------
+    fmt : 'torch_export' or 'onnx' (also the model's `arch` in messages and file metadata).
+    kind : 'autoencoder' or 'classifier'.
+    input_shape : (C, H, W) of the images.
+    n_classes, latent_dim : sizes (latent_dim: the encoder's output width).
+    programs : {'encoder': callable, 'decoder': ..., 'head': ...}; torch.export programs are
+        nn.Modules (registered, so `.to(device)` moves their weights), ONNX ones `OnnxProgram`s.
+    settings : the source's latent_output, logits_output, input_range, mean, std.
+    """
+
+    def __init__(self, fmt: str, kind: str, input_shape: Sequence[int], n_classes: int, latent_dim: int,
+                 programs: Mapping[str, Callable], settings: Mapping[str, Any]):
+        super().__init__()
+        self.arch = fmt
+        self.kind = kind
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.n_classes = int(n_classes)
+        self.latent_dim = int(latent_dim)
+        self.params: dict[str, Any] = {}
+        self.class_names: list[str] = []
+        self.settings = dict(settings)
+        self.programs = dict(programs)
+        for name, program in self.programs.items():
+            if isinstance(program, nn.Module):
+                self.add_module(f"{name}_program", program)
+        lo, hi = _RANGES[self.settings.get("input_range") or "0,1"]
+        c = self.input_shape[0]
+        mean = np.broadcast_to(np.asarray(self.settings.get("mean") or [0.0], np.float32), (c,))
+        std = np.broadcast_to(np.asarray(self.settings.get("std") or [1.0], np.float32), (c,))
+        self.range = (lo, hi)
+        # x' = ((hi - lo) x + lo - mean) / std, per channel; the identity skips the arithmetic (same bits)
+        self.identity_input = (lo, hi) == (0.0, 1.0) and not mean.any() and bool((std == 1).all())
+        self.register_buffer("in_scale", torch.from_numpy((hi - lo) / std).reshape(1, c, 1, 1).clone())
+        self.register_buffer("in_shift", torch.from_numpy((lo - mean) / std).reshape(1, c, 1, 1).clone())
+        if kind == "classifier" and "head" in self.programs:
+            self.head = self._head
+
+    def train(self, mode: bool = True) -> "LoadedModel":
+        # exported programs refuse train()/eval(); they were exported in the mode they run in
+        self.training = mode
+        return self
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity_input else x * self.in_scale + self.in_shift
+
+    def _encoder_outputs(self, x: torch.Tensor):
+        return self.programs["encoder"](self._prepare(x))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent (autoencoders) or the features (classifiers), (B, d)."""
+        return _pick(self._encoder_outputs(x), self.settings.get("latent_output", 0), "encoder")
+
+    features = encode
+
+    def _head(self, f: torch.Tensor) -> torch.Tensor:
+        return _pick(self.programs["head"](f), 0, "head")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions (B, C, H, W) mapped from `input_range` back to [0, 1]."""
+        if "decoder" not in self.programs:
+            raise ValueError("this autoencoder was loaded without a decoder (source.decoder)")
+        y = _pick(self.programs["decoder"](z), 0, "decoder")
+        lo, hi = self.range
+        return y if (lo, hi) == (0.0, 1.0) else (y - lo) / (hi - lo)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (classifiers; the head on the features, or the encoder's `logits_output`) or
+        reconstructions (autoencoders)."""
+        if self.kind == "autoencoder":
+            return self.decode(self.encode(x))
+        if "head" in self.programs:
+            return self._head(self.features(x))
+        return _pick(self._encoder_outputs(x), self.settings["logits_output"], "encoder")
+
+    def hidden_layer_names(self) -> list[str]:
+        return ["features"]
+
+    def hidden(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """The one hidden layer a loaded classifier exposes: its features."""
+        return OrderedDict(features=self.features(x))
+
+    # --- fast paths of permutation importance -------------------------------------------------
+    def _chain(self, name: str) -> list[nn.Module] | None:
+        program = self.programs.get(name)
+        if not isinstance(program, nn.Module) or not self.identity_input:
+            return None
+        which = self.settings.get("latent_output", 0) if name == "encoder" else 0
+        return layer_chain(program, which)
+
+    def _layers(self, output: str) -> list[nn.Module] | None:
+        expected = {"autoencoder": ("latent",), "classifier": ("features", "logits")}[self.kind]
+        if output not in expected:
+            raise ValueError(f"{self.arch} {self.kind}: output must be {' or '.join(expected)}, got {output!r}")
+        layers = self._chain("encoder")
+        if layers is None or output != "logits":
+            return layers
+        head = self._chain("head") if "head" in self.programs else None
+        return None if head is None else layers + head
+
+    def first_linear_split(self, output: str):
+        """(first Linear, rest) when the program is Flatten -> Linear -> supported layers; else None."""
+        layers = self._layers(output)
+        if not layers or len(layers) < 2 or not isinstance(layers[0], nn.Flatten) \
+                or not isinstance(layers[1], nn.Linear) or any(isinstance(m, nn.Conv2d) for m in layers):
+            return None
+        return layers[1], nn.Sequential(*layers[2:])
+
+    def layer_sequence(self, output: str):
+        """The program's layers as torch modules when it is convolutional; else None."""
+        layers = self._layers(output)
+        if not layers or not any(isinstance(m, nn.Conv2d) for m in layers):
+            return None
+        return layers
+
+
+def layer_chain(program: nn.Module, output: int = 0) -> list[nn.Module] | None:
+    """The layers of an exported program that is a plain chain of Conv2d, Linear, ReLU, MaxPool2d
+    and Flatten (aten ops on one input, each feeding the next), as torch modules sharing the
+    program's weights; None for any other graph (the stages then use the program as a function).
+    """
+    graph = getattr(program, "graph", None)
+    if graph is None or output != 0:
+        return None
+    aten = torch.ops.aten
+    params = dict(program.named_parameters())
+    attrs = {}
+    layers: list[nn.Module] = []
+    current = None
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            attrs[node.name] = params.get(node.target)
+            continue
+        if node.op == "placeholder":
+            if current is not None:
+                return None
+            current = node
+            continue
+        if node.op == "call_module":  # the input guards of an unlifted program
+            continue
+        if node.op == "output":
+            outs = node.args[0]
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            return layers if len(outs) == 1 and outs[0] is current else None
+        if node.op != "call_function" or not node.args or node.args[0] is not current:
+            return None
+        args = list(node.args) + [None] * 8
+        fn = node.target
+        if fn == aten.relu.default:
+            layer = nn.ReLU()
+        elif fn == aten.flatten.using_ints and args[1] == 1 and args[2] in (None, -1):
+            layer = nn.Flatten()
+        elif fn == aten.linear.default:
+            w, b = attrs.get(getattr(args[1], "name", None)), attrs.get(getattr(args[2], "name", None))
+            if w is None or (args[2] is not None and b is None):
+                return None
+            layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
+            layer.weight, layer.bias = w, b
+        elif fn == aten.conv2d.default:
+            w, b = attrs.get(getattr(args[1], "name", None)), attrs.get(getattr(args[2], "name", None))
+            if w is None or (args[2] is not None and b is None):
+                return None
+            stride, padding, dilation = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1])
+            groups = args[6] or 1
+            layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride),
+                              padding=tuple(padding), dilation=tuple(dilation), groups=groups,
+                              bias=b is not None, device="meta")
+            layer.weight, layer.bias = w, b
+        elif fn == aten.max_pool2d.default:
+            kernel = args[1]
+            layer = nn.MaxPool2d(tuple(kernel), stride=tuple(args[2] or kernel), padding=tuple(args[3] or [0, 0]),
+                                 dilation=tuple(args[4] or [1, 1]), ceil_mode=bool(args[5]))
+        else:
+            return None
+        if node.kwargs:
+            return None
+        layers.append(layer)
+        current = node
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# model.pt records of loaded programs
+# --------------------------------------------------------------------------------------------
+def _as_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _programs(fmt: str, data: Mapping[str, bytes], settings: Mapping[str, Any],
+              where: Mapping[str, str]) -> dict[str, Callable]:
+    if fmt == "torch_export":
+        return {name: _torch_export_program(b, where[name]) for name, b in data.items()}
+    # only the encoder takes images: input_name names its image input
+    return {name: OnnxProgram(b, where[name], settings.get("input_name") if name == "encoder" else None)
+            for name, b in data.items()}
+
+
+def model_from_record(record: Mapping[str, Any], map_location="cpu") -> LoadedModel:
+    """The LoadedModel of a model.pt record written by `import_record` (eval mode)."""
+    data = {name: t.numpy().tobytes() for name, t in record["programs"].items()}
+    where = {name: f"model.pt ({name} from {record['files'].get(name)})" for name in data}
+    model = LoadedModel(record["source"], record["kind"], record["input_shape"], record["n_classes"],
+                        record["latent_dim"], _programs(record["source"], data, record["settings"], where),
+                        record["settings"])
+    model.class_names = list(record.get("class_names", []))
+    model.record_extra = {k: record[k] for k in ("dataset", "name") if k in record}
+    return model.to(map_location).eval()
+
+
+def _batch_dims_ok(dims: Sequence, shape: Sequence[int], where: str) -> None:
+    """The program's input dims against the dataset's (C, H, W); the batch dim must be open."""
+    if len(dims) != 1 + len(shape) or any(d is not None and d != s for d, s in zip(dims[1:], shape)):
+        shown = ", ".join("?" if d is None else str(d) for d in dims)
+        raise ValueError(f"{where} takes inputs of shape ({shown}); the dataset's images are "
+                         f"(batch, {', '.join(map(str, shape))})")
+    if dims[0] is not None:
+        raise ValueError(f"{where} was exported with a fixed batch size {dims[0]}; export it with a "
+                         f"dynamic batch dimension (torch.export: dynamic_shapes={{'x': {{0: Dim('batch')}}}}; "
+                         f"torch.onnx / tf2onnx: a dynamic first axis)")
+
+
+def _program_input_dims(program, fmt: str) -> list:
+    if fmt == "onnx":
+        return program.input_dims()
+    inputs = [n for n in program.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        return []
+    val = inputs[0].meta.get("val")
+    return [] if val is None else [int(d) if isinstance(d, int) else None for d in val.shape]
+
+
+def _finite(t: torch.Tensor, what: str, where: str) -> None:
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        raise ValueError(f"{where}: the {what} of the first batch has {int(bad.sum())} NaN or infinite "
+                         f"values (of {t.numel()}); check the input normalisation (source.input_range, "
+                         f"mean, std) and the exported weights")
+
+
+def import_record(name: str, spec: Mapping[str, Any], source: Mapping[str, Any], images: np.ndarray,
+                  n_classes: int, class_names: Sequence[str], dataset: str,
+                  first_batch: int = 64) -> dict[str, Any]:
+    """Read a torch_export or onnx model's files, check them on the dataset's first images and
+    return the record that model.pt stores.
+
+    Parameters
+    ----------
+    name : the model's config key; spec : its entry; source : its `source`, defaults filled.
+    images : (N, C, H, W) float32 in [0, 1], the dataset's images (the first `first_batch` are run).
+
+    Raises ValueError naming the config key, the file and what is wrong: input shape (both shapes),
+    a fixed batch size, several graph inputs and none named, output shapes, NaN or inf outputs.
+    """
+    fmt, kind, key = source["format"], spec["kind"], f"models.{name}.source"
+    files = {p: source[p] for p in PROGRAMS if source.get(p)}
+    data = {p: read_file(path, f"{key}.{p}") for p, path in files.items()}
+    where = {p: f"{key}.{p} ({files[p]})" for p in files}
+    settings = {k: source.get(k) for k in SETTINGS}
+    programs = _programs(fmt, data, settings, where)
+    shape = tuple(int(s) for s in images.shape[1:])
+    _batch_dims_ok(_program_input_dims(programs["encoder"], fmt) or [None, *shape], shape, where["encoder"])
+    x = torch.from_numpy(np.ascontiguousarray(images[:first_batch], dtype=np.float32))
+    probe = LoadedModel(fmt, kind, shape, n_classes, 1, programs, settings)
+    with torch.no_grad():
+        try:
+            z = probe.encode(x)
+        except ValueError as err:
+            raise ValueError(f"{where['encoder']}: {err}") from None
+        except Exception as err:
+            raise ValueError(f"{where['encoder']}: running it on the first batch {tuple(x.shape)} failed "
+                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        if z.ndim != 2 or z.shape[0] != len(x):
+            raise ValueError(f"{where['encoder']}: output {settings['latent_output']!r} has shape "
+                             f"{tuple(z.shape)}; a latent must be (batch, d) = ({len(x)}, d)")
+        _finite(z, f"encoder output {settings['latent_output']!r}", where["encoder"])
+        probe.latent_dim = int(z.shape[1])
+        if "decoder" in programs:
+            r = probe.decode(z)
+            if tuple(r.shape) != tuple(x.shape):
+                raise ValueError(f"{where['decoder']}: decodes ({len(x)}, {z.shape[1]}) latents to shape "
+                                 f"{tuple(r.shape)}; the dataset's images are {tuple(x.shape)}")
+            _finite(r, "decoder output", where["decoder"])
+        if kind == "classifier":
+            logits = probe(x)
+            what = where.get("head", where["encoder"])
+            if tuple(logits.shape) != (len(x), n_classes):
+                raise ValueError(f"{what}: logits of shape {tuple(logits.shape)}; the dataset has "
+                                 f"{n_classes} classes, so ({len(x)}, {n_classes}) was expected")
+            _finite(logits, "logits", what)
+    log.info("%s: %s %s, input %s, latent size %d, programs %s", name, fmt, kind, shape, probe.latent_dim,
+             ", ".join(f"{p} {files[p]}" for p in files))
+    return {
+        "source": fmt, "arch": fmt, "kind": kind, "input_shape": list(shape), "n_classes": int(n_classes),
+        "class_names": list(class_names), "latent_dim": probe.latent_dim,
+        "programs": {p: _as_tensor(b) for p, b in data.items()}, "files": {p: str(f) for p, f in files.items()},
+        "settings": settings, "dataset": dataset, "name": name,
+    }

@@ -1,0 +1,73 @@
+"""Small synthetic inputs of the atlas stage's jobs (a dataset, latents, maps, quality, predictions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latent_atlas.data.store import Dataset, save_dataset
+from latent_atlas.explain.maps import coords_table
+from latent_atlas.io import write_parquet
+from latent_atlas.latents import id_frame
+from latent_atlas.runtime import Files, Job
+from latent_atlas.schema import defaults
+
+CLASSES = ["zero", "one", "two", "three"]
+
+
+def synthetic_inputs(folder: Path, n: int = 400, d: int = 6, size: int = 8, seed: int = 0) -> Files:
+    """Files of a classifier with n mapped test samples of 4 classes; sample ids are 1000 + 3 i.
+
+    Images are size x size, one channel, each class a bright row band (rows 2c, 2c + 1) plus noise,
+    so every thumbnail differs. Maps: PCA = z[:, :2], t-SNE = z[:, 2:4], UMAP = z[:, 4:6] (any
+    2-D coordinates do: the page only draws them). Every tenth sample is misclassified.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(CLASSES)
+    centres = rng.normal(0, 4, (len(CLASSES), d))
+    z = (centres[labels] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    images = rng.uniform(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    for c in range(len(CLASSES)):
+        images[labels == c, 0, 2 * c:2 * c + 2] = 1.0
+    images = np.rint(images * 255).astype(np.float32) / np.float32(255)
+    sample_id = 1000 + 3 * np.arange(n)
+    split = np.array(["test"] * n)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = Files(data=str(folder / "data"), latents=str(folder / "latents.parquet"),
+                  maps=str(folder / "maps.parquet"), quality=str(folder / "quality.parquet"),
+                  predictions=str(folder / "predictions.parquet"))
+    save_dataset(Dataset(images, labels, CLASSES, split, sample_id, "synthetic"), files.data)
+    ids = id_frame(sample_id, split, labels, CLASSES)
+    latents = pd.concat([ids, pd.DataFrame(z, columns=[f"z{i}" for i in range(d)])], axis=1)
+    write_parquet(latents, files.latents)
+    coords = {"pca": z[:, :2], "tsne": z[:, 2:4], "umap": z[:, 4:6]}
+    write_parquet(coords_table(ids, coords), files.maps)
+    quality = pd.DataFrame({"space": ["full", "pca", "tsne", "umap"], "dims": [d, 2, 2, 2], "k": 5,
+                            "trustworthiness": [np.nan, 0.91, 0.95, 0.97], "continuity": [np.nan, 0.93, 0.9, 0.92],
+                            "knn_k": 5, "knn_accuracy": [0.99, 0.8, 0.85, 0.9], "knn_accuracy_std": 0.01,
+                            "n_samples": n})
+    write_parquet(quality, files.quality)
+    pred = labels.copy()
+    pred[::10] = (pred[::10] + 1) % len(CLASSES)
+    write_parquet(ids.assign(pred=pred.astype(np.int64)), files.predictions)
+    return files
+
+
+def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Files, Path]:
+    """Run the jobs atlas_points and atlas on `synthetic_inputs`; returns (inputs, page path)."""
+    from latent_atlas.atlas.jobs import atlas, atlas_points
+
+    files = synthetic_inputs(folder, **kwargs)
+    points = folder / "points.parquet"
+    atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
+                     output=Files([str(points)]), params=Files(k=k), wildcards=Files(model="m")))
+    page = folder / "atlas.html"
+    settings = defaults("#/properties/atlas")
+    settings["thumbnails"].update({"format": "png", **(thumbnails or {})})
+    atlas(Job(input=Files(points=str(points), quality=files.quality, latents=files.latents,
+                          data=files.data),
+              output=Files([str(page)]), config={"seed": 0},
+              params=Files(title="synthetic / m", settings=settings, importance="../importance/explorer.html")))
+    return files, page

@@ -1,0 +1,448 @@
+"""Bring your own model: networks trained elsewhere (torch.export, ONNX, state dict) and tables of
+latents, checked against the native models they were exported from, through the stages' jobs.
+
+A conv autoencoder and an MLP classifier are trained by the `train` job on a tiny dataset and
+exported three ways; each export is imported (`import_model`), extracted and put through permutation
+importance, and must give the native model's tables (to 1e-5 relative, bit for bit where the
+format runs the same torch ops). Bad inputs stop with errors naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from model_helpers import TINY_PARAMS, tiny_dataset
+
+from latent_atlas.config import ConfigError, check_config
+from latent_atlas.io import read_npz, read_parquet
+from latent_atlas.runtime import Files, Job
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 32, "max_samples": 16}
+NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
+
+
+class _Call(torch.nn.Module):
+    """One method of a model as a module's forward (what a user exports)."""
+
+    def __init__(self, model, method):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x):
+        return getattr(self.model, self.method)(x)
+
+
+def _export(model, kind: str, folder: Path) -> dict[str, dict]:
+    """The model as torch.export programs, ONNX graphs and a state dict: {format: source entry}."""
+    import warnings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(4, *model.input_shape)
+    z = model.encode(x) if kind == "autoencoder" else model.features(x)
+    first = _Call(model, "encode" if kind == "autoencoder" else "features")
+    second_name = "decoder" if kind == "autoencoder" else "head"
+    second = _Call(model, "decode") if kind == "autoencoder" else model.head
+    batch = {0: torch.export.Dim("batch")}
+    out = {"torch_export": {"format": "torch_export"}, "onnx": {"format": "onnx"}}
+    for name, module, example in (("encoder", first, x), (second_name, second, z)):
+        path = folder / f"{name}.pt2"
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=(batch,)), path)
+        out["torch_export"][name] = str(path)
+        path = folder / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+        out["onnx"][name] = str(path)
+    torch.save(model.state_dict(), folder / "weights.pt")
+    out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
+    return out
+
+
+def _train_job(data: str, folder: Path, name: str, arch: str) -> Path:
+    from latent_atlas.models import jobs
+
+    spec = {"dataset": "tiny", "arch": arch, "params": TINY_PARAMS[arch],
+            "train": {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
+    out = Files(model=str(folder / "model.pt"), metrics=str(folder / "metrics.json"),
+                train_log=str(folder / "train_log.tsv"))
+    jobs.train(Job(input=Files([data]), output=out, params=Files(spec=spec, checkpoint_dir=str(folder / "ckpt")),
+                   wildcards=Files(model=name), config={"seed": 0}))
+    return folder / "model.pt"
+
+
+def _stage_outputs(data: str, model_pt: Path, name: str, kind: str, folder: Path) -> dict[str, pd.DataFrame]:
+    """Extraction, pixel importance (one block: every pixel) and latent importance of model.pt."""
+    from latent_atlas.importance import jobs as importance
+    from latent_atlas.models import jobs
+
+    extra = ({"reconstructions": str(folder / "reconstructions.npz")} if kind == "autoencoder"
+             else {"predictions": str(folder / "predictions.parquet"), "hidden": str(folder / "hidden.parquet")})
+    out = Files(latents=str(folder / "latents.parquet"), **extra)
+    jobs.extract_autoencoder(Job(input=Files(data=data, model=str(model_pt)), output=out,
+                                 params=Files(extract={"batch_size": 32, "reconstructions_per_class": 2,
+                                                       "hidden_max_samples": 50}, config_hash="h"),
+                                 wildcards=Files(model=name)))
+    settings = importance.settings_of(IMPORTANCE)
+    inputs = Files(data=data, model=str(model_pt))
+    for rule, path in (("importance_block", "block.parquet"), ("latent_importance", "latent_importance.parquet")):
+        getattr(importance, rule)(Job(input=inputs, output=Files([str(folder / path)]), params=Files(settings=settings),
+                                      wildcards=Files(dataset="tiny", model=name, block="0001"), config={"seed": 3}))
+    tables = {k: read_parquet(v) for k, v in out.items() if v.endswith(".parquet")}
+    tables["block"] = read_parquet(folder / "block.parquet")
+    tables["latent_importance"] = read_parquet(folder / "latent_importance.parquet")
+    if kind == "autoencoder":
+        tables["reconstructions"] = pd.DataFrame(read_npz(out.reconstructions)["reconstruction"].reshape(-1, 1))
+    return tables
+
+
+def _import_job(data: str, spec: dict, name: str, out: Path):
+    from latent_atlas.models import jobs
+
+    jobs.import_model(Job(input=Files(data=data), output=Files(model=str(out)), params=Files(spec=spec),
+                          wildcards=Files(model=name), config={"seed": 0}))
+
+
+@pytest.fixture(scope="module")
+def byom(tmp_path_factory):
+    """The tiny dataset, each native model trained by the train job, its exports and stage tables."""
+    from latent_atlas.data.store import save_dataset
+    from latent_atlas.models.networks import load_model
+
+    root = tmp_path_factory.mktemp("byom")
+    data = str(root / "tiny")
+    save_dataset(tiny_dataset(n=96), data)
+    out = {"root": root, "data": data}
+    for name, (arch, kind) in NATIVE.items():
+        folder = root / name / "native"
+        model_pt = _train_job(data, folder, name, arch)
+        out[name] = {"native": _stage_outputs(data, model_pt, name, kind, folder),
+                     "sources": _export(load_model(model_pt), kind, root / name / "files"),
+                     "model_pt": model_pt}
+    return out
+
+
+def _assert_tables_close(loaded: dict, native: dict, exact: bool) -> None:
+    assert loaded.keys() == native.keys()
+    for key, table in native.items():
+        other = loaded[key]
+        assert list(other.columns) == list(table.columns), key
+        for col in table.columns:
+            a, b = other[col].to_numpy(), table[col].to_numpy()
+            if exact or not np.issubdtype(b.dtype, np.floating):
+                np.testing.assert_array_equal(a, b, err_msg=f"{key}.{col}")
+            else:
+                # importances are means of squared differences of float32 latents: one ulp of
+                # onnxruntime-vs-torch difference in z moves the smallest ones by more than 1e-5 of
+                # themselves, so they are compared to 2e-4 of the table's largest value (as the engine's
+                # own tests compare its paths with each other)
+                scale = (float(np.abs(b).max()) or 1.0) * (2e-4 if key in ("block", "latent_importance") else 1e-5)
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=scale, err_msg=f"{key}.{col}")
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "torch_export", "onnx"])
+@pytest.mark.parametrize("name", list(NATIVE))
+def test_a_loaded_model_gives_the_native_tables(byom, name, fmt, caplog):
+    """Latents, predictions / reconstructions, pixel and latent importance of the imported model
+    equal the native model's: bit for bit for the state dict and torch.export (same torch ops, the
+    same fast paths); to 1e-5 of the largest value for ONNX (onnxruntime's kernels, rows path)."""
+    arch, kind = NATIVE[name]
+    folder = byom["root"] / name / fmt
+    folder.mkdir()
+    source = byom[name]["sources"][fmt]
+    spec = {"dataset": "tiny", "source": source}
+    spec.update({"arch": arch, "params": TINY_PARAMS[arch]} if fmt == "state_dict" else {"kind": kind})
+    _import_job(byom["data"], spec, name, folder / "model.pt")
+    if fmt == "state_dict":  # the record training writes, byte for byte
+        assert (folder / "model.pt").read_bytes() == byom[name]["model_pt"].read_bytes()
+    with caplog.at_level("INFO", logger="latent_atlas"):
+        tables = _stage_outputs(byom["data"], folder / "model.pt", name, kind, folder)
+    native = byom[name]["native"]
+    if kind == "classifier" and fmt != "state_dict":  # a loaded program exposes one hidden layer: its features
+        hidden = native["hidden"]
+        native = {**native, "hidden": hidden[[c for c in hidden.columns if not c.startswith("conv")]]}
+    _assert_tables_close(tables, native, exact=fmt != "onnx")
+    path = {"dense": "kernel", "cnn": "local"}[name] if fmt != "onnx" else "rows"
+    outputs = ["latent"] if kind == "autoencoder" else ["features", "logits"]
+    for output in outputs:
+        assert f"{output} output, on cpu: path {path}" in caplog.text
+
+
+def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
+    """featureviz optimises images through the model: a torch.export program passes gradients."""
+    from latent_atlas.models.networks import load_model
+
+    folder = byom["root"] / "cnn" / "grad"
+    folder.mkdir()
+    _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": byom["cnn"]["sources"]["torch_export"]},
+                "cnn", folder / "model.pt")
+    x = torch.rand(3, 1, 16, 16, requires_grad=True)
+    grads = []
+    for path in (folder / "model.pt", byom["cnn"]["model_pt"]):
+        model = load_model(path)
+        x.grad = None
+        torch.log_softmax(model(x), 1)[:, 2].sum().backward()
+        grads.append(x.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_input_normalisation_is_applied_before_the_encoder(byom):
+    """A network that expects [-1, 1] inputs: the loaded model maps [0, 1] images to it."""
+    from latent_atlas.models.networks import load_model
+
+    native = load_model(byom["cnn"]["model_pt"])
+    folder = byom["root"] / "norm"
+    folder.mkdir()
+
+    class Shifted(torch.nn.Module):  # the native features of (x + 1) / 2: expects [-1, 1]
+        def forward(self, x):
+            return native.features((x + 1) / 2)
+
+    torch.export.save(torch.export.export(Shifted(), (torch.rand(4, 1, 16, 16),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), folder / "enc.pt2")
+    source = {"format": "torch_export", "encoder": str(folder / "enc.pt2"), "head": byom["cnn"]["sources"]["torch_export"]["head"],
+              "input_range": "-1,1"}
+    _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": source}, "norm", folder / "model.pt")
+    loaded = load_model(folder / "model.pt")
+    x = torch.rand(5, 1, 16, 16)
+    torch.testing.assert_close(loaded.features(x), native.features(x), rtol=1e-6, atol=1e-6)
+    assert loaded.layer_sequence("features") is None and loaded.first_linear_split("features") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Tables of latents
+# --------------------------------------------------------------------------------------------
+def _import_latents(table_source: dict, name: str, out: Path, data: str | None, dataset="tiny"):
+    from latent_atlas.models import jobs
+
+    spec = {"dataset": dataset, "source": {"format": "latents", **table_source}}
+    jobs.import_latents(Job(input=Files(**({"data": data} if data else {})), output=Files(latents=str(out)),
+                            params=Files(spec=spec, config_hash="h"), wildcards=Files(model=name)))
+
+
+def test_a_latents_table_is_matched_by_sample_id_row_order_or_stands_alone(byom, tmp_path):
+    native = byom["dense"]["native"]["latents"]
+    zcols = [c for c in native.columns if c.startswith("z")]
+    shuffled = native.sample(frac=1.0, random_state=0).rename(columns={c: f"dim_{c}" for c in zcols})
+    shuffled[["sample_id", *[f"dim_{c}" for c in zcols]]].to_parquet(tmp_path / "by_id.parquet")
+    _import_latents({"table": str(tmp_path / "by_id.parquet")}, "t", tmp_path / "a.parquet", byom["data"])
+    pd.testing.assert_frame_equal(read_parquet(tmp_path / "a.parquet"), native)
+
+    np.save(tmp_path / "rows.npy", native[zcols].to_numpy())
+    _import_latents({"table": str(tmp_path / "rows.npy"), "match": "row_order"}, "t", tmp_path / "b.parquet",
+                    byom["data"])
+    pd.testing.assert_frame_equal(read_parquet(tmp_path / "b.parquet"), native)
+
+    np.savez(tmp_path / "alone.npz", latents=native[zcols].to_numpy(),
+             species=native["label_name"].to_numpy().astype(str))
+    _import_latents({"table": str(tmp_path / "alone.npz"), "match": "standalone", "label_column": "species"},
+                    "t", tmp_path / "c.parquet", None, dataset="my_embeddings")
+    alone = read_parquet(tmp_path / "c.parquet")
+    np.testing.assert_array_equal(alone[zcols].to_numpy(), native[zcols].to_numpy())
+    assert list(alone["label_name"]) == list(native["label_name"]) and set(alone["split"]) == {"test"}
+    assert list(alone["sample_id"]) == list(range(len(native)))
+
+
+def test_a_parquet_of_latents_runs_geometry_and_its_projections(byom, tmp_path):
+    """geometry_tables and a t-SNE map from an imported table equal those from the native latents."""
+    from latent_atlas.geometry import jobs as geometry
+    from latent_atlas.schema import with_defaults
+
+    native_path = byom["root"] / "dense" / "native" / "latents.parquet"
+    native = read_parquet(native_path)
+    native.to_parquet(tmp_path / "mine.parquet")
+    _import_latents({"table": str(tmp_path / "mine.parquet")}, "dense", tmp_path / "latents.parquet", byom["data"])
+    cfg = yaml.safe_load((ROOT / "config" / "examples" / "latents.yaml").read_text())
+    settings = with_defaults(cfg["geometry"], "#/properties/geometry", "geometry")
+    results = {}
+    for which, latents in (("native", native_path), ("table", tmp_path / "latents.parquet")):
+        d = tmp_path / which
+        tables = [str(d / f"{t}.parquet") for t in ("axis_density", "axis_summary", "radius_histogram",
+                                                     "radius_summary", "pca_variance", "pca_loadings", "pca_scores",
+                                                     "planes", "zoom", "neighbours", "intrinsic_dimension", "summary")]
+        names = [Path(t).stem for t in tables]
+        geometry.geometry_tables(Job(input=Files([str(latents)]), output=Files(tables),
+                                     params=Files(names=names, geometry=settings),
+                                     wildcards=Files(dataset="tiny", model="dense"), config={"seed": 0}))
+        tsne = str(d / "tsne_raw_n50.parquet")
+        geometry.geometry_tsne(Job(input=Files([str(latents)]), output=Files([tsne]),
+                                   params=Files(settings=settings["projections"]["tsne"]),
+                                   wildcards=Files(dataset="tiny", model="dense", space="raw", n="50"),
+                                   config={"seed": 0, "numeric_threads": 1}))
+        results[which] = [read_parquet(p) for p in (*tables, tsne)]
+    for a, b in zip(results["table"], results["native"]):
+        pd.testing.assert_frame_equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad inputs: clear errors, nothing written
+# --------------------------------------------------------------------------------------------
+def _bad_import(byom, tmp_path, spec, match):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"earlier result")
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        _import_job(byom["data"], spec, "mine", out)
+    assert out.read_bytes() == b"earlier result"
+
+
+def test_an_input_shape_mismatch_names_both_shapes_and_the_file(byom, tmp_path):
+    from latent_atlas.models.networks import build_model
+
+    other = build_model("cnn_classifier", (1, 8, 8), 3, TINY_PARAMS["cnn_classifier"]).eval()
+    sources = _export(other, "classifier", tmp_path / "small")
+    for fmt in ("torch_export", "onnx"):
+        spec = {"dataset": "tiny", "kind": "classifier", "source": sources[fmt]}
+        _bad_import(byom, tmp_path, spec, rf"models\.mine\.source\.encoder \(.*encoder\.{'pt2' if fmt == 'torch_export' else 'onnx'}\) "
+                                          r"takes inputs of shape \(\?, 1, 8, 8\); the dataset's images are \(batch, 1, 16, 16\)")
+    spec = {"dataset": "tiny", "arch": "cnn_classifier", "params": TINY_PARAMS["cnn_classifier"], "source": sources["state_dict"]}
+    _bad_import(byom, tmp_path, spec, r"(?s)models\.mine\.source\.weights: .*weights\.pt does not fit arch 'cnn_classifier'.*"
+                                      r"size mismatch for fc\.weight")
+
+
+def test_unreadable_files_several_onnx_inputs_and_nan_outputs_stop_the_import(byom, tmp_path):
+    (tmp_path / "junk.pt2").write_bytes(b"not a program")
+    spec = {"dataset": "tiny", "kind": "autoencoder", "source": {"format": "torch_export", "encoder": str(tmp_path / "junk.pt2")}}
+    _bad_import(byom, tmp_path, spec, r"models\.mine\.source\.encoder \(.*junk\.pt2\): not a torch\.export program")
+    spec["source"]["encoder"] = str(tmp_path / "gone.pt2")
+    _bad_import(byom, tmp_path, spec, r"models\.mine\.source\.encoder: file not found: .*gone\.pt2")
+
+    class Two(torch.nn.Module):
+        def forward(self, x, y):
+            return x.flatten(1) + y.flatten(1)
+
+    x = torch.rand(2, 1, 16, 16)
+    torch.onnx.export(Two(), (x, x), str(tmp_path / "two.onnx"), dynamo=False, input_names=["a", "b"],
+                      dynamic_axes={"a": {0: "n"}, "b": {0: "n"}})
+    spec = {"dataset": "tiny", "kind": "autoencoder", "source": {"format": "onnx", "encoder": str(tmp_path / "two.onnx")}}
+    _bad_import(byom, tmp_path, spec, r"two\.onnx\): the ONNX graph has 2 inputs \(a, b\); set source\.input_name")
+
+    class Nan(torch.nn.Module):
+        def forward(self, x):
+            return torch.log(x.flatten(1) - 2.0)
+
+    torch.export.save(torch.export.export(Nan(), (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)), tmp_path / "nan.pt2")
+    spec = {"dataset": "tiny", "kind": "autoencoder", "source": {"format": "torch_export", "encoder": str(tmp_path / "nan.pt2")}}
+    _bad_import(byom, tmp_path, spec, r"nan\.pt2\): the encoder output 0 of the first batch has \d+ NaN or infinite values")
+
+    torch.save({"weights": [1, 2]}, tmp_path / "list.pt")
+    spec = {"dataset": "tiny", "arch": "conv_ae", "source": {"format": "state_dict", "weights": str(tmp_path / "list.pt")}}
+    _bad_import(byom, tmp_path, spec, r"list\.pt holds a dict, not a state dict")
+
+
+def test_a_state_dict_is_never_unpickled(byom, tmp_path):
+    """A pickle that would run code is refused by weights_only loading, not executed."""
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (Path.write_text, (tmp_path / "pwned", "ran"))
+
+    torch.save({"x": Boom()}, tmp_path / "evil.pt", pickle_module=pickle)
+    spec = {"dataset": "tiny", "arch": "conv_ae", "source": {"format": "state_dict", "weights": str(tmp_path / "evil.pt")}}
+    _bad_import(byom, tmp_path, spec, r"is not a state dict torch\.load can read with weights_only=True")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_latents_table_that_does_not_match_the_dataset_is_refused(byom, tmp_path):
+    native = byom["dense"]["native"]["latents"]
+    out = tmp_path / "latents.parquet"
+    out.write_bytes(b"earlier result")
+    native.iloc[:-3].to_parquet(tmp_path / "short.parquet")
+    with pytest.raises(ValueError, match=r"short\.parquet has 93 rows; dataset 'tiny' has 96 samples: 3 of its "
+                                         r"sample_ids are not in the table \(e\.g\. \[1093, 1094, 1095\]\)"):
+        _import_latents({"table": str(tmp_path / "short.parquet")}, "t", out, byom["data"])
+    with pytest.raises(ValueError, match=r"has 93 rows; dataset 'tiny' has 96 samples \(source\.match: row_order"):
+        _import_latents({"table": str(tmp_path / "short.parquet"), "match": "row_order"}, "t", out, byom["data"])
+    bad = native.copy()
+    bad.loc[5, "z1"] = np.nan
+    bad.to_parquet(tmp_path / "nan.parquet")
+    with pytest.raises(ValueError, match=r"nan\.parquet: 1 NaN or infinite latent values in 1 rows \(first rows \[5\]\)"):
+        _import_latents({"table": str(tmp_path / "nan.parquet")}, "t", out, byom["data"])
+    assert out.read_bytes() == b"earlier result"
+
+
+def _config(models: dict, **sections) -> dict:
+    return {"datasets": {"tiny": {"source": "sklearn_digits"}}, "models": models,
+            **{k: {"models": v} for k, v in sections.items()}}
+
+
+def test_config_checks_name_the_key_before_any_job_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "enc.onnx").write_bytes(b"x")
+    (tmp_path / "z.parquet").write_bytes(b"x")
+    table = {"dataset": "tiny", "source": {"format": "latents", "table": "z.parquet"}}
+    onnx = {"dataset": "tiny", "kind": "classifier", "source": {"format": "onnx", "encoder": "enc.onnx", "logits_output": 1}}
+    check_config(_config({"emb": table, "net": onnx}, geometry=["emb"]))
+    cases = [
+        (_config({"emb": table}, importance=["emb"]),
+         r"importance\.models\[0\]: model 'emb' cannot run importance: importance takes autoencoder and classifier "
+         r"models; it is a table of latents"),
+        (_config({"emb": table}, featureviz=["emb"]), r"featureviz\.models\[0\]: model 'emb' cannot run featureviz"),
+        (_config({"net": onnx}, featureviz=["net"]),
+         r"featureviz\.models\[0\]: model 'net' cannot run featureviz: onnxruntime gives no gradients"),
+        (_config({"net": onnx}, importance=["net"]), r"latent importance needs the class layer: give the classifier's source\.head"),
+        (_config({"net": {**onnx, "source": {**onnx["source"], "encoder": "gone.onnx"}}}),
+         r"models\.net\.source\.encoder: file not found: gone\.onnx"),
+        (_config({"net": {k: v for k, v in onnx.items() if k != "kind"}}), r"models\.net\.kind: required for source\.format 'onnx'"),
+        (_config({"net": {"dataset": "tiny"}}), r"models\.net: needs `arch` \(a model trained here\) or `source`"),
+        (_config({"net": {**onnx, "source": {"format": "onnx", "encoder": "enc.onnx"}}}),
+         r"models\.net\.source: a classifier needs `head`"),
+        (_config({"emb": {**table, "dataset": "elsewhere"}}), r"models\.emb\.dataset: 'elsewhere' is not a defined dataset"),
+    ]
+    for cfg, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            check_config(cfg)
+    check_config(_config({"emb": {**table, "dataset": "elsewhere", "source": {**table["source"], "match": "standalone"}}}))
+
+
+# --------------------------------------------------------------------------------------------
+# The example configs
+# --------------------------------------------------------------------------------------------
+def _example(tmp_path: Path, example: str) -> tuple[Path, dict]:
+    """config/examples/<example>.yaml, with a placeholder at each file it names under tmp_path."""
+    path = ROOT / "config" / "examples" / f"{example}.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    for spec in cfg["models"].values():
+        for key in ("weights", "encoder", "decoder", "head", "table"):
+            if key in spec["source"]:
+                target = tmp_path / spec["source"][key]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(b"placeholder")  # config checks look for the file, not its content
+    return path, cfg
+
+
+@pytest.mark.parametrize("example", ["state_dict", "torch_export", "onnx", "latents"])
+def test_the_example_configs_pass_validation(tmp_path, monkeypatch, example):
+    from latent_atlas.config import schema_errors
+    from latent_atlas.schema import SCHEMA_PATH
+
+    _, cfg = _example(tmp_path, example)
+    monkeypatch.chdir(tmp_path)
+    assert schema_errors(cfg, SCHEMA_PATH) == []
+    check_config(cfg)
+    (tmp_path / next(iter(cfg["models"].values()))["source"].get("table", "none")).unlink(missing_ok=True)
+    if example == "latents":
+        with pytest.raises(ConfigError, match=r"models\.digits_embedding\.source\.table: file not found"):
+            check_config(cfg)
+
+
+def test_the_torch_export_example_plans_every_stage_without_training(tmp_path):
+    """A dry run of config/examples/torch_export.yaml: import instead of train, then extraction,
+    importance, featureviz and geometry on the loaded programs."""
+    from conftest import run_snakemake
+
+    path, _ = _example(tmp_path, "torch_export")
+    proc = run_snakemake(tmp_path, "-n", configfile=path, timeout=120)
+    rules = set(re.findall(r"^(?:rule|checkpoint) (\w+):", proc.stdout, re.M))
+    assert "train" not in rules and "plot_model_classifier" not in rules
+    assert {"import_model", "extract_autoencoder", "extract_classifier_hidden", "importance_plan", "latent_importance",
+            "featureviz_census", "geometry_random_points", "geometry_tsne"} <= rules, sorted(rules)

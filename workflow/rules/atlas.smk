@@ -1,0 +1,85 @@
+# Stage: the latent atlas. For every model in `atlas.models`: a per-point table (latent-space
+# neighbours, local density, neighbourhood preservation in each map, predicted class or
+# reconstruction error) and one self-contained interactive HTML page drawn from it.
+# The maps are the explain stage's, or the atlas's own (rules atlas_maps and atlas_quality: the
+# explain stage's jobs on the atlas's samples). Job functions: latent_atlas/atlas/jobs.py.
+
+
+include: "atlas_functions.smk"
+
+
+use rule explain_maps as atlas_maps with:
+    output:
+        maps="results/{dataset}/{model}/atlas/maps.parquet",
+        placement="results/{dataset}/{model}/atlas/placement.parquet",
+        pca_scree="results/{dataset}/{model}/atlas/pca_scree.parquet",
+        pca_loadings="results/{dataset}/{model}/atlas/pca_loadings.parquet",
+        pca_contributions="results/{dataset}/{model}/atlas/pca_contributions.parquet",
+    log:
+        "results/logs/atlas_maps/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/atlas_maps/{dataset}/{model}.tsv"
+    params:
+        settings=atlas_map_settings(),
+
+
+use rule explain_quality as atlas_quality with:
+    input:
+        latents="results/{dataset}/{model}/latents.parquet",
+        maps="results/{dataset}/{model}/atlas/maps.parquet",
+    output:
+        "results/{dataset}/{model}/atlas/quality.parquet",
+    log:
+        "results/logs/atlas_quality/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/atlas_quality/{dataset}/{model}.tsv"
+    params:
+        settings=atlas_map_settings(),
+
+
+rule atlas_points:
+    input:
+        unpack(atlas_points_inputs),
+    output:
+        "results/{dataset}/{model}/atlas/points.parquet",
+    log:
+        "results/logs/atlas_points/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/atlas_points/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: config["numeric_threads"]
+    resources:
+        gpu=1,
+    params:
+        k=ATLAS["k"],
+    script:
+        "../scripts/run_job.py"
+
+
+rule atlas:
+    input:
+        points="results/{dataset}/{model}/atlas/points.parquet",
+        quality=atlas_quality_table,
+        latents="results/{dataset}/{model}/latents.parquet",
+        data=rules.prepare_data.output,
+    output:
+        report(
+            "results/figures/{dataset}/{model}/atlas.html",
+            caption="../report/atlas.rst",
+            category="Latent atlas",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/atlas/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/atlas/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        title="{model} on {dataset}",
+        settings=ATLAS,
+        importance=atlas_importance_link,
+    script:
+        "../scripts/run_job.py"
