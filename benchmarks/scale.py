@@ -146,7 +146,10 @@ def decode_workers(folder: Path, work: Path, samples: int) -> dict[int, float]:
     from latent_atlas.data.build import write_store
 
     spec = {"source": "celeba", "path": str(folder), "color": "rgb", "center_crop": 140, "size": 96,
-            "split": {"method": "source"}, "subsample": {"train": int(samples * 0.9), "test": samples - int(samples * 0.9)}}
+            "split": {"method": "source"}}
+    in_folder = len((folder / "list_eval_partition.txt").read_text().splitlines())
+    if samples < in_folder:
+        spec["subsample"] = {"train": int(samples * 0.9), "test": samples - int(samples * 0.9)}
     seconds = {}
     for workers in (1, 2):
         t0 = time.perf_counter()
@@ -169,10 +172,14 @@ def main() -> None:
     ap.add_argument("--projections", action="store_true", help="also t-SNE and UMAP at the study's sizes")
     ap.add_argument("--throughput-samples", type=int, default=2048)
     ap.add_argument("--workers-samples", type=int, default=4000)
+    ap.add_argument("--no-ratios", action="store_true",
+                    help="skip the side-by-side throughput and decode-worker ratios (run them on a quiet machine)")
+    ap.add_argument("--ratios-only", action="store_true",
+                    help="only the side-by-side ratios, on the store and folder of the first --n (from an earlier run)")
     args = ap.parse_args()
     ns = args.n or [20000]
     rows, notes = [], []
-    for n in ns:
+    for n in ([] if args.ratios_only else ns):
         folder = celeba_folder(args.work, n)
         stream_dir = args.work / f"stream_{n}"
         dataset = {"source": "celeba", "path": str(folder), "color": "rgb", "center_crop": 140, "size": 96,
@@ -190,15 +197,16 @@ def main() -> None:
             rows += [{"N": n, "path": "in-memory", **r} for r in df.to_dict("records")]
             notes.append(f"N = {n:,} in-memory: snakemake {'ok' if df.attrs['ok'] else 'FAILED'}, {df.attrs['wall']:.0f} s")
         print("\n".join(notes[-2:]), file=sys.stderr)
-    table = pd.DataFrame(rows)
     lines = ["### Peak memory and wall time per rule (Snakemake benchmark files)", "",
              "| N | path | rule | job | wall s | max RSS MB | MB per 1k images |", "|---|---|---|---|---|---|---|"]
-    for r in table.to_dict("records"):
+    if args.ratios_only:
+        lines = []
+    for r in rows:
         lines.append(f"| {r['N']:,} | {r['path']} | {r['rule']} | {r['job']} | {r['s']:.0f} | {r['max_rss_mb']:.0f} | "
                      f"{r['max_rss_mb'] / r['N'] * 1000:.1f} |")
     lines += ["", *[f"- {note}" for note in notes], ""]
     store = args.work / f"stream_{ns[0]}" / "results" / "data" / "celeba"
-    if (store / "images.npy").is_file():
+    if (store / "images.npy").is_file() and not args.no_ratios:
         stream, memory = throughput(store, args.throughput_samples)
         lines += ["### Training throughput, side by side (one process, alternating runs, median of 2)", "",
                   "| path | images/s |", "|---|---|", f"| streaming from the store | {stream:.1f} |",
@@ -208,7 +216,8 @@ def main() -> None:
         seconds = decode_workers(celeba_folder(args.work, ns[0]), args.work / "workers", args.workers_samples)
         lines += ["### prepare_data: decoding processes (same bytes written)", "",
                   "| workers | seconds |", "|---|---|", *[f"| {w} | {s:.1f} |" for w, s in seconds.items()], "",
-                  f"1 worker / 2 workers = **{seconds[1] / seconds[2]:.2f}x** ({args.workers_samples:,} JPEGs)", ""]
+                  f"1 worker / 2 workers = **{seconds[1] / seconds[2]:.2f}x** "
+                  f"({min(args.workers_samples, ns[0]):,} JPEGs)", ""]
     print("\n".join(lines))
 
 
