@@ -14,50 +14,50 @@ import pytest
 from latent_atlas.data.store import load_dataset, write_dataset
 from latent_atlas.data.synthetic import write_celeba_folder
 from latent_atlas.io import read_parquet
-from latent_atlas.runtime import Files, Job
 
-from conftest import ROOT
+from conftest import ROOT, run_snakemake
 
 torch = pytest.importorskip("torch")
 
 
-def test_a_celeba_folder_goes_through_data_train_and_extract(tmp_path):
-    from latent_atlas.data.jobs import prepare_data
-    from latent_atlas.models.jobs import extract_autoencoder, train
+def test_a_celeba_folder_goes_through_the_workflow(tmp_path):
+    """200 synthetic faces in CelebA's own layout through Snakemake: prepare_data, train, extract_autoencoder, geometry_tables. The streamed training gives the weights
+    that training on the same images held as one array gives."""
+    import yaml
+
     from latent_atlas.models.training import train_model
     from latent_atlas.models.networks import build_model, load_model
 
     folder = write_celeba_folder(tmp_path / "celeba", 200, seed=2)
-    spec = {"source": "celeba", "path": str(folder), "attribute": "Male", "size": 24}
-    store = tmp_path / "data" / "faces"
-    data = Files(images=str(store / "images.npy"), samples=str(store / "samples.parquet"))
-    prepare_data(Job(output=data, params=Files(spec=spec), wildcards=Files(dataset="faces"),
-                     config={"seed": 0}, threads=2))
-    ds = load_dataset(data)
+    model_spec = {"dataset": "faces", "arch": "conv_ae", "params": {"channels": [4, 4, 8, 8], "latent_dim": 4},
+                  "train": {"epochs": 1, "batch_size": 32}}
+    cfg = {"seed": 0, "numeric_threads": 1,
+           "datasets": {"faces": {"source": "celeba", "path": str(folder), "attribute": "Male", "size": 24}},
+           "models": {"ae": model_spec}, "geometry": {"models": ["ae"]}}
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run_snakemake(work, "--cores", "2", "results/faces/ae/latents.parquet", "results/faces/ae/geometry/summary.parquet",
+                  configfile=work / "config.yaml", timeout=600)
+    store = work / "results" / "data" / "faces"
+    ds = load_dataset(store)
     assert len(ds) == 200 and ds.input_shape == (3, 24, 24) and (ds.split == "test").sum() == 22
 
-    model_spec = {"arch": "conv_ae", "params": {"channels": [4, 4, 8, 8], "latent_dim": 4},
-                  "train": {"epochs": 1, "batch_size": 32}}
-    out = Files(model=tmp_path / "model.pt", metrics=tmp_path / "metrics.json", train_log=tmp_path / "log.tsv")
-    train(Job(input=data, output=out, params=Files(spec=model_spec, checkpoint_dir=tmp_path / "ckpt"),
-              wildcards=Files(model="ae"), config={"seed": 0}))
-    # streaming batches from the store trains the same weights as the whole array in memory
-    torch.manual_seed(0)
-    in_memory = train_model(build_model("conv_ae", (3, 24, 24), 2, model_spec["params"]), np.asarray(ds.images),
-                            ds.labels, ds.split, model_spec["train"], seed=0, progress=False).model
-    streamed = load_model(out.model).state_dict()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # numeric_threads, as the train job ran
+    try:
+        torch.manual_seed(0)
+        in_memory = train_model(build_model("conv_ae", (3, 24, 24), 2, model_spec["params"]), np.asarray(ds.images),
+                                ds.labels, ds.split, model_spec["train"], seed=0, progress=False).model
+    finally:
+        torch.set_num_threads(threads)
+    streamed = load_model(work / "results" / "faces" / "ae" / "model.pt").state_dict()
     for name, value in in_memory.state_dict().items():
         assert torch.equal(value, streamed[name]), name
-
-    latents = tmp_path / "latents.parquet"
-    extract_autoencoder(Job(input=Files(data=data, model=out.model),
-                            output=Files(latents=latents, reconstructions=tmp_path / "rec.npz"),
-                            params=Files(extract={"batch_size": 64, "reconstructions_per_class": 2},
-                                         config_hash="h"),
-                            wildcards=Files(model="ae")))
-    table = read_parquet(latents)
+    table = read_parquet(work / "results" / "faces" / "ae" / "latents.parquet")
     np.testing.assert_array_equal(table["sample_id"], ds.sample_id)
     assert table.shape == (200, 4 + 4) and np.isfinite(table.filter(like="z").to_numpy()).all()
+    assert len(read_parquet(work / "results" / "faces" / "ae" / "geometry" / "summary.parquet"))
 
 
 # The child measures the peak RSS that a job adds once torch is imported and the model exists
