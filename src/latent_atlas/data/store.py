@@ -366,29 +366,31 @@ def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.n
                         "label": np.asarray(labels, np.int64)})
     n = len(ids)
     where = f"dataset {name!r}"
-    written, out = 0, None
-    with atomic_path(folder / IMAGES_FILE) as tmp:
+    written, shape, dtype = 0, None, None
+    # Plain sequential writes, not a memory map: pages of a written map stay resident in the job
+    # (its RSS grew with N), while written file pages go to the kernel's page cache.
+    with atomic_path(folder / IMAGES_FILE) as tmp, open(tmp, "wb") as fh:
         for chunk in chunks:
             chunk = np.asarray(chunk)
-            if out is None:
-                dtype = np.uint8 if chunk.dtype == np.uint8 else np.float32
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *chunk.shape[1:]))
-            if chunk.ndim != 4 or chunk.shape[1:] != out.shape[1:]:
+            if shape is None:
+                dtype = np.dtype(np.uint8 if chunk.dtype == np.uint8 else np.float32)
+                shape = (n, *chunk.shape[1:])
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(fh, header)  # what np.save writes for it
+            if chunk.ndim != 4 or chunk.shape[1:] != shape[1:]:
                 raise DataError(f"{where}: a chunk of images has shape {chunk.shape}, expected "
-                                f"(k, {', '.join(map(str, out.shape[1:]))})")
-            if (chunk.dtype == np.uint8) != (out.dtype == np.uint8):
-                raise DataError(f"{where}: chunks mix uint8 and float images ({chunk.dtype} after {out.dtype})")
-            if out.dtype == np.float32:
+                                f"(k, {', '.join(map(str, shape[1:]))})")
+            if (chunk.dtype == np.uint8) != (dtype == np.uint8):
+                raise DataError(f"{where}: chunks mix uint8 and float images ({chunk.dtype} after {dtype})")
+            if dtype == np.float32:
                 check_pixel_range(chunk, where)
             if written + len(chunk) > n:
                 raise DataError(f"{where}: more images than the {n} samples")
-            out[written:written + len(chunk)] = chunk
+            fh.write(np.ascontiguousarray(chunk, dtype=dtype).data)
             written += len(chunk)
-            out.flush()  # written pages go to the file, not the job's memory
-        if out is None or written != n:
+        if shape is None or written != n:
             raise DataError(f"{where}: {written} images for {n} samples")
-        height, width = out.shape[2:]
-        del out
+        height, width = shape[2:]
         if axes is not None and (len(axes.rows), len(axes.cols)) != (height, width):
             raise DataError(f"{where}: axes of {len(axes.rows)} rows x {len(axes.cols)} columns "
                             f"for images of {height}x{width}")
