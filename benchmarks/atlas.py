@@ -78,7 +78,7 @@ def synthetic_maps(labels: np.ndarray, d: int = 32, seed: int = 0) -> tuple[np.n
 
 def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None) -> tuple[Path, dict]:
     ds = fashion_mnist(n)
-    files = Files(data=str(folder / "data.npz"), latents=latents_path or str(folder / "latents.parquet"),
+    files = Files(data=str(folder / "data"), latents=latents_path or str(folder / "latents.parquet"),
                   maps=maps_path or str(folder / "maps.parquet"), quality=str(folder / "quality.parquet"),
                   predictions=str(folder / "predictions.parquet"))
     save_dataset(ds, files.data)

@@ -84,7 +84,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix="byom-bench-"))
     labels = np.arange(n) % 10
-    data = str(tmp / "data.npz")
+    data = str(tmp / "data")
     save_dataset(Dataset(rng.random((n, 1, 28, 28), dtype=np.float32), labels, [str(k) for k in range(10)],
                          np.where(np.arange(n) < n * 0.8, "train", "test"), np.arange(n, dtype=np.int64), "synthetic"),
                  data)

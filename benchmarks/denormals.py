@@ -3,7 +3,7 @@
 Not a test: run it by hand on a prepared FSDD dataset file (the `prepare_data` output of
 config/examples/fsdd.yaml):
 
-    python benchmarks/denormals.py results/data/fsdd.npz [--epochs 30] [--threads 1]
+    python benchmarks/denormals.py results/data/fsdd [--epochs 30] [--threads 1]
 
 The 1024-512-450-384-256-192-128-96-64-32 autoencoder is trained as the `train` job trains it
 (batch 64, Adam, lr 0.001), once keeping denormal floats and once flushing them, and after each
@@ -45,7 +45,7 @@ def _denormal_counts(torch, optimizer) -> tuple[int, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", help="the FSDD dataset file (results/data/fsdd.npz)")
+    ap.add_argument("data", help="the FSDD dataset store (results/data/fsdd)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

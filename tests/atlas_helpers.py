@@ -35,7 +35,7 @@ def synthetic_inputs(folder: Path, n: int = 400, d: int = 6, size: int = 8, seed
     sample_id = 1000 + 3 * np.arange(n)
     split = np.array(["test"] * n)
     folder.mkdir(parents=True, exist_ok=True)
-    files = Files(data=str(folder / "data.npz"), latents=str(folder / "latents.parquet"),
+    files = Files(data=str(folder / "data"), latents=str(folder / "latents.parquet"),
                   maps=str(folder / "maps.parquet"), quality=str(folder / "quality.parquet"),
                   predictions=str(folder / "predictions.parquet"))
     save_dataset(Dataset(images, labels, CLASSES, split, sample_id, "synthetic"), files.data)

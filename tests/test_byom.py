@@ -118,7 +118,7 @@ def byom(tmp_path_factory):
     from latent_atlas.models.networks import load_model
 
     root = tmp_path_factory.mktemp("byom")
-    data = str(root / "tiny.npz")
+    data = str(root / "tiny")
     save_dataset(tiny_dataset(n=96), data)
     out = {"root": root, "data": data}
     for name, (arch, kind) in NATIVE.items():

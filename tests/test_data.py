@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -15,11 +16,13 @@ from scipy.io import wavfile
 
 from latent_atlas.schema import with_defaults
 from latent_atlas.data import audio
-from latent_atlas.data.build import build_dataset
+from latent_atlas.data.build import build_dataset, write_store
 from latent_atlas.data.figures import example_indices, plot_examples
 from latent_atlas.data.jobs import plot_dataset_examples, prepare_data
 from latent_atlas.data.sources import spectrogram_params
-from latent_atlas.data.store import DataError, Dataset, load_dataset, save_dataset
+from latent_atlas.data.store import (DataError, Dataset, StoredImages, float_chunks, load_dataset, load_image_axes,
+                                     save_dataset)
+from latent_atlas.io import read_parquet_metadata
 from latent_atlas.runtime import Files, Job
 
 from conftest import FSDD, ROOT
@@ -500,24 +503,29 @@ def test_torchvision_default_root_and_missing_data(monkeypatch):
     assert seen["root"] == "resources/torchvision"
 
 
-def test_torchvision_celeba_crop_resize_rgb(monkeypatch):
+def test_torchvision_celeba_crop_resize_rgb(monkeypatch, tmp_path):
     import torch
     import torchvision.datasets
 
-    class FakeCelebA:
+    img = np.zeros((218, 178, 3), np.uint8)
+    img[39:109, 19:159] = (0, 0, 255)  # top half of the centre 140 crop is blue
+    (tmp_path / "celeba" / "img_align_celeba").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(img).save(tmp_path / "celeba" / "img_align_celeba" / f"{i:06d}.png")
+
+    class FakeCelebA:  # what the source reads of torchvision's CelebA: file names and attributes
+        base_folder = "celeba"
+
         def __init__(self, root, split, target_type, download):
-            n = {"train": 4, "test": 2}[split]
+            n, first = {"train": (4, 0), "test": (2, 4)}[split]
+            self.root = root
+            self.filename = [f"{first + i:06d}.png" for i in range(n)]
             self.attr_names = ["Smiling", "Male", ""]
             self.attr = torch.tensor([[i % 2, (i + 1) % 2, 0] for i in range(n)])
-            self.n = n
-
-        def __getitem__(self, i):
-            img = np.zeros((218, 178, 3), np.uint8)
-            img[39:109, 19:159] = (0, 0, 255)  # top half of the centre 140 crop is blue
-            return Image.fromarray(img), None
 
     monkeypatch.setattr(torchvision.datasets, "CelebA", FakeCelebA)
-    ds = build_dataset("faces", {"source": "torchvision", "name": "CelebA", "attribute": "Smiling"}, seed=0)
+    ds = build_dataset("faces", {"source": "torchvision", "name": "CelebA", "attribute": "Smiling",
+                                 "path": str(tmp_path)}, seed=0)
     assert ds.input_shape == (3, 96, 96) and ds.class_names == ["not Smiling", "Smiling"]
     assert ds.labels.tolist() == [0, 1, 0, 1, 0, 1] and list(ds.split) == ["train"] * 4 + ["test"] * 2
     np.testing.assert_allclose(ds.images[0, :, 20, 48], [0, 0, 1])
@@ -533,43 +541,66 @@ def test_torchvision_celeba_crop_resize_rgb(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_save_is_deterministic_and_round_trips(tmp_path):
+def test_store_is_deterministic_and_round_trips(tmp_path):
     make_idx_folder(tmp_path / "idx", gz=True)
     spec = {"source": "idx", "path": str(tmp_path / "idx"), "subsample": {"train": 20, "test": 5}}
-    a, b = build_dataset("t", spec, seed=0), build_dataset("t", spec, seed=0)
-    save_dataset(a, tmp_path / "a.npz")
-    save_dataset(b, tmp_path / "b.npz")
-    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-    with np.load(tmp_path / "a.npz") as z:
-        assert z["images"].dtype == np.uint8  # 8-bit source stored as bytes
-        assert z["labels"].dtype == np.int64 and z["sample_id"].dtype == np.int64
-        assert list(z["class_names"]) == ["0", "1", "2"]
-    back = load_dataset(tmp_path / "a.npz")
-    assert back.images.dtype == np.float32 and back.name == "t"
-    np.testing.assert_array_equal(back.images, a.images)
+    a = build_dataset("t", spec, seed=0)
+    write_store("t", spec, 0, tmp_path / "a")
+    write_store("t", spec, 0, tmp_path / "b", workers=2)
+    for name in ("images.npy", "samples.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert np.load(tmp_path / "a" / "images.npy").dtype == np.uint8  # 8-bit source stored as bytes
+    samples = pd.read_parquet(tmp_path / "a" / "samples.parquet")
+    assert list(samples.columns) == ["sample_id", "split", "label"]
+    assert samples["sample_id"].dtype == np.int64 and samples["label"].dtype == np.int64
+    back = load_dataset(tmp_path / "a")
+    assert isinstance(back.images, StoredImages) and back.images.dtype == np.float32 and back.name == "t"
+    assert back.class_names == ["0", "1", "2"]
+    np.testing.assert_array_equal(np.asarray(back.images), a.images)
     np.testing.assert_array_equal(back.split, a.split)
+    np.testing.assert_array_equal(back.sample_id, a.sample_id)
+    # an in-memory dataset written with save_dataset gives the same bytes
+    save_dataset(a, tmp_path / "c")
+    assert (tmp_path / "c" / "images.npy").read_bytes() == (tmp_path / "a" / "images.npy").read_bytes()
     digits = build_dataset(
         "d", {"source": "sklearn_digits", "size": 12, "subsample": {"train": 50, "test": 10}}, seed=0
     )
-    save_dataset(digits, tmp_path / "d.npz")
-    with np.load(tmp_path / "d.npz") as z:
-        assert z["images"].dtype == np.float32  # interpolated values are not 8-bit
-    np.testing.assert_array_equal(load_dataset(tmp_path / "d.npz").images, digits.images)
+    save_dataset(digits, tmp_path / "d")
+    assert np.load(tmp_path / "d" / "images.npy").dtype == np.float32  # interpolated values are not 8-bit
+    np.testing.assert_array_equal(np.asarray(load_dataset(tmp_path / "d" / "samples.parquet").images),
+                                  digits.images)
+
+
+def test_stored_images_read_only_the_rows_asked_for(tmp_path):
+    ds = build_dataset("d", {"source": "sklearn_digits", "subsample": {"train": 60, "test": 20}}, seed=0)
+    save_dataset(ds, tmp_path / "d")
+    back = load_dataset(tmp_path / "d")
+    test, rows = back.test(), np.array([7, 2, 3, 4, 0])
+    assert isinstance(test.images, StoredImages) and test.images.shape == (20, 1, 8, 8)
+    np.testing.assert_array_equal(test.images[rows], ds.test().images[rows])
+    np.testing.assert_array_equal(test.images[5], ds.test().images[5])
+    np.testing.assert_array_equal(test.images[2:9, 0, 1:3], ds.test().images[2:9, 0, 1:3])
+    mask = ds.labels == 3
+    np.testing.assert_array_equal(back.images[mask], ds.images[mask])
+    np.testing.assert_array_equal(np.concatenate(list(float_chunks(back.images, 7 * 64 * 4))), ds.images)
 
 
 def test_load_dataset_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"dataset file not found: .*missing.npz"):
-        load_dataset(tmp_path / "missing.npz")
-    junk = tmp_path / "junk.npz"
-    junk.write_bytes(b"not a zip")
-    with pytest.raises(DataError, match=rf"{junk}: not a readable dataset file"):
-        load_dataset(junk)
-    partial = tmp_path / "partial.npz"
-    np.savez(partial, images=np.zeros((2, 1, 4, 4), np.uint8), labels=np.zeros(2, np.int64))
-    with pytest.raises(
-        DataError, match=rf"{partial}: malformed dataset file, missing class_names, split, sample_id"
-    ):
-        load_dataset(partial)
+    with pytest.raises(FileNotFoundError, match=r"dataset file not found: .*missing/images.npy"):
+        load_dataset(tmp_path / "missing")
+    ds = build_dataset("d", {"source": "sklearn_digits", "subsample": {"train": 10, "test": 5}}, seed=0)
+    save_dataset(ds, tmp_path / "junk")
+    (tmp_path / "junk" / "images.npy").write_bytes(b"not an array")
+    with pytest.raises(DataError, match=r"junk/images.npy: not a readable .npy images file"):
+        load_dataset(tmp_path / "junk")
+    save_dataset(ds, tmp_path / "short")
+    np.save(tmp_path / "short" / "images.npy", np.zeros((3, 1, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"short: images.npy holds 3 images, samples.parquet 15 samples"):
+        load_dataset(tmp_path / "short")
+    with open(tmp_path / "short" / "images.npy", "r+b") as fh:
+        fh.truncate(200)
+    with pytest.raises(DataError, match=r"short/images.npy: header says \(3, 1, 8, 8\) uint8"):
+        load_dataset(tmp_path / "short")
 
 
 def test_dataset_subsets():
@@ -607,26 +638,27 @@ def test_example_grid_rows_are_classes(tmp_path):
 
 
 def test_jobs_write_the_dataset_and_its_grid(tmp_path):
-    """prepare_data writes what build_dataset + save_dataset give; the grid of an audio source is in colour."""
+    """prepare_data writes what build_dataset + save_dataset give (a float source); the grid of an audio source is in colour."""
     spec = {"source": "sklearn_digits", "classes": [0, 1], "subsample": {"train": 20, "test": 10}}
-    npz = tmp_path / "data" / "d.npz"
+    store = tmp_path / "data" / "d"
     prepare_data(
         Job(
-            output=Files([str(npz)]),
+            output=Files(images=str(store / "images.npy"), samples=str(store / "samples.parquet")),
             params=Files(spec=spec),
             wildcards=Files(dataset="d"),
             config={"seed": 3, "datasets": {"d": spec}},
         )
     )
-    save_dataset(build_dataset("d", spec, seed=3), tmp_path / "direct.npz")
-    assert npz.read_bytes() == (tmp_path / "direct.npz").read_bytes()
-    assert len(load_dataset(npz)) == 30
+    save_dataset(build_dataset("d", spec, seed=3), tmp_path / "direct")
+    for name in ("images.npy", "samples.parquet"):
+        assert (store / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    assert len(load_dataset(store)) == 30
 
     def grid(source: str) -> np.ndarray:
         out = tmp_path / f"{source}.png"
         plot_dataset_examples(
             Job(
-                input=Files([str(npz)]),
+                input=Files([str(store / "images.npy"), str(store / "samples.parquet")]),
                 output=Files([str(out)]),
                 wildcards=Files(dataset="d"),
                 config={"seed": 3, "datasets": {"d": {"source": source}}},
@@ -689,10 +721,9 @@ def test_e2e_dataset_file_and_grid(e2e_run, tmp_path):
     """The test config's run wrote its dataset in the contract's form, and its example grid."""
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     spec = config["datasets"]["digits"]
-    path = e2e_run / "results" / "data" / "digits.npz"
-    with np.load(path) as z:
-        assert {"images", "labels", "class_names", "split", "sample_id"} <= set(z.files)
-        assert z["images"].dtype == np.float32 and z["labels"].dtype == np.int64
+    path = e2e_run / "results" / "data" / "digits"
+    assert np.load(path / "images.npy", mmap_mode="r").dtype == np.float32
+    assert pd.read_parquet(path / "samples.parquet")["label"].dtype == np.int64
     ds = load_dataset(path)
     assert ds.input_shape == (1, spec["size"], spec["size"]) and ds.n_classes == 10 and len(ds) == 1797
     assert abs((ds.split == "test").mean() - spec["split"]["test_fraction"]) < 0.01
@@ -711,6 +742,70 @@ def test_e2e_dataset_file_and_grid(e2e_run, tmp_path):
         )
     )
     assert grid.read_bytes() == (tmp_path / "grid.png").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# source: celeba (a folder in CelebA's own layout)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def celeba_folder(tmp_path_factory):
+    from latent_atlas.data.synthetic import write_celeba_folder
+
+    return write_celeba_folder(tmp_path_factory.mktemp("celeba"), 24, seed=1)
+
+
+def test_celeba_folder_reads_attributes_partition_and_images(celeba_folder, tmp_path):
+    spec = {"source": "celeba", "path": str(celeba_folder), "attribute": "Smiling", "size": 32}
+    ds = build_dataset("faces", spec, seed=0)
+    assert ds.input_shape == (3, 32, 32) and ds.class_names == ["not Smiling", "Smiling"]
+    attr = np.loadtxt(celeba_folder / "list_attr_celeba.txt", skiprows=2, usecols=range(1, 41), dtype=int)
+    smiling = (attr[:, 31] + 1) // 2  # CelebA's column order: Smiling is the 32nd attribute
+    np.testing.assert_array_equal(ds.labels, smiling[ds.sample_id])
+    part = np.loadtxt(celeba_folder / "list_eval_partition.txt", usecols=1, dtype=int)
+    np.testing.assert_array_equal(ds.split == "test", part[ds.sample_id] == 2)
+    # one decoded image equals decoding its file by hand (centre 140 crop, bilinear resize)
+    with Image.open(celeba_folder / "img_align_celeba" / f"{ds.sample_id[3] + 1:06d}.jpg") as img:
+        by_hand = np.asarray(img.convert("RGB").crop((19, 39, 159, 179)).resize((32, 32), Image.Resampling.BILINEAR,
+                                                                             reducing_gap=None))
+    np.testing.assert_array_equal(np.rint(ds.images[3] * 255).astype(np.uint8), by_hand.transpose(2, 0, 1))
+    # 1 and 3 decoding processes write the same bytes
+    write_store("faces", spec, 0, tmp_path / "one")
+    write_store("faces", spec, 0, tmp_path / "three", workers=3)
+    for name in ("images.npy", "samples.parquet"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
+
+
+def test_celeba_folder_errors_name_the_file(celeba_folder, tmp_path):
+    import shutil
+
+    bad = tmp_path / "celeba"
+    shutil.copytree(celeba_folder, bad)
+    spec = {"source": "celeba", "path": str(bad), "size": 16}
+    first = bad / "img_align_celeba" / "000001.jpg"
+    first.write_bytes(first.read_bytes()[:300])  # a truncated JPEG
+    with pytest.raises(DataError, match=r"cannot read image .*000001.jpg"):
+        build_dataset("faces", spec, seed=0)
+    with pytest.raises(DataError, match=r"cannot read image .*000001.jpg"):  # from a worker process too
+        write_store("faces", spec, 0, tmp_path / "out", workers=2)
+    first.unlink()
+    with pytest.raises(DataError, match=r"list_eval_partition.txt names 1 image\(s\) missing from .*img_align_celeba, "
+                                        r"e.g. 000001.jpg"):
+        build_dataset("faces", spec, seed=0)
+    (bad / "list_attr_celeba.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"CelebA attribute file not found: .*list_attr_celeba.txt"):
+        build_dataset("faces", spec, seed=0)
+    with pytest.raises(DataError, match=r"datasets.faces.attribute: unknown CelebA attribute 'Hat'"):
+        build_dataset("faces", {**spec, "path": str(celeba_folder), "attribute": "Hat"}, seed=0)
+    (bad / "list_attr_celeba.txt").write_text("2\nSmiling Male\n000002.jpg 1 -1\n000003.jpg 1\n")
+    with pytest.raises(DataError, match=r"list_attr_celeba.txt, line 4: 1 values for 2 attributes"):
+        build_dataset("faces", spec, seed=0)
+    (bad / "list_eval_partition.txt").unlink()
+    (bad / "list_attr_celeba.txt").write_text("1\nSmiling Male\n000002.jpg 1 -1\n")
+    with pytest.raises(FileNotFoundError, match=r"CelebA partition file not found: .*list_eval_partition.txt"):
+        build_dataset("faces", spec, seed=0)
+    assert not (tmp_path / "out" / "images.npy").exists()  # a failed write leaves no store behind
 
 
 def test_spectrogram_axes_put_a_tone_at_its_frequency_and_time(tmp_path):
@@ -735,14 +830,15 @@ def test_spectrogram_axes_put_a_tone_at_its_frequency_and_time(tmp_path):
     assert abs(axes.rows[row] - 1500) < 120
     loud = axes.cols[img[row] > 0.5]
     assert 0.2 < loud.min() and loud.max() < 0.56
-    save_dataset(ds, tmp_path / "spoken.npz")
-    back = load_dataset(tmp_path / "spoken.npz").axes
+    save_dataset(ds, tmp_path / "spoken")
+    back = load_dataset(tmp_path / "spoken").axes
+    assert load_image_axes(tmp_path / "spoken" / "samples.parquet").cols.tolist() == axes.cols.tolist()
     assert np.array_equal(back.rows, axes.rows) and back.settings == axes.settings
     stretched = build_dataset("spoken", {**spec, "duration": None}, seed=0).axes
     assert stretched.col_label == "time (share of the recording)" and stretched.cols.max() < 1
-    save_dataset(build_dataset("d", {"source": "sklearn_digits"}, seed=0), tmp_path / "digits.npz")
-    assert load_dataset(tmp_path / "digits.npz").axes is None
-    assert not [k for k in np.load(tmp_path / "digits.npz").files if k.startswith("axes")]
+    save_dataset(build_dataset("d", {"source": "sklearn_digits"}, seed=0), tmp_path / "digits")
+    assert load_dataset(tmp_path / "digits").axes is None
+    assert "axes" not in read_parquet_metadata(tmp_path / "digits" / "samples.parquet")
 
 
 def test_spectrogram_figures_label_frequency_and_time():

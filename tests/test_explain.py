@@ -295,7 +295,7 @@ def mlp_run(tmp_path_factory):
     table = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
     for i in range(z.shape[1]):
         table[f"z{i}"] = z[:, i]
-    base = Files(data=str(d / "tiny.npz"), model=str(d / "model.pt"), latents=str(d / "latents.parquet"))
+    base = Files(data=str(d / "tiny"), model=str(d / "model.pt"), latents=str(d / "latents.parquet"))
     save_dataset(ds, base.data)
     save_model(model, base.model, class_names=ds.class_names)
     write_parquet(table, base.latents)

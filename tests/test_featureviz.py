@@ -314,6 +314,25 @@ def test_confident_class_means():
     assert means[:, 0, 0, 0].tolist() == [1.0, 3.0]
 
 
+def test_confident_class_means_read_in_chunks_equal_the_whole_class_mean(tmp_path, monkeypatch):
+    """Chunked reads from the store give the bits of one float64 mean over the class's images."""
+    from latent_atlas.data.store import load_dataset, write_dataset
+    from latent_atlas.featureviz import sweeps
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(300, 2, 5, 7), dtype=np.uint8)
+    write_dataset(tmp_path / "d", np.arange(300), ["test"] * 300, np.zeros(300), ["a"], "d", [images])
+    stored = load_dataset(tmp_path / "d").images
+    probs = rng.dirichlet([0.3] * 4, size=300)
+    monkeypatch.setattr(sweeps, "CHUNK_BYTES", 7 * 2 * 5 * 7 * 4)  # 7 images a chunk
+    means, counts = confident_class_means(probs, stored, threshold=0.5)
+    whole = np.asarray(stored)
+    for c in range(4):
+        m = probs[:, c] > 0.5
+        assert counts[c] == m.sum() > 7
+        assert np.array_equal(means[c], whole[m].mean(axis=0, dtype=np.float64).astype(np.float32))
+
+
 # --- the models' classifiers -------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch, params", [("mlp_classifier", {"hidden": [16, 12]}),

@@ -479,12 +479,10 @@ def test_figures_draw_the_table_values(tmp_path):
         impfig.plot_class(pixel, lat, 9, 2)
 
 
-def test_npz_image_shape_and_plan(tmp_path):
-    from latent_atlas.io import write_npz
-
-    write_npz(tmp_path / "d.npz", images=np.zeros((3, 1, 28, 28), np.uint8), labels=np.zeros(3))
-    assert importance_plan.npz_image_shape(tmp_path / "d.npz") == (1, 28, 28)
-    assert importance_plan.plan(tmp_path / "d.npz", 64)["n_blocks"] == 13
+def test_plan_reads_the_image_shape_from_the_store(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((3, 1, 28, 28), np.uint8))
+    assert importance_plan.plan(tmp_path, 64)["n_blocks"] == 13
+    assert importance_plan.plan([tmp_path / "images.npy", tmp_path / "samples.parquet"], 64)["height"] == 28
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,10 +496,10 @@ def _model_files(tmp_path, arch):
     from latent_atlas.models.networks import build_model, save_model
 
     ds = tiny_dataset(n=80)
-    save_dataset(ds, tmp_path / "tiny.npz")
+    save_dataset(ds, tmp_path / "tiny")
     torch.manual_seed(0)
     save_model(build_model(arch, (1, 16, 16), 3, TINY_PARAMS[arch]), tmp_path / f"{arch}.pt", ds.class_names)
-    return Files(data=str(tmp_path / "tiny.npz"), model=str(tmp_path / f"{arch}.pt"))
+    return Files(data=str(tmp_path / "tiny"), model=str(tmp_path / f"{arch}.pt"))
 
 
 def _job(inputs, outputs, settings, model="tiny_model", **wildcards):

@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     """A saved tiny dataset and an (untrained) model file per arch."""
     root = tmp_path_factory.mktemp("latents")
     ds = tiny_dataset(n=120, n_classes=3)
-    save_dataset(ds, root / "tiny.npz")
+    save_dataset(ds, root / "tiny")
     for arch, params in TINY_PARAMS.items():
         torch.manual_seed(0)
         params = {**params, "latent_dim": 12} if arch == "dense_ae" else params
@@ -43,7 +43,7 @@ def _extract(files, arch, out_dir, outputs, model_name="m", config_hash="h", **s
     """Run the extract job of model file `arch` with these outputs and `extract` settings."""
     root, _ = files
     out = Files({name: out_dir / f"{name}.{SUFFIX[name]}" for name in outputs})
-    extract_autoencoder(Job(input=Files(data=root / "tiny.npz", model=root / f"{arch}.pt"), output=out,
+    extract_autoencoder(Job(input=Files(data=root / "tiny", model=root / f"{arch}.pt"), output=out,
                             params=Files(extract=extract_settings({"extract": settings}),
                                          config_hash=config_hash),
                             wildcards=Files(model=model_name)))

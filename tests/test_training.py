@@ -178,7 +178,7 @@ def test_flush_denormals_holds_during_training_only(ds):
 
 @pytest.mark.parametrize("arch", ["conv_vae", "cnn_classifier"])
 def test_the_train_job_writes_the_rule_outputs(tmp_path, ds, arch):
-    data = tmp_path / "tiny.npz"
+    data = tmp_path / "tiny"
     save_dataset(ds, data)
     out = {k: tmp_path / k for k in ("model.pt", "metrics.json", "train_log.tsv")}
     ckpt = tmp_path / "checkpoints"

@@ -113,7 +113,7 @@ def test_end_to_end_outputs(e2e_run):
         assert row.rule not in ("", "unknown"), row.file
     for model in _load(TEST_CONFIG)["models"]:
         assert (results / "digits" / model / "latents.parquet").exists()
-    assert (results / "data" / "digits.npz").exists()
+    assert (results / "data" / "digits" / "images.npy").exists() and (results / "data" / "digits" / "samples.parquet").exists()
 
 
 @pytest.mark.slow

@@ -188,7 +188,7 @@ def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:
     # validate() does not fill entries behind a `$ref`: take their defaults from the schema.
     ds = fill_defaults(dict(ds), schema_node("#/$defs/dataset"))
     source = ds["source"]
-    needs_path = {"idx", "image_folder", "audio_digits"}
+    needs_path = {"idx", "image_folder", "celeba", "audio_digits"}
     if source in needs_path and not ds.get("path"):
         raise ConfigError(f"{key}.path: required for source {source!r} (the folder holding the data)")
     if source == "torchvision" and not ds.get("name"):

@@ -62,7 +62,7 @@ rule atlas:
         points="results/{dataset}/{model}/atlas/points.parquet",
         quality=atlas_quality_table,
         latents="results/{dataset}/{model}/latents.parquet",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         report(
             "results/figures/{dataset}/{model}/atlas.html",

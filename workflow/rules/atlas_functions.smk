@@ -56,9 +56,7 @@ def atlas_points_inputs(wildcards):
     if kind == "classifier" and "head" in offers:
         files["predictions"] = f"{base}/predictions.parquet"
     elif kind == "autoencoder" and "decoder" in offers:
-        files.update(
-            model=f"{base}/model.pt", data=f"results/data/{wildcards.dataset}.npz"
-        )
+        files.update(model=f"{base}/model.pt", data=dataset_store(wildcards.dataset))
     return files
 
 

@@ -1,4 +1,5 @@
-# Stage 1: datasets -> results/data/{dataset}.npz (+ a grid of example images per class).
+# Stage 1: datasets -> the dataset store results/data/{dataset}/ (images.npy, samples.parquet;
+# later rules take both as input `rules.prepare_data.output`) + a grid of example images per class.
 
 
 include: "data_functions.smk"
@@ -6,7 +7,8 @@ include: "data_functions.smk"
 
 rule prepare_data:
     output:
-        "results/data/{dataset}.npz",
+        images="results/data/{dataset}/images.npy",
+        samples="results/data/{dataset}/samples.parquet",
     log:
         "results/logs/prepare_data/{dataset}.log",
     benchmark:

@@ -13,3 +13,12 @@ def data_targets():
     )  # not standalone tables
     datasets = sorted(used or config["datasets"])
     return outputs(rules.plot_dataset_examples, dataset=datasets)
+
+
+def dataset_store(dataset):
+    """The two files of dataset `dataset`'s store (rule prepare_data), for input functions; rules
+    whose dataset is a wildcard take `rules.prepare_data.output`."""
+    return [
+        f"results/data/{dataset}/images.npy",
+        f"results/data/{dataset}/samples.parquet",
+    ]

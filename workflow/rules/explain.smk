@@ -94,7 +94,7 @@ rule explain_ridge:
 
 rule explain_samples:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
         latents="results/{dataset}/{model}/latents.parquet",
         placement="results/{dataset}/{model}/explain/placement.parquet",

@@ -32,7 +32,7 @@ rule featureviz_unregularised:
 rule featureviz_adversarial:
     input:
         model="results/{dataset}/{model}/model.pt",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         table=f"{FV_DIR}/adversarial.parquet",
         images=f"{FV_DIR}/adversarial.npz",
@@ -56,7 +56,7 @@ rule featureviz_adversarial:
 rule featureviz_tv_sweep:
     input:
         model="results/{dataset}/{model}/model.pt",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         table=f"{FV_DIR}/tv_sweep.parquet",
         images=f"{FV_DIR}/tv_sweep.npz",
@@ -101,7 +101,7 @@ rule featureviz_tv_l1_grid:
 rule featureviz_gallery:
     input:
         model="results/{dataset}/{model}/model.pt",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         table=f"{FV_DIR}/gallery_layer{{layer}}.parquet",
         images=f"{FV_DIR}/gallery_layer{{layer}}.npz",
@@ -126,7 +126,7 @@ rule featureviz_gallery:
 rule featureviz_census:
     input:
         model="results/{dataset}/{model}/model.pt",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         dead_neurons=f"{FV_DIR}/dead_neurons.parquet",
         dead_summary=f"{FV_DIR}/dead_summary.parquet",

@@ -78,7 +78,7 @@ rule geometry_random_points:
     input:
         latents="results/{dataset}/{model}/latents.parquet",
         model="results/{dataset}/{model}/model.pt",
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         classifier=geometry_classifier,
     output:
         images="results/{dataset}/{model}/geometry/random_points.npz",

@@ -10,7 +10,7 @@ include: "importance_functions.smk"
 
 checkpoint importance_plan:
     input:
-        "results/data/{dataset}.npz",
+        rules.prepare_data.output,
     output:
         "results/{dataset}/{model}/importance/plan.json",
     log:
@@ -28,7 +28,7 @@ checkpoint importance_plan:
 
 rule importance_block:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
     output:
         "results/{dataset}/{model}/importance/blocks/block_{block}.parquet",
@@ -80,7 +80,7 @@ use rule importance_gather as importance_gather_logits with:
 
 rule latent_importance:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
     output:
         "results/{dataset}/{model}/importance/latent_importance.parquet",
@@ -101,7 +101,7 @@ rule latent_importance:
 
 rule importance_explorer:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
         latent="results/{dataset}/{model}/importance/latent_importance.parquet",
     output:
@@ -127,7 +127,7 @@ rule importance_explorer:
 # Every importance figure of a model in one job: drawing is quick, starting a process is not.
 rule plot_importance:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         pixel="results/{dataset}/{model}/importance/pixel_importance.parquet",
         latent="results/{dataset}/{model}/importance/latent_importance.parquet",
     output:

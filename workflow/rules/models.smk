@@ -9,7 +9,7 @@ include: "models_functions.smk"
 
 rule train:
     input:
-        "results/data/{dataset}.npz",
+        rules.prepare_data.output,
     output:
         model="results/{dataset}/{model}/model.pt",
         metrics="results/{dataset}/{model}/metrics.json",
@@ -40,7 +40,7 @@ rule train:
 rule import_model:
     input:
         unpack(model_source_files),
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
     output:
         model="results/{dataset}/{model}/model.pt",
     log:
@@ -87,7 +87,7 @@ rule import_latents:
 # No gpu resource: load_model puts the model on the CPU, and extraction runs where the model is.
 rule extract_autoencoder:
     input:
-        data="results/data/{dataset}.npz",
+        data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
     output:
         latents="results/{dataset}/{model}/latents.parquet",

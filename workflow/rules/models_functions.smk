@@ -25,7 +25,7 @@ def latents_table_inputs(wildcards):
     spec = MODELS[wildcards.model]
     out = {"table": spec["source"]["table"]}
     if spec["source"].get("match", "sample_id") != "standalone":
-        out["data"] = f"results/data/{spec['dataset']}.npz"
+        out["data"] = dataset_store(spec["dataset"])
     return out
 
 

@@ -1,19 +1,25 @@
-"""Dataset sources: one reader per `source` kind of the config (idx, torchvision, sklearn_digits,
-image_folder, audio_digits).
+"""Dataset sources: one reader per `source` kind of the config (idx, torchvision, celeba,
+sklearn_digits, image_folder, audio_digits).
 
 A reader takes a dataset's config entry (schema defaults filled) and returns a `Source`: the
 source's labels, class names, its own train/test split where it has one, and a function that
-loads the images of given samples, so a large source is never decoded whole.
+loads the images of given samples, so a large source is never decoded whole. Sources of image
+files (image_folder, celeba, torchvision's CelebA) decode each file on its own with a top-level
+function, so `decoding_map` can spread the files of a chunk over worker processes; the results
+come back in order and do not depend on the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import multiprocessing
 import os
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
@@ -170,8 +176,46 @@ def _idx_class_names(mapping: Path, n: int) -> list[str]:
     return names
 
 
-def _indexer(images: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda index: images[index]
+def _indexer(images: np.ndarray) -> Callable[..., np.ndarray]:
+    return lambda index, map_fn=map: images[index]
+
+
+@contextlib.contextmanager
+def decoding_map(workers: int) -> Iterator[Callable]:
+    """A `map` that runs in `workers` processes (ordered results), or the builtin map for 1."""
+    if workers <= 1:
+        yield map
+        return
+    # forkserver: workers start from a fresh process, not a fork of this one, so they do not
+    # inherit (and, as reference counts change, copy) the job's per-sample tables.
+    with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("forkserver")) as pool:
+        yield lambda fn, *items: pool.map(fn, *items, chunksize=16)
+
+
+def decode_image(path: str, color: str, size: int | None, center_crop: int | None) -> np.ndarray:
+    """One image file as (C, H, W) uint8 (`pil_to_array`); a file PIL cannot read is a DataError
+    naming it. Top-level, so worker processes can run it."""
+    try:
+        with Image.open(path) as img:
+            return pil_to_array(img, color, size, center_crop, str(path))
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+
+
+def _file_loader(files: list, color: str, size: int | None, crop: int | None,
+                 where: str) -> Callable[..., np.ndarray]:
+    """load(index, map_fn) of a source whose sample i is the image file files[i]."""
+
+    def load(index: np.ndarray, map_fn=map) -> np.ndarray:
+        paths = [str(files[i]) for i in index]
+        n = len(paths)
+        out = list(map_fn(decode_image, paths, [color] * n, [size] * n, [crop] * n))
+        if not out:
+            c = 3 if color == "rgb" else 1
+            return np.zeros((0, c, size or 0, size or 0), np.uint8)
+        return stack_images(out, where)
+
+    return load
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,39 +257,124 @@ def _open_torchvision(cls, key: str, root: Path, download: bool, **kwargs):
 
 
 def _read_celeba(cls, root: Path, download: bool, spec: Mapping[str, Any], key: str) -> Source:
-    """CelebA's train and test partitions (its 'valid' partition is not used); class = one attribute."""
+    """CelebA through torchvision (download and MD5 checks); then read like the `celeba` folder."""
+    files, attr, names, split = [], [], None, []
+    for part in SPLITS:
+        ds = _open_torchvision(cls, key, root, download, split=part, target_type="attr")
+        folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
+        files += [folder / f for f in ds.filename]
+        attr.append(np.asarray(ds.attr, dtype=np.int64))
+        names = [a for a in ds.attr_names if a]
+        split.append(np.full(len(ds.filename), part, dtype="<U5"))
+    return _celeba_source(files, np.concatenate(attr), names, np.concatenate(split), spec, key)
+
+
+def _celeba_source(files: list[Path], attr: np.ndarray, attr_names: list[str], split: np.ndarray,
+                   spec: Mapping[str, Any], key: str) -> Source:
+    """CelebA's train and test partitions (its 'valid' partition is not used); class = one
+    attribute (attr: (n, 40) in {0, 1})."""
     attribute = spec["attribute"]
+    if attribute not in attr_names:
+        raise DataError(f"{key}.attribute: unknown CelebA attribute {attribute!r}; valid: {', '.join(attr_names)}")
     color = spec.get("color") or "rgb"
     size = int(spec.get("size") or CELEBA_SIZE)
     crop = int(spec.get("center_crop") or CELEBA_CROP)
-    parts, labels, split = [], [], []
-    for part in SPLITS:
-        ds = _open_torchvision(cls, key, root, download, split=part, target_type="attr")
-        attr_names = [a for a in ds.attr_names if a]
-        if attribute not in attr_names:
-            raise DataError(
-                f"{key}.attribute: unknown CelebA attribute {attribute!r}; " f"valid: {', '.join(attr_names)}"
-            )
-        parts.append(ds)
-        labels.append(np.asarray(ds.attr, dtype=np.int64)[:, attr_names.index(attribute)])
-        split.append(np.full(len(labels[-1]), part, dtype="<U5"))
-    offsets = np.cumsum([0] + [len(y) for y in labels])
-
-    def load(index: np.ndarray) -> np.ndarray:
-        out = np.empty((len(index), 3 if color == "rgb" else 1, size, size), np.uint8)
-        for k, i in enumerate(index):
-            p = int(np.searchsorted(offsets, i, side="right") - 1)
-            img = parts[p][int(i - offsets[p])][0]
-            out[k] = pil_to_array(img, color, size, crop, f"{key} (CelebA sample {i})")
-        return out
-
     return Source(
-        np.concatenate(labels),
+        attr[:, attr_names.index(attribute)],
         [f"not {attribute}", attribute],
-        load,
-        split=np.concatenate(split),
+        _file_loader(files, color, size, crop, f"{key} (CelebA)"),
+        split=split,
         resized=True,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Source: CelebA from a folder in its own layout (no download)
+# --------------------------------------------------------------------------------------------
+
+CELEBA_IMAGES, CELEBA_ATTR, CELEBA_PARTITION = "img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"
+_CELEBA_PARTS = {"0": "train", "2": "test"}  # 1 = valid, not used (as through torchvision)
+
+
+def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """list_attr_celeba.txt: a count line, the attribute names, then `file v1 .. v40` (-1 / 1).
+
+    Returns the file names, the attribute names and the values as int64 (n, n_attr) in {0, 1}.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"CelebA attribute file not found: {path}")
+    # Line by line into one int8 array: CelebA's file has 202,599 lines of 41 fields, and holding
+    # them as lists of strings took ~700 MB, which prepare_data's worker processes then inherited.
+    with open(path) as fh:
+        declared, header = fh.readline().strip(), fh.readline()
+        names = header.split()
+        if not names:
+            raise DataError(f"{path}: too short for a CelebA attribute file (a count line, then the attribute names)")
+        n_lines = int(declared) if declared.isdigit() else 0
+        values = np.empty((max(n_lines, 1024), len(names)), dtype=np.int8)
+        files: list[str] = []
+        for number, line in enumerate(fh, start=3):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != len(names) + 1:
+                raise DataError(f"{path}, line {number}: {len(parts) - 1} values for {len(names)} attributes")
+            if len(files) == len(values):
+                values = np.concatenate([values, np.empty_like(values)])
+            try:
+                row = np.array(parts[1:], dtype=np.int64)
+            except (ValueError, OverflowError) as err:
+                raise DataError(f"{path}, line {number}: attribute values must be -1 or 1 ({err})") from None
+            if ((row != 1) & (row != -1)).any():
+                raise DataError(f"{path}, line {number}: attribute values must be -1 or 1")
+            values[len(files)] = row
+            files.append(parts[0])
+    values = values[:len(files)]
+    if declared.isdigit() and int(declared) != len(files):
+        raise DataError(f"{path}: the first line says {declared} images, the file lists {len(files)}")
+    return files, names, (values.astype(np.int64) + 1) // 2
+
+
+def read_celeba_partition(path: Path) -> dict[str, str]:
+    """list_eval_partition.txt: `file partition` per line (0 train, 1 valid, 2 test)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CelebA partition file not found: {path}")
+    out = {}
+    for i, line in enumerate(path.read_text().splitlines()):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DataError(f"{path}, line {i + 1}: expected `<file> <0|1|2>`, got {line!r}")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def _read_celeba_folder(spec: Mapping[str, Any], key: str) -> Source:
+    """A folder in CelebA's own layout: img_align_celeba/, list_attr_celeba.txt,
+    list_eval_partition.txt (what torchvision downloads into <root>/celeba). Sample ids, labels
+    and images equal those of the torchvision source on the same files."""
+    folder = Path(spec["path"])
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{key}.path: folder not found: {folder}")
+    image_dir = folder / CELEBA_IMAGES
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{key}.path: {folder} has no {CELEBA_IMAGES}/ folder of images")
+    files, attr_names, attr = read_celeba_attributes(folder / CELEBA_ATTR)
+    partition = read_celeba_partition(folder / CELEBA_PARTITION)
+    unknown = [f for f in files if f not in partition]
+    if unknown:
+        raise DataError(f"{folder / CELEBA_PARTITION} has no partition for {len(unknown)} image(s) of "
+                        f"{CELEBA_ATTR}, e.g. {', '.join(unknown[:3])}")
+    present = set(os.listdir(image_dir))
+    missing = [f for f in partition if partition[f] in _CELEBA_PARTS and f not in present]
+    if missing:
+        raise DataError(f"{folder / CELEBA_PARTITION} names {len(missing)} image(s) missing from {image_dir}, "
+                        f"e.g. {', '.join(missing[:3])}")
+    rows = {f: i for i, f in enumerate(files)}
+    order = [rows[f] for part in SPLITS for f in files if _CELEBA_PARTS.get(partition[f]) == part]
+    split = np.array([_CELEBA_PARTS[partition[files[i]]] for i in order], dtype="<U5")
+    return _celeba_source([image_dir / files[i] for i in order], attr[order], attr_names, split, spec, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,20 +411,8 @@ def _read_image_folder(spec: Mapping[str, Any], key: str) -> Source:
             )
         files += found
         labels += [label] * len(found)
-    color = spec.get("color") or "gray"
-    size = spec.get("size")
-    crop = spec.get("center_crop")
-
-    def load(index: np.ndarray) -> np.ndarray:
-        out = []
-        for i in index:
-            try:
-                with Image.open(files[i]) as img:
-                    out.append(pil_to_array(img, color, size, crop, str(files[i])))
-            except (OSError, Image.DecompressionBombError) as err:
-                raise DataError(f"cannot read image {files[i]}: {err}") from err
-        return stack_images(out, f"{key} ({folder})")
-
+    load = _file_loader(files, spec.get("color") or "gray", spec.get("size"), spec.get("center_crop"),
+                        f"{key} ({folder})")
     return Source(np.asarray(labels, np.int64), [d.name for d in class_dirs], load, resized=True)
 
 
@@ -333,7 +450,7 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
     present = np.unique(digits)
     color = spec.get("color")
 
-    def load(index: np.ndarray) -> np.ndarray:
+    def load(index: np.ndarray, map_fn=map) -> np.ndarray:
         x = (
             np.stack([audio.wav_to_image(files[i], params)[None] for i in index])
             if len(index)
@@ -354,6 +471,7 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
 SOURCES: dict[str, Callable[[Mapping[str, Any], str], Source]] = {
     "idx": _read_idx_source,
     "torchvision": _read_torchvision_source,
+    "celeba": _read_celeba_folder,
     "sklearn_digits": _read_sklearn_digits,
     "image_folder": _read_image_folder,
     "audio_digits": _read_audio_digits,

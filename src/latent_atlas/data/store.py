@@ -1,27 +1,149 @@
-"""The dataset type and its file: `results/data/{dataset}.npz` (docs/architecture.md).
+"""The dataset type and its store: the folder `results/data/{dataset}/` (docs/architecture.md).
 
-`Dataset` holds images (N, C, H, W) float32 in [0, 1] with labels, class names, the train/test
-split and stable sample ids. `save_dataset` / `load_dataset` write and read the file; images are
-stored as uint8 when that loses nothing (`as_uint8`), and always read back as float32 (`to_float`).
+`Dataset` holds images (N, C, H, W) with labels, class names, the train/test split and stable
+sample ids. The store is two files:
+
+- `images.npy`: every image, (N, C, H, W) C-order, uint8 0..255 for an 8-bit source (float32 in
+  [0, 1] otherwise), a plain .npy file so a row is found by arithmetic and read on its own;
+- `samples.parquet`: one row per image, `sample_id`, `split`, `label`, with the dataset's name and
+  class names in the file's key-value metadata.
+
+`write_dataset` writes the images chunk by chunk as they are decoded (peak memory: one chunk, not
+the dataset); `load_dataset` returns a `Dataset` whose `images` are `StoredImages`: indexing reads
+only the rows asked for (positional reads, not a memory map, so the pages read are the kernel's
+page cache and never count in the job's resident memory) and returns them as float32 in [0, 1],
+converted where the batch is used (`to_float`, the same values as converting the whole array).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from latent_atlas.io import read_npz, write_npz
+from latent_atlas.io import atomic_path, read_parquet, read_parquet_metadata, write_parquet
 
 SPLITS = ("train", "test")
+IMAGES_FILE, SAMPLES_FILE = "images.npy", "samples.parquet"
+# Bytes (as float32) per chunk when a whole-dataset pass (a value check, a hash) reads images.
+CHUNK_BYTES = 16 << 20
 
 
 class DataError(ValueError):
     """Bad data or a bad dataset option; the message names the file or the config key."""
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 0..255 -> float32 k/255; float -> float32 (values must already be in [0, 1])."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255)
+    return images.astype(np.float32, copy=False)
+
+
+class _ImageFile:
+    """An open images.npy: its header, and rows read with positional reads (safe after fork)."""
+
+    def __init__(self, path: Path):
+        self.path, self._fd, self._pid = path, None, None
+        try:
+            with open(path, "rb") as fh:
+                major, _ = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(fh)
+                self.offset = fh.tell()
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable .npy images file: {err}") from err
+        if len(shape) != 4 or fortran or dtype not in (np.uint8, np.float32):
+            raise DataError(f"{path}: images must be a C-order (N, C, H, W) uint8 or float32 array, "
+                            f"got shape {shape} {dtype}{' (Fortran order)' if fortran else ''}")
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        expected = self.offset + self.shape[0] * self.row_bytes
+        if path.stat().st_size != expected:
+            raise DataError(f"{path}: header says {self.shape} {self.dtype} ({expected} bytes), "
+                            f"the file holds {path.stat().st_size} bytes")
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The stored rows `rows` (int64, any order), as stored (uint8 or float32)."""
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        if not len(rows):
+            return out
+        flat = out.reshape(-1).view(np.uint8)
+        fd = self._descriptor()
+        # Runs of consecutive rows are read with one call each.
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for s, e in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            view = memoryview(flat)[s * self.row_bytes:e * self.row_bytes]
+            pos = self.offset + int(rows[s]) * self.row_bytes
+            while len(view):
+                got = os.preadv(fd, [view], pos)
+                if got <= 0:
+                    raise DataError(f"{self.path}: file ended early (truncated while reading?)")
+                view, pos = view[got:], pos + got
+        return out
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+class StoredImages:
+    """The images of a dataset store (or a subset of its rows), read lazily.
+
+    Behaves like a read-only float32 array of shape (n, C, H, W) for `len`, `shape` and indexing:
+    `images[i]`, `images[a:b]`, `images[index_array]`, `images[bool_mask]` (and those with more
+    axes after them) read only the selected rows and return float32 in [0, 1]. `np.asarray(images)`
+    reads everything (small datasets and tests only). `rows(index)` is a subset, still lazy.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, file: _ImageFile, rows: np.ndarray | None = None):
+        self._file = file
+        self._rows = np.arange(file.shape[0], dtype=np.int64) if rows is None else rows
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self._rows), *self._file.shape[1:])
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        """uint8 or float32: how the store holds the pixels."""
+        return self._file.dtype
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self, index) -> "StoredImages":
+        """The subset selected by an index array, a boolean mask or a slice (no pixels read)."""
+        return StoredImages(self._file, self._rows[index])
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            head, rest = key[0], key[1:]
+            out = self[head]
+            return out[rest] if np.ndim(head) == 0 and not isinstance(head, slice) else out[(slice(None), *rest)]
+        picked = self._rows[key]
+        if np.ndim(picked) == 0:
+            return to_float(self._file.read(np.array([picked])))[0]
+        return to_float(self._file.read(picked))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
 
 
 @dataclass
@@ -67,6 +189,19 @@ class ImageAxes:
         return cls(arrays["axes_rows"], arrays["axes_cols"], row_label, col_label,
                    json.loads(str(arrays["axes_settings"])))
 
+    def to_metadata(self) -> dict:
+        """The samples table's `axes` metadata entry (JSON; floats written exactly)."""
+        return {"rows": self.rows.tolist(), "cols": self.cols.tolist(), "row_label": self.row_label,
+                "col_label": self.col_label, "settings": self.settings}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "ImageAxes | None":
+        """The axes stored by `to_metadata()` under the samples table's `axes` key, or None."""
+        if "axes" not in meta:
+            return None
+        a = meta["axes"]
+        return cls(a["rows"], a["cols"], a["row_label"], a["col_label"], a.get("settings", {}))
+
 
 @dataclass
 class Dataset:
@@ -74,7 +209,8 @@ class Dataset:
 
     Attributes
     ----------
-    images : ndarray of shape (n_samples, n_channels, height, width), float32 in [0, 1]
+    images : ndarray or StoredImages of shape (n_samples, n_channels, height, width), float32 in [0, 1]
+        In memory (a built dataset) or read from the store as it is indexed (`load_dataset`).
     labels : ndarray of shape (n_samples,), int64 in 0..n_classes-1
     class_names : list of str, length n_classes
     split : ndarray of shape (n_samples,), str, each 'train' or 'test'
@@ -87,7 +223,7 @@ class Dataset:
         Physical axes of the images (spectrograms), None for plain images.
     """
 
-    images: np.ndarray
+    images: np.ndarray | StoredImages
     labels: np.ndarray
     class_names: list[str]
     split: np.ndarray
@@ -131,9 +267,11 @@ class Dataset:
         return tuple(int(s) for s in self.images.shape[1:])
 
     def subset(self, mask: np.ndarray) -> "Dataset":
-        """The samples selected by a boolean mask (n_samples,) or an index array (same classes)."""
+        """The samples selected by a boolean mask (n_samples,) or an index array (same classes);
+        stored images stay lazy."""
+        images = self.images.rows(mask) if isinstance(self.images, StoredImages) else self.images[mask]
         return Dataset(
-            self.images[mask],
+            images,
             self.labels[mask],
             list(self.class_names),
             self.split[mask],
@@ -149,15 +287,15 @@ class Dataset:
         return self.subset(self.split == "test")
 
     def validate(self, where: str | None = None) -> None:
-        """Check values against the file contract; raise DataError naming `where` (or the dataset)."""
+        """Check values against the file contract; raise DataError naming `where` (or the dataset).
+
+        The pixel values of stored uint8 images are in range by their type and are not read.
+        """
         where = where or f"dataset {self.name!r}"
         if self.images.dtype != np.float32:
             raise DataError(f"{where}: images must be float32, got {self.images.dtype}")
-        if len(self) and (float(self.images.min()) < 0 or float(self.images.max()) > 1):
-            raise DataError(
-                f"{where}: image values must lie in [0, 1], got "
-                f"[{self.images.min():g}, {self.images.max():g}]"
-            )
+        if not (isinstance(self.images, StoredImages) and self.images.stored_dtype == np.uint8):
+            check_pixel_range(self.images, where)
         if len(self) and (self.labels.min() < 0 or self.labels.max() >= self.n_classes):
             raise DataError(
                 f"{where}: labels must lie in 0..{self.n_classes - 1}, got "
@@ -178,11 +316,98 @@ class Dataset:
         )
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 k/255; float -> float32 (values must already be in [0, 1])."""
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / np.float32(255)
-    return images.astype(np.float32, copy=False)
+def float_chunks(images, max_bytes: int = CHUNK_BYTES) -> Iterable[np.ndarray]:
+    """Consecutive row chunks of `images` (N, ...; an ndarray or `StoredImages`) as float32 arrays
+    of at most `max_bytes` (at least one row each), in order: a pass over a dataset that holds one
+    chunk at a time."""
+    rows = max(1, max_bytes // max(1, 4 * int(np.prod(images.shape[1:]))))
+    for start in range(0, len(images), rows):
+        yield np.asarray(images[start:start + rows], dtype=np.float32)
+
+
+def check_pixel_range(images, where: str) -> None:
+    """DataError at `where` unless every value of (N, C, H, W) `images` lies in [0, 1] (chunk by chunk)."""
+    lo, hi = np.inf, -np.inf
+    for x in float_chunks(images):
+        if x.size:
+            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+    if lo < 0 or hi > 1 or np.isnan(lo) or np.isnan(hi):
+        raise DataError(f"{where}: image values must lie in [0, 1], got [{lo:g}, {hi:g}]")
+
+
+def store_folder(path) -> Path:
+    """The store folder of `path`: the folder itself, one of its two files, or a rule's input list
+    of them (Snakemake's `rules.prepare_data.output`)."""
+    if not isinstance(path, (str, os.PathLike)):
+        path = list(path)[0]
+    path = Path(path)
+    return path.parent if path.name in (IMAGES_FILE, SAMPLES_FILE) else path
+
+
+def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.ndarray,
+                  class_names: Sequence[str], name: str, chunks: Iterable[np.ndarray],
+                  axes: ImageAxes | None = None) -> None:
+    """Write a dataset store: the images chunk by chunk as `chunks` yields them, then the samples.
+
+    Parameters
+    ----------
+    folder : the store folder (created); its two files are each written to a temporary name and
+        renamed when complete, images first.
+    sample_id, split, labels : (n,) each, in the order of the images.
+    chunks : (k, C, H, W) arrays, n rows in all, in order; every chunk uint8 (stored as uint8) or
+        every chunk float in [0, 1] (stored as float32). Peak memory: one chunk.
+    axes : the images' physical axes (spectrograms), kept in the samples table's metadata.
+
+    The bytes depend only on the values (a .npy header and raw rows; Parquet with fixed settings).
+    """
+    folder = Path(folder)
+    ids = pd.DataFrame({"sample_id": np.asarray(sample_id, np.int64),
+                        "split": np.asarray(split).astype(str),
+                        "label": np.asarray(labels, np.int64)})
+    n = len(ids)
+    where = f"dataset {name!r}"
+    written, shape, dtype = 0, None, None
+    # Plain sequential writes, not a memory map: pages of a written map stay resident in the job
+    # (its RSS grew with N), while written file pages go to the kernel's page cache.
+    with atomic_path(folder / IMAGES_FILE) as tmp, open(tmp, "wb") as fh:
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if shape is None:
+                dtype = np.dtype(np.uint8 if chunk.dtype == np.uint8 else np.float32)
+                shape = (n, *chunk.shape[1:])
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(fh, header)  # what np.save writes for it
+            if chunk.ndim != 4 or chunk.shape[1:] != shape[1:]:
+                raise DataError(f"{where}: a chunk of images has shape {chunk.shape}, expected "
+                                f"(k, {', '.join(map(str, shape[1:]))})")
+            if (chunk.dtype == np.uint8) != (dtype == np.uint8):
+                raise DataError(f"{where}: chunks mix uint8 and float images ({chunk.dtype} after {dtype})")
+            if dtype == np.float32:
+                check_pixel_range(chunk, where)
+            if written + len(chunk) > n:
+                raise DataError(f"{where}: more images than the {n} samples")
+            fh.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+            written += len(chunk)
+        if shape is None or written != n:
+            raise DataError(f"{where}: {written} images for {n} samples")
+        height, width = shape[2:]
+        if axes is not None and (len(axes.rows), len(axes.cols)) != (height, width):
+            raise DataError(f"{where}: axes of {len(axes.rows)} rows x {len(axes.cols)} columns "
+                            f"for images of {height}x{width}")
+    meta = {"name": name, "class_names": list(class_names)}
+    if axes is not None:
+        meta["axes"] = axes.to_metadata()
+    write_parquet(ids, folder / SAMPLES_FILE, metadata=meta)
+
+
+def save_dataset(ds: Dataset, folder) -> None:
+    """Write an in-memory `ds` as a store (`write_dataset`); images stored as uint8 when they are
+    exactly k/255 (an 8-bit source, losslessly), else as float32."""
+    ds.validate()
+    as_bytes = as_uint8(np.asarray(ds.images))
+    images = ds.images if as_bytes is None else as_bytes
+    chunks = (images[s:s + 1024] for s in range(0, len(ds), 1024))
+    write_dataset(folder, ds.sample_id, ds.split, ds.labels, ds.class_names, ds.name, chunks, ds.axes)
 
 
 def as_uint8(images: np.ndarray, chunk: int = 4096) -> np.ndarray | None:
@@ -200,63 +425,43 @@ def as_uint8(images: np.ndarray, chunk: int = 4096) -> np.ndarray | None:
     return out
 
 
-_FILE_KEYS = ("images", "labels", "class_names", "split", "sample_id")
+def load_dataset(path) -> Dataset:
+    """The dataset store at `path` (`store_folder`): samples in memory, images read as indexed.
 
-
-def save_dataset(ds: Dataset, path: str | os.PathLike) -> None:
-    """Write `ds` to an .npz file (atomic, byte-deterministic).
-
-    Images are stored as uint8 (0..255) when they are exactly k/255 (an 8-bit source, losslessly),
-    else as float32 in [0, 1].
+    Reads the two files' headers and the samples table only; pixels are read when a job indexes
+    `images`, as float32 in [0, 1].
     """
-    ds.validate()
-    as_bytes = as_uint8(ds.images)
-    images = ds.images if as_bytes is None else as_bytes
-    write_npz(
-        path,
-        images=images,
-        labels=ds.labels.astype(np.int64),
-        class_names=np.asarray(ds.class_names, dtype=str),
-        split=ds.split.astype("<U5"),
-        sample_id=ds.sample_id.astype(np.int64),
-        name=np.asarray(ds.name, dtype=str),
-        **(ds.axes.arrays() if ds.axes is not None else {}),
-    )
-
-
-def load_dataset(path: str | os.PathLike) -> Dataset:
-    """Read a dataset file written by `save_dataset`; images always float32 in [0, 1]."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset file not found: {path} (written by rule prepare_data)")
+    folder = store_folder(path)
+    images_path, samples_path = folder / IMAGES_FILE, folder / SAMPLES_FILE
+    for p in (images_path, samples_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"dataset file not found: {p} (written by rule prepare_data)")
     try:
-        arrays = read_npz(path)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable dataset file (.npz): {err}") from err
-    missing = [k for k in _FILE_KEYS if k not in arrays]
-    if missing:
-        raise DataError(f"{path}: malformed dataset file, missing {', '.join(missing)}")
-    images = arrays["images"]
-    if images.dtype not in (np.uint8, np.float32, np.float64):
-        raise DataError(f"{path}: images must be uint8 or float, got {images.dtype}")
-    name = str(arrays["name"]) if "name" in arrays else path.stem
+        ids = read_parquet(samples_path, columns=["sample_id", "split", "label"])
+        meta = read_parquet_metadata(samples_path)
+        class_names, name = meta["class_names"], meta.get("name", folder.name)
+    except (KeyError, ValueError, OSError) as err:
+        raise DataError(f"{samples_path}: not a readable samples table "
+                        f"(sample_id, split, label; class_names in its metadata): {err}") from err
+    images = StoredImages(_ImageFile(images_path))
+    if len(images) != len(ids):
+        raise DataError(f"{folder}: {images_path.name} holds {len(images)} images, "
+                        f"{samples_path.name} {len(ids)} samples")
     try:
-        ds = Dataset(
-            to_float(images),
-            arrays["labels"],
-            list(arrays["class_names"]),
-            arrays["split"],
-            arrays["sample_id"],
-            name,
-            ImageAxes.from_arrays(arrays),
-        )
+        ds = Dataset(images, ids["label"].to_numpy(copy=True), list(class_names), ids["split"].to_numpy(),
+                     ids["sample_id"].to_numpy(copy=True), str(name), ImageAxes.from_metadata(meta))
     except (DataError, ValueError, TypeError) as err:
-        raise DataError(f"{path}: malformed dataset file: {err}") from err
-    ds.validate(where=str(path))
+        raise DataError(f"{folder}: malformed dataset store: {err}") from err
+    ds.validate(where=str(folder))
     return ds
 
 
-def load_image_axes(path: str | os.PathLike) -> ImageAxes | None:
-    """The physical axes stored in a dataset file (None for plain images), without its images."""
-    with np.load(path, allow_pickle=False) as arrays:
-        return ImageAxes.from_arrays({k: arrays[k] for k in arrays.files if k.startswith("axes_")})
+def image_shape(path) -> tuple[int, int, int]:
+    """(C, H, W) of a dataset store's images, from the images.npy header only."""
+    return _ImageFile(store_folder(path) / IMAGES_FILE).shape[1:]
+
+
+def load_image_axes(path) -> ImageAxes | None:
+    """The physical axes of a dataset store's images (None for plain images), from the samples
+    table's metadata only."""
+    return ImageAxes.from_metadata(read_parquet_metadata(store_folder(path) / SAMPLES_FILE))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from latent_atlas.data.store import CHUNK_BYTES
 from latent_atlas.featureviz.describe import describe_images, stack_results
 from latent_atlas.featureviz.layers import OUTPUT, check_units, first_units, resolve_layer
 from latent_atlas.featureviz.optimise import Optimiser
@@ -54,17 +55,25 @@ def confident_class_means(probs: np.ndarray, images: np.ndarray, threshold: floa
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Mean image of the samples the network assigns to each class with probability > threshold.
 
-    probs : (N, K); images : (N, C, H, W). Returns means (K, C, H, W) float32 (zeros for a class
-    with no such sample) and counts (K,).
+    probs : (N, K); images : (N, C, H, W), an array or the store's `StoredImages`. Returns means
+    (K, C, H, W) float32 (zeros for a class with no such sample) and counts (K,).
+
+    A class's images are read a chunk of rows at a time (`data.store.CHUNK_BYTES`) and summed row
+    after row in float64, the order in which `images[mask].mean(axis=0, dtype=float64)` sums
+    them: the same bits, without holding the class (at CelebA's size, gigabytes) in memory.
     """
     k = probs.shape[1]
     means = np.zeros((k, *images.shape[1:]), dtype=np.float64)
     counts = np.zeros(k, dtype=np.int64)
+    per_chunk = max(1, CHUNK_BYTES // max(1, 4 * int(np.prod(images.shape[1:]))))
     for c in range(k):
-        m = probs[:, c] > threshold
-        counts[c] = int(m.sum())
+        rows = np.flatnonzero(probs[:, c] > threshold)
+        counts[c] = len(rows)
+        for start in range(0, len(rows), per_chunk):
+            for row in images[rows[start:start + per_chunk]]:
+                means[c] += row
         if counts[c]:
-            means[c] = images[m].mean(axis=0, dtype=np.float64)
+            means[c] /= counts[c]
     return means.astype(np.float32), counts
 
 

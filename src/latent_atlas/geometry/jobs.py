@@ -68,7 +68,7 @@ def geometry_random_points(job: Job) -> None:
     model = load_model(job.input.model, map_location=device)
     classifier = load_model(job.input.classifier[0], map_location=device) if job.input.classifier else None
     ds = load_dataset(job.input.data)
-    train = ds.images[ds.split == "train"]
+    train = ds.train().images  # read a chunk at a time by nearest_image_distance
     images, scores = decode_random_points(
         model, read_latents(job.input.latents).z, train, settings["n_per_set"], settings["offset_scale"],
         classifier, random_state=int(job.config["seed"]))

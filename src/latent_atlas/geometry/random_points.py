@@ -39,22 +39,25 @@ def random_latents(Z: np.ndarray, n: int, offset_scale: float,
     return {k: v.astype(np.float32) for k, v in sets.items()}
 
 
-def nearest_image_distance(images: np.ndarray, reference: np.ndarray, batch: int = 256) -> np.ndarray:
+def nearest_image_distance(images: np.ndarray, reference, batch: int = 256,
+                           reference_chunk: int = 4096) -> np.ndarray:
     """RMS pixel distance of each image (m, ...) to its nearest reference image (N, ...): (m,).
 
-    Pixel values in [0, 1]; 0 = an exact copy of a training image.
+    Pixel values in [0, 1]; 0 = an exact copy of a training image. `reference` is an ndarray or
+    the store's `StoredImages`: it is read `reference_chunk` rows at a time, so it is never held whole.
     """
     A = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
-    B = np.asarray(reference, dtype=np.float32).reshape(len(reference), -1)
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"images have {A.shape[1]} pixels, reference images {B.shape[1]}")
-    b2 = (B * B).sum(axis=1)
-    out = np.empty(len(A))
-    for s in range(0, len(A), batch):
-        a = A[s:s + batch]
-        d2 = (a * a).sum(axis=1)[:, None] - 2 * a @ B.T + b2[None, :]
-        out[s:s + batch] = np.sqrt(np.clip(d2.min(axis=1), 0, None) / A.shape[1])
-    return out
+    if int(np.prod(reference.shape[1:])) != A.shape[1]:
+        raise ValueError(f"images have {A.shape[1]} pixels, reference images {int(np.prod(reference.shape[1:]))}")
+    best = np.full(len(A), np.inf, np.float32)  # squared distance to the nearest reference so far
+    for r in range(0, len(reference), reference_chunk):
+        B = np.asarray(reference[r:r + reference_chunk], dtype=np.float32).reshape(-1, A.shape[1])
+        b2 = (B * B).sum(axis=1)
+        for s in range(0, len(A), batch):
+            a = A[s:s + batch]
+            d2 = (a * a).sum(axis=1)[:, None] - 2 * a @ B.T + b2[None, :]
+            best[s:s + batch] = np.minimum(best[s:s + batch], d2.min(axis=1))
+    return (np.sqrt(np.clip(best, 0, None) / A.shape[1])).astype(np.float64)
 
 
 def plausibility_table(sets: Mapping[str, np.ndarray], nn_distance: Mapping[str, np.ndarray],

@@ -26,7 +26,8 @@ log = logging.getLogger("latent_atlas")
 
 def evaluation_set(test, max_samples: int | None, seed: int):
     """Images (N, C, H, W), labels (N,) and class names of a test split (`Dataset.test()`): every
-    image, or a seeded random subset of `max_samples` in their original order."""
+    image, or a seeded random subset of `max_samples` in their original order. Only these rows
+    are read from a stored dataset."""
     if len(test) < 2:
         raise ValueError(f"dataset {test.name!r}: the test split has {len(test)} images; importance needs >= 2")
     idx = np.arange(len(test))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latent_atlas.data.store import float_chunks
 from latent_atlas.io import atomic_path, config_hash
 from latent_atlas.runtime import log
 
@@ -27,13 +28,19 @@ def path_in(checkpoint_dir: str | os.PathLike) -> Path:
     return Path(checkpoint_dir) / CHECKPOINT_NAME
 
 
-def fingerprint(model: nn.Module, settings: Mapping[str, Any], seed: int, images: torch.Tensor,
+def fingerprint(model: nn.Module, settings: Mapping[str, Any], seed: int, images,
                 labels: torch.Tensor, train_idx: np.ndarray) -> str:
     """What a checkpoint must match to be resumed: model, settings, seed, training data and torch's
     thread count (the float sums of an epoch depend on it, so epochs run with another count would
-    not end in the weights an uninterrupted run gives)."""
+    not end in the weights an uninterrupted run gives).
+
+    images : (N, C, H, W), an ndarray or the store's `StoredImages`; hashed as float32 a chunk of
+    rows at a time (the same digest as the whole array's bytes, without holding it).
+    """
     h = hashlib.sha256()
-    for arr in (images.numpy(), labels.numpy(), train_idx):
+    for chunk in float_chunks(images):
+        h.update(np.ascontiguousarray(chunk).tobytes())
+    for arr in (labels.numpy(), train_idx):
         h.update(np.ascontiguousarray(arr).tobytes())
     return config_hash({"arch": model.arch, "params": model.params, "input_shape": model.input_shape,
                         "n_classes": model.n_classes, "settings": settings, "seed": seed,

@@ -137,10 +137,17 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, beta: float,
     return loss, {"loss": loss.detach() * b, "bce": bce.detach(), "mse": mse, "kl": kl.detach()}
 
 
+def batch_tensor(images, rows: np.ndarray) -> torch.Tensor:
+    """Rows `rows` of `images` (an ndarray or the store's `StoredImages`, (N, C, H, W)) as a
+    float32 CPU tensor: only these rows are read, and converted here, per batch."""
+    return torch.from_numpy(np.ascontiguousarray(images[rows], dtype=np.float32))
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indices: np.ndarray,
+def evaluate(model: nn.Module, images, labels: torch.Tensor, indices: np.ndarray,
              beta: float = 1.0, batch_size: int = 1024, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Mean loss (and accuracy, or per-pixel MSE/BCE and per-sample KL) on `indices`.
+    """Mean loss (and accuracy, or per-pixel MSE/BCE and per-sample KL) on `indices` of `images`
+    (N, C, H, W), read a batch at a time.
 
     VAEs are evaluated on the posterior mean (no sampling), so the numbers are deterministic.
     Returns NaN values for an empty index set.
@@ -148,8 +155,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indic
     model.eval()
     sums: dict[str, float] = {}
     for start in range(0, len(indices), batch_size):
-        idx = torch.from_numpy(indices[start:start + batch_size])
-        x, y = images[idx].to(device), labels[idx].to(device)
+        idx = indices[start:start + batch_size]
+        x, y = batch_tensor(images, idx).to(device), labels[torch.from_numpy(idx)].to(device)
         _, parts = batch_loss(model, x, y, beta, None)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v)
@@ -159,7 +166,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indic
         return {k: math.nan for k in keys}
     if model.kind == "classifier":
         return {"loss": sums["loss"] / n, "accuracy": sums["correct"] / n}
-    d = images[0].numel()
+    d = int(np.prod(images.shape[1:]))
     return {"loss": sums["loss"] / n, "bce": sums["bce"] / (n * d), "mse": sums["mse"] / (n * d),
             "kl": sums["kl"] / n}
 
@@ -197,7 +204,7 @@ def flushed_denormals(flush: bool):
         torch.set_flush_denormal(False)
 
 
-def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, split: np.ndarray,
+def train_model(model: nn.Module, images, labels: np.ndarray, split: np.ndarray,
                 settings: Mapping[str, Any] | None = None, *, seed: int = 0,
                 checkpoint_dir: str | os.PathLike | None = None, name: str = "model",
                 device: str | torch.device | None = None, progress: bool = True,
@@ -207,7 +214,9 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, split:
     Parameters
     ----------
     model : a freshly built model (its initial weights are part of the run; seed torch first).
-    images : float32 ndarray of shape (N, C, H, W) in [0, 1].
+    images : float32 (N, C, H, W) in [0, 1]: an ndarray, or the store's `StoredImages`, from which
+        each batch is read when it is used (the whole array is never held; the batches and so the
+        weights are the same either way).
     labels : int ndarray of shape (N,) in 0..K-1.
     split : str ndarray of shape (N,), 'train' or 'test'.
     settings : `models.<name>.train` (defaults filled by `train_settings`).
@@ -231,7 +240,6 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, split:
 def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, device, progress,
            on_epoch_end) -> TrainResult:
     device = default_device() if device is None else torch.device(device)
-    images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     labels_t = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     split = np.asarray(split).astype(str)
     pool = np.flatnonzero(split == "train")
@@ -248,7 +256,7 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
     rows: list[dict[str, float]] = []
     start = 0
     ckpt_path = checkpoint.path_in(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = checkpoint.fingerprint(model, settings, seed, images_t, labels_t, train_idx)
+    fingerprint = checkpoint.fingerprint(model, settings, seed, images, labels_t, train_idx)
     ckpt = checkpoint.read(ckpt_path, fingerprint) if ckpt_path else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -271,8 +279,8 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
         bar = tqdm(total=n_batches, desc=f"{name} epoch {epoch + 1}/{epochs}", file=sys.stderr,
                    disable=not progress, mininterval=1.0, leave=False, unit="step")
         for step in range(n_batches):
-            idx = torch.from_numpy(perm[step * bs:(step + 1) * bs])
-            x, y = images_t[idx].to(device), labels_t[idx].to(device)
+            idx = perm[step * bs:(step + 1) * bs]
+            x, y = batch_tensor(images, idx).to(device), labels_t[torch.from_numpy(idx)].to(device)
             loss, parts = batch_loss(model, x, y, beta, noise)
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -288,7 +296,7 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
-        val = evaluate(model, images_t, labels_t, val_idx, beta, settings["eval_batch_size"], device)
+        val = evaluate(model, images, labels_t, val_idx, beta, settings["eval_batch_size"], device)
         if len(val_idx) and not math.isfinite(val["loss"]):
             raise _diverged(name, val["loss"], epoch, epochs, n_batches - 1, lr, settings)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / len(train_idx), "val_loss": val["loss"]}
@@ -306,7 +314,7 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
-    test = evaluate(model, images_t, labels_t, test_idx, beta, settings["eval_batch_size"], device)
+    test = evaluate(model, images, labels_t, test_idx, beta, settings["eval_batch_size"], device)
     metrics: dict[str, Any] = {
         "model": name, "arch": model.arch, "kind": model.kind, "latent_dim": model.latent_dim,
         "n_params": count_parameters(model), "epochs": epochs, "device": device.type,
