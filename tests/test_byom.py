@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from model_helpers import TINY_PARAMS, tiny_dataset
+from model_helpers import TINY_PARAMS, export_model, tiny_dataset
 
 from latent_atlas.config import ConfigError, check_config
 from latent_atlas.io import read_npz, read_parquet
@@ -27,44 +27,6 @@ from latent_atlas.runtime import Files, Job
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 32, "max_samples": 16}
 NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
-
-
-class _Call(torch.nn.Module):
-    """One method of a model as a module's forward (what a user exports)."""
-
-    def __init__(self, model, method):
-        super().__init__()
-        self.model, self.method = model, method
-
-    def forward(self, x):
-        return getattr(self.model, self.method)(x)
-
-
-def _export(model, kind: str, folder: Path) -> dict[str, dict]:
-    """The model as torch.export programs, ONNX graphs and a state dict: {format: source entry}."""
-    import warnings
-
-    folder.mkdir(parents=True, exist_ok=True)
-    x = torch.rand(4, *model.input_shape)
-    z = model.encode(x) if kind == "autoencoder" else model.features(x)
-    first = _Call(model, "encode" if kind == "autoencoder" else "features")
-    second_name = "decoder" if kind == "autoencoder" else "head"
-    second = _Call(model, "decode") if kind == "autoencoder" else model.head
-    batch = {0: torch.export.Dim("batch")}
-    out = {"torch_export": {"format": "torch_export"}, "onnx": {"format": "onnx"}}
-    for name, module, example in (("encoder", first, x), (second_name, second, z)):
-        path = folder / f"{name}.pt2"
-        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=(batch,)), path)
-        out["torch_export"][name] = str(path)
-        path = folder / f"{name}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": {0: "batch"}})
-        out["onnx"][name] = str(path)
-    torch.save(model.state_dict(), folder / "weights.pt")
-    out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
-    return out
 
 
 def _train_job(data: str, folder: Path, name: str, arch: str) -> Path:
@@ -125,7 +87,7 @@ def byom(tmp_path_factory):
         folder = root / name / "native"
         model_pt = _train_job(data, folder, name, arch)
         out[name] = {"native": _stage_outputs(data, model_pt, name, kind, folder),
-                     "sources": _export(load_model(model_pt), kind, root / name / "files"),
+                     "sources": export_model(load_model(model_pt), root / name / "files"),
                      "model_pt": model_pt}
     return out
 
@@ -202,15 +164,7 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
     native = load_model(byom["cnn"]["model_pt"])
     folder = byom["root"] / "norm"
     folder.mkdir()
-
-    class Shifted(torch.nn.Module):  # the native features of (x + 1) / 2: expects [-1, 1]
-        def forward(self, x):
-            return native.features((x + 1) / 2)
-
-    torch.export.save(torch.export.export(Shifted(), (torch.rand(4, 1, 16, 16),),
-                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), folder / "enc.pt2")
-    source = {"format": "torch_export", "encoder": str(folder / "enc.pt2"), "head": byom["cnn"]["sources"]["torch_export"]["head"],
-              "input_range": "-1,1"}
+    source = export_model(native, folder, formats=("torch_export",), normalised={"input_range": "-1,1"})["torch_export"]
     _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": source}, "norm", folder / "model.pt")
     loaded = load_model(folder / "model.pt")
     x = torch.rand(5, 1, 16, 16)
@@ -298,7 +252,7 @@ def test_an_input_shape_mismatch_names_both_shapes_and_the_file(byom, tmp_path):
     from latent_atlas.models.networks import build_model
 
     other = build_model("cnn_classifier", (1, 8, 8), 3, TINY_PARAMS["cnn_classifier"]).eval()
-    sources = _export(other, "classifier", tmp_path / "small")
+    sources = export_model(other, tmp_path / "small")
     for fmt in ("torch_export", "onnx"):
         spec = {"dataset": "tiny", "kind": "classifier", "source": sources[fmt]}
         _bad_import(byom, tmp_path, spec, rf"models\.mine\.source\.encoder \(.*encoder\.{'pt2' if fmt == 'torch_export' else 'onnx'}\) "
