@@ -29,11 +29,13 @@ IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 32, "max_samples": 16}
 NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
 
 
-def _train_job(data: str, folder: Path, name: str, arch: str) -> Path:
+def _train_job(data: str, folder: Path, name: str, arch: str, params: dict | None = None, dataset: str = "tiny",
+               train: dict | None = None) -> Path:
+    """model.pt of the `train` job (the workflow's training) on the dataset file `data`."""
     from latent_atlas.models import jobs
 
-    spec = {"dataset": "tiny", "arch": arch, "params": TINY_PARAMS[arch],
-            "train": {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
+    spec = {"dataset": dataset, "arch": arch, "params": TINY_PARAMS[arch] if params is None else params,
+            "train": train or {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
     out = Files(model=str(folder / "model.pt"), metrics=str(folder / "metrics.json"),
                 train_log=str(folder / "train_log.tsv"))
     jobs.train(Job(input=Files([data]), output=out, params=Files(spec=spec, checkpoint_dir=str(folder / "ckpt")),
@@ -106,7 +108,7 @@ def _assert_tables_close(loaded: dict, native: dict, exact: bool) -> None:
                 # onnxruntime-vs-torch difference in z moves the smallest ones by more than 1e-5 of
                 # themselves, so they are compared to 2e-4 of the table's largest value (as the engine's
                 # own tests compare its paths with each other)
-                scale = (float(np.abs(b).max()) or 1.0) * (2e-4 if key in ("block", "latent_importance") else 1e-5)
+                scale = (float(np.abs(b).max()) or 1.0) * (2e-4 if key == "block" or "importance" in key else 1e-5)
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=scale, err_msg=f"{key}.{col}")
 
 
@@ -400,3 +402,261 @@ def test_the_torch_export_example_plans_every_stage_without_training(tmp_path):
     assert "train" not in rules and "plot_model_classifier" not in rules
     assert {"import_model", "extract_autoencoder", "extract_classifier_hidden", "importance_plan", "latent_importance",
             "featureviz_census", "geometry_random_points", "geometry_tsne"} <= rules, sorted(rules)
+
+
+# --------------------------------------------------------------------------------------------
+# The example configs, run by Snakemake
+# --------------------------------------------------------------------------------------------
+EXAMPLES = ("state_dict", "torch_export", "onnx", "latents")
+# The network behind every example entry of a kind, unless a state_dict entry names its arch.
+NATIVE_ARCH = {"autoencoder": "conv_ae", "classifier": "cnn_classifier"}
+FEATUREVIZ_RULES = {"featureviz_unregularised", "featureviz_adversarial", "featureviz_tv_sweep", "featureviz_tv_l1_grid",
+                    "featureviz_gallery", "featureviz_census", "plot_featureviz"}
+# Smaller settings than the examples' (the test's time): one block of pixels, 32 images, no UMAP.
+SHRINK = {
+    "importance": {"n_perm": 2, "block_size": 256, "max_samples": 32, "device": "cpu"},
+    "geometry": {"neighbours": {"n_samples": 200},
+                 "projections": {"pca_components": [], "tsne": {"sample_sizes": [50]}, "umap": {"sample_sizes": []}}},
+    "featureviz": {"adversarial": {"per_pair": 1, "steps": 10, "show": 2}},
+}
+
+
+def _section_models(cfg: dict, section: str) -> list[str]:
+    """The models an example runs `section` on: its list, else every model that can (as the workflow)."""
+    from latent_atlas.config import section_refusal
+
+    names = cfg.get(section, {}).get("models")
+    return list(names) if names is not None else [m for m, s in cfg["models"].items() if section_refusal(section, s) is None]
+
+
+def _merged_examples() -> tuple[dict, dict[str, dict]]:
+    """Every config/examples/<format>.yaml's models and datasets in one config, and each example.
+
+    Importance and featureviz run on the models the examples run them on (their lists or the
+    defaults), with the examples' settings made smaller (SHRINK). Geometry runs on the latents
+    example's tables only: the networks' latents are compared with the native model's instead.
+    """
+    examples = {e: yaml.safe_load((ROOT / "config" / "examples" / f"{e}.yaml").read_text()) for e in EXAMPLES}
+    merged: dict = {"datasets": {}, "models": {}}
+    for example, cfg in examples.items():
+        for key in ("seed", "numeric_threads", "figures"):
+            assert merged.setdefault(key, cfg[key]) == cfg[key], f"{example}.yaml: {key} differs from the other examples'"
+        for name, spec in cfg["datasets"].items():
+            assert merged["datasets"].setdefault(name, spec) == spec, f"{example}.yaml: datasets.{name} differs"
+        assert not merged["models"].keys() & cfg["models"].keys(), f"{example}.yaml: a model name is taken"
+        merged["models"].update(cfg["models"])
+    for section in ("importance", "featureviz", "geometry"):
+        settings = {}
+        for cfg in examples.values():
+            settings.update({k: v for k, v in cfg.get(section, {}).items() if k != "models"})
+        settings.update(SHRINK[section])
+        models = [m for e, cfg in examples.items() if section != "geometry" or e == "latents"
+                  for m in _section_models(cfg, section)]
+        merged[section] = {**settings, "models": models}
+    return merged, examples
+
+
+def _targets(merged: dict) -> list[str]:
+    """What the run asks for, not `all` (the test's time): every model's latents, the importance
+    tables, the geometry tables and a t-SNE map, and featureviz to its figures (plot_featureviz
+    needs every featureviz table). Explain, the atlas and the other figures are left out."""
+    from latent_atlas.models.archs import model_kind
+
+    def base(name):
+        return f"results/{merged['models'][name]['dataset']}/{name}"
+
+    out = [f"{base(m)}/latents.parquet" for m in merged["models"]]
+    for m in merged["importance"]["models"]:
+        logits = ["pixel_importance_logits"] if model_kind(merged["models"][m]) == "classifier" else []
+        out += [f"{base(m)}/importance/{t}.parquet" for t in ("pixel_importance", "latent_importance", *logits)]
+    sizes = merged["geometry"]["projections"]["tsne"]["sample_sizes"]
+    out += [f"{base(m)}/geometry/{t}.parquet" for m in merged["geometry"]["models"]
+            for t in ("summary", *(f"tsne_raw_n{n}" for n in sizes))]
+    out += [f"results/figures/{merged['models'][m]['dataset']}/{m}/featureviz_unregularised.png"
+            for m in merged["featureviz"]["models"]]
+    return out
+
+
+def _jobs_run(snakemake_output: str) -> dict[str, set[str]]:
+    """{rule: the models of its jobs} from Snakemake's job log."""
+    ran: dict[str, set[str]] = {}
+    for rule, body in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n)*)", snakemake_output, re.M):
+        model = re.search(r"wildcards:.*\bmodel=([\w-]+)", body)
+        ran.setdefault(rule, set()).add(model.group(1) if model else "")
+    return ran
+
+
+def _native_tables(data: str, model_pt: Path, spec: dict, name: str, folder: Path) -> dict[str, pd.DataFrame]:
+    """Latents (and predictions) of model.pt by the extraction job, with the entry's settings."""
+    from latent_atlas.models import jobs
+    from latent_atlas.models.archs import extract_settings, model_kind
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Files(latents=str(folder / "latents.parquet"),
+                **({"predictions": str(folder / "predictions.parquet")} if model_kind(spec) == "classifier" else {}))
+    jobs.extract_autoencoder(Job(input=Files(data=data, model=str(model_pt)), output=out,
+                                 params=Files(extract=extract_settings(spec), config_hash="h"),
+                                 wildcards=Files(model=name)))
+    return {key: read_parquet(path) for key, path in out.items()}
+
+
+def _native_importance(data: str, model_pt: Path, classifier: bool, section: dict, folder: Path) -> dict[str, pd.DataFrame]:
+    """pixel_importance (and _logits) and latent_importance tables of model.pt by the stage's jobs."""
+    from latent_atlas.importance import jobs as importance
+    from latent_atlas.io import read_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings, seed = importance.settings_of({k: v for k, v in section.items() if k != "models"}), {"seed": 0}
+    plan = str(folder / "plan.json")
+    importance.importance_plan(Job(input=Files([data]), output=Files([plan]), params=Files(block_size=settings["block_size"])))
+    blocks = [str(folder / f"block_{b:04d}.parquet") for b in range(read_json(plan)["n_blocks"])]
+    for block in blocks:
+        importance.importance_block(Job(input=Files(data=data, model=str(model_pt)), output=Files([block]),
+                                        params=Files(settings=settings), config=seed,
+                                        wildcards=Files(dataset="digits", model="native", block=block[-12:-8])))
+    outputs = ["primary"] + (["logits"] if classifier and settings["classifier_logits"] else [])
+    tables = {}
+    for output in outputs:
+        path = folder / f"pixel_importance{'' if output == 'primary' else '_logits'}.parquet"
+        importance.importance_gather(Job(input=Files(blocks), output=Files([str(path)]), params=Files(output_name=output),
+                                         wildcards=Files(dataset="digits", model="native")))
+        tables[path.stem] = read_parquet(path)
+    path = folder / "latent_importance.parquet"
+    importance.latent_importance(Job(input=Files(data=data, model=str(model_pt)), output=Files([str(path)]),
+                                     params=Files(settings=settings), config=seed,
+                                     wildcards=Files(dataset="digits", model="native")))
+    tables[path.stem] = read_parquet(path)
+    return tables
+
+
+def _write_table(path: Path, latents: pd.DataFrame, source: dict) -> None:
+    """A latents table as a user brings it: latent columns renamed, rows shuffled (unless matched
+    by row order), with sample_id or its own labels as `source.match` needs."""
+    zcols = [c for c in latents.columns if re.fullmatch(r"z\d+", c)]
+    match = source.get("match", "sample_id")
+    rows = latents if match == "row_order" else latents.sample(frac=1.0, random_state=0)
+    arrays = {"latents": rows[zcols].to_numpy()}
+    if match == "sample_id":
+        arrays["sample_id"] = rows["sample_id"].to_numpy()
+    if match == "standalone":
+        arrays[source.get("label_column", "label")] = rows["label_name"].to_numpy().astype(str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        z = arrays.pop("latents")
+        pd.DataFrame({**{f"dim_{c}": z[:, i] for i, c in enumerate(zcols)}, **arrays}).to_parquet(path)
+    elif path.suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        np.save(path, arrays["latents"])
+
+
+@pytest.mark.slow
+def test_the_example_configs_run_in_the_workflow(tmp_path):
+    """The four config/examples files run merged into one config by one Snakemake run that asks
+    for the files the test reads (_targets; settings made smaller, see _merged_examples): their byom/ files are exports of a conv
+    autoencoder and a CNN classifier trained by the train job on the examples' dataset (the
+    ONNX example's with its input_range), and tables of the autoencoder's latents.
+
+    Imports run instead of training; every exported network's latents equal the native model's
+    (bit for bit for state_dict and torch_export, 1e-5 relative for ONNX), and so do its importance
+    tables (ONNX: to 2e-4 of the table's largest value, see _assert_tables_close); the tables give
+    geometry tables and t-SNE maps; featureviz runs to its figures on the torch_export classifier.
+    """
+    from conftest import run_snakemake
+
+    from latent_atlas.data.build import build_dataset
+    from latent_atlas.data.store import save_dataset
+    from latent_atlas.models.archs import model_kind
+    from latent_atlas.models.networks import load_model
+
+    merged, examples = _merged_examples()
+    for example, cfg in examples.items():  # nothing of an example escapes the run
+        assert all(merged["models"][m] == spec for m, spec in cfg["models"].items()), example
+    (dataset,) = merged["datasets"]
+    models = merged["models"]
+    networks = [m for m, spec in models.items() if spec["source"]["format"] != "latents"]
+    tables = [m for m in models if m not in networks]
+    work, native_dir = tmp_path / "run", tmp_path / "native"
+    data = str(native_dir / f"{dataset}.npz")
+    native_dir.mkdir()
+    save_dataset(build_dataset(dataset, merged["datasets"][dataset], seed=merged["seed"]), data)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(merged["numeric_threads"])  # the run's jobs' threads: float sums depend on them
+    try:
+        natives = {}  # kind -> model.pt of the train job
+        for kind in sorted({model_kind(models[m]) for m in networks}):
+            given = [(m, s["arch"], s["params"]) for m, s in models.items()
+                     if s["source"]["format"] == "state_dict" and model_kind(s) == kind]
+            # a state dict's model.pt is the train job's record, which holds the model's name
+            name, arch, params = given[0] if given else (kind, NATIVE_ARCH[kind], None)
+            natives[kind] = _train_job(data, native_dir / kind, name, arch, params, dataset,
+                                       {"epochs": 2, "batch_size": 32, "max_train_samples": 1024, "lr": 0.01})
+        expected, importance = {}, {}
+        for name in networks:
+            spec, kind = models[name], model_kind(models[name])
+            source = spec["source"]
+            normalised = {k: source[k] for k in ("input_range", "mean", "std") if source.get(k) is not None}
+            files = export_model(load_model(natives[kind]), tmp_path / "exports" / name, formats=(source["format"],),
+                                 normalised=normalised or None)[source["format"]]
+            for key in ("weights", "encoder", "decoder", "head"):
+                if key in source:
+                    (work / source[key]).parent.mkdir(parents=True, exist_ok=True)
+                    (work / source[key]).write_bytes(Path(files[key]).read_bytes())
+            expected[name] = _native_tables(data, natives[kind], spec, name, native_dir / name)
+            if name in merged["importance"]["models"] and kind not in importance:
+                importance[kind] = _native_importance(data, natives[kind], kind == "classifier", merged["importance"],
+                                                      native_dir / f"{kind}_importance")
+    finally:
+        torch.set_num_threads(threads)
+    native_latents = expected[next(m for m in networks if model_kind(models[m]) == "autoencoder")]["latents"]
+    for name in tables:
+        _write_table(work / models[name]["source"]["table"], native_latents, models[name]["source"])
+    config = tmp_path / "examples.yaml"
+    config.write_text(yaml.safe_dump(merged, sort_keys=False))
+
+    proc = run_snakemake(work, "--cores", "2", *_targets(merged), configfile=config, timeout=600)
+    ran = _jobs_run(proc.stdout + proc.stderr)
+    assert "train" not in ran and ran["import_model"] == set(networks) and ran["import_latents"] == set(tables), ran
+
+    results = {m: work / "results" / spec["dataset"] / m for m, spec in models.items()}
+    for name in networks:
+        fmt = models[name]["source"]["format"]
+        if fmt == "state_dict":  # the record training writes, byte for byte
+            assert (results[name] / "model.pt").read_bytes() == natives[model_kind(models[name])].read_bytes()
+        got = {key: read_parquet(results[name] / f"{key}.parquet") for key in expected[name]}
+        _assert_tables_close(got, expected[name], exact=fmt != "onnx")
+
+    for name in merged["importance"]["models"]:
+        kind = model_kind(models[name])
+        got = {t: read_parquet(results[name] / "importance" / f"{t}.parquet") for t in importance[kind]}
+        _assert_tables_close(got, importance[kind], exact=models[name]["source"]["format"] != "onnx")
+
+    zcols = [c for c in native_latents.columns if re.fullmatch(r"z\d+", c)]
+    for name in tables:
+        latents, source = read_parquet(results[name] / "latents.parquet"), models[name]["source"]
+        if source.get("match", "sample_id") != "standalone":  # matched back to the dataset's rows
+            pd.testing.assert_frame_equal(latents, native_latents)
+        else:  # its own rows, in the table's order, with its own labels
+            rows = native_latents.sample(frac=1.0, random_state=0)
+            np.testing.assert_array_equal(latents[zcols].to_numpy(), rows[zcols].to_numpy())
+            assert list(latents["label_name"]) == list(rows["label_name"])
+    geometry = set(merged["geometry"]["models"])
+    assert geometry == set(tables) and ran["geometry_tables"] == geometry and ran["geometry_tsne"] == geometry, ran
+    for name in geometry:
+        for table in ("summary", "pca_variance", "neighbours", "tsne_raw_n50"):
+            frame = read_parquet(results[name] / "geometry" / f"{table}.parquet")
+            assert len(frame) > 0, (name, table)
+        assert np.isfinite(frame.select_dtypes("number").to_numpy()).all()
+
+    assert merged["featureviz"]["models"], "no example runs featureviz"
+    for name in merged["featureviz"]["models"]:
+        assert all(name in ran.get(rule, ()) for rule in FEATUREVIZ_RULES), ran
+        files = sorted((results[name] / "featureviz").iterdir())
+        for path in files:  # tables may be empty (no co-active clusters); the optimised images are not
+            values = (read_parquet(path).select_dtypes("number").to_numpy() if path.suffix == ".parquet"
+                      else np.concatenate([a.ravel() for a in read_npz(path).values() if a.dtype.kind == "f"]))
+            assert np.isfinite(values).all() and (values.size or path.suffix == ".parquet"), path
+        assert sum(p.suffix == ".npz" for p in files) >= 5, files
+        figures = sorted((work / "results" / "figures" / models[name]["dataset"] / name).glob("featureviz_*.png"))
+        assert len(figures) >= 8 and all(f.stat().st_size > 1000 for f in figures), figures
