@@ -159,6 +159,43 @@ def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", list(NATIVE))
+def test_explain_reads_the_first_layer_of_a_torch_export_program(byom, name, tmp_path):
+    """explain_samples on a torch.export model gives the native model's first-layer activations
+    (read from the program's layer chain); a program that is no such chain stops the job."""
+    from latent_atlas.explain import jobs as explain
+    from latent_atlas.models.networks import load_model
+
+    arch, kind = NATIVE[name]
+    latents = byom["root"] / name / "native" / "latents.parquet"
+    pd.DataFrame({"sample_id": read_parquet(latents)["sample_id"].iloc[::7]}).to_parquet(tmp_path / "placement.parquet")
+
+    def samples(model_pt: Path) -> dict:
+        out = tmp_path / f"{model_pt.parent.name}.npz"
+        explain.explain_samples(Job(input=Files(data=byom["data"], model=str(model_pt), latents=str(latents),
+                                                placement=str(tmp_path / "placement.parquet")),
+                                    output=Files([str(out)]), wildcards=Files(dataset="tiny", model=name)))
+        return read_npz(out)
+
+    folder = tmp_path / "loaded"
+    folder.mkdir()
+    _import_job(byom["data"], {"dataset": "tiny", "kind": kind, "source": byom[name]["sources"]["torch_export"]},
+                name, folder / "model.pt")
+    loaded, native = samples(folder / "model.pt"), samples(byom[name]["model_pt"])
+    assert str(loaded["first_layer_kind"]) == str(native["first_layer_kind"]) == {"dense": "dense", "cnn": "conv"}[name]
+    assert loaded["first_layer"].any()
+    np.testing.assert_array_equal(loaded["first_layer"], native["first_layer"])
+
+    folder = tmp_path / "shifted"  # a program that normalises its input itself: not a plain chain
+    source = export_model(load_model(byom[name]["model_pt"]), folder, formats=("torch_export",),
+                          normalised={"input_range": "-1,1"})["torch_export"]
+    _import_job(byom["data"], {"dataset": "tiny", "kind": kind, "source": {**source, "input_range": "0,1"}},
+                name, folder / "model.pt")
+    with pytest.raises(ValueError, match=rf"model {name} \(.*shifted/model\.pt\): torch_export encoder: its first "
+                                         r"layer cannot be read .*; leave it out of explain\.models"):
+        samples(folder / "model.pt")
+
+
 def test_input_normalisation_is_applied_before_the_encoder(byom):
     """A network that expects [-1, 1] inputs: the loaded model maps [0, 1] images to it."""
     from latent_atlas.models.networks import load_model
@@ -338,11 +375,17 @@ def test_config_checks_name_the_key_before_any_job_runs(tmp_path, monkeypatch):
     table = {"dataset": "tiny", "source": {"format": "latents", "table": "z.parquet"}}
     onnx = {"dataset": "tiny", "kind": "classifier", "source": {"format": "onnx", "encoder": "enc.onnx", "logits_output": 1}}
     check_config(_config({"emb": table, "net": onnx}, geometry=["emb"]))
+    (tmp_path / "enc.pt2").write_bytes(b"x")  # explain reads a torch.export program's first layer (in its job)
+    check_config(_config({"pt2": {**onnx, "source": {"format": "torch_export", "encoder": "enc.pt2", "logits_output": 1}}},
+                         explain=["pt2"]))
     cases = [
         (_config({"emb": table}, importance=["emb"]),
          r"importance\.models\[0\]: model 'emb' cannot run importance: importance takes autoencoder and classifier "
          r"models; it is a table of latents"),
         (_config({"emb": table}, featureviz=["emb"]), r"featureviz\.models\[0\]: model 'emb' cannot run featureviz"),
+        (_config({"net": onnx}, explain=["net"]),
+         r"explain\.models\[0\]: model 'net' cannot run explain: it reads the network's first layer, which built-in "
+         r"archs and torch\.export programs expose; onnxruntime runs the graph only as a whole"),
         (_config({"net": onnx}, featureviz=["net"]),
          r"featureviz\.models\[0\]: model 'net' cannot run featureviz: onnxruntime gives no gradients"),
         (_config({"net": onnx}, importance=["net"]), r"latent importance needs the class layer: give the classifier's source\.head"),
