@@ -16,7 +16,6 @@ import argparse
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,38 +30,7 @@ from latent_atlas.importance import jobs as importance  # noqa: E402
 from latent_atlas.models import jobs  # noqa: E402
 from latent_atlas.models.networks import build_model, load_model, save_model  # noqa: E402
 from latent_atlas.runtime import Files, Job, set_determinism  # noqa: E402
-
-
-class _Call(torch.nn.Module):
-    def __init__(self, model, method):
-        super().__init__()
-        self.model, self.method = model, method
-
-    def forward(self, x):
-        return getattr(self.model, self.method)(x)
-
-
-def exports(model, folder: Path) -> dict[str, dict]:
-    """state dict, torch.export and ONNX files of `model`, as `source` entries."""
-    kind = model.kind
-    x = torch.rand(4, *model.input_shape)
-    first = _Call(model, "encode" if kind == "autoencoder" else "features")
-    second, example = ((_Call(model, "decode"), model.encode(x)) if kind == "autoencoder"
-                       else (model.head, model.features(x)))
-    name2 = "decoder" if kind == "autoencoder" else "head"
-    out = {"torch_export": {"format": "torch_export"}, "onnx": {"format": "onnx"}}
-    batch = {0: torch.export.Dim("batch")}
-    for name, module, ex in (("encoder", first, x), (name2, second, example)):
-        torch.export.save(torch.export.export(module, (ex,), dynamic_shapes=(batch,)), folder / f"{name}.pt2")
-        out["torch_export"][name] = str(folder / f"{name}.pt2")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (ex,), str(folder / f"{name}.onnx"), dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": {0: "batch"}})
-        out["onnx"][name] = str(folder / f"{name}.onnx")
-    torch.save(model.state_dict(), folder / "weights.pt")
-    out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
-    return out
+from model_helpers import export_model  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -99,7 +67,7 @@ def main() -> None:
         model = build_model(arch, (1, 28, 28), 10, {"latent_dim": 32} if kind == "autoencoder" else {}).eval()
         save_model(model, folder / "native.pt", [str(k) for k in range(10)], dataset="synthetic", name=arch)
         paths, imports = {"native": folder / "native.pt"}, {"native": float("nan")}
-        for fmt, source in exports(model, folder).items():
+        for fmt, source in export_model(model, folder).items():
             spec = {"dataset": "synthetic", "source": source}
             spec.update({"arch": arch, "params": model.params} if fmt == "state_dict" else {"kind": kind})
             out = folder / f"{fmt}.pt"

@@ -1,8 +1,13 @@
-"""Tiny synthetic data for the model-stage tests (test_models, test_training, test_latents)."""
+"""Tiny synthetic data for the model-stage tests (test_models, test_training, test_latents), and the
+exports of a built-in model to the formats a user brings (test_byom, benchmarks/byom.py)."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
+import torch
 
 from latent_atlas.data.store import Dataset
 
@@ -31,3 +36,70 @@ def tiny_dataset(n: int = 160, n_classes: int = 3, shape=(1, 16, 16), seed: int 
     split = np.array(["train"] * (n - n_test) + ["test"] * n_test)
     return Dataset(np.clip(images, 0, 1), labels, [f"class{k}" for k in range(n_classes)], split,
                    np.arange(n, dtype=np.int64) + 1000, "tiny")
+
+
+class MethodCall(torch.nn.Module):
+    """One method of a model as a module's forward: what a user exports.
+
+    With `normalised` (a source's `input_range` / `mean` / `std`) the module takes the inputs that
+    normalisation gives and, for `decode`, returns outputs in its input range: the network a user
+    trained on normalised images would be, so the loaded model must map them back to the native one.
+    """
+
+    def __init__(self, model, method: str, normalised: dict | None = None):
+        from latent_atlas.models.loaded import LoadedModel
+
+        super().__init__()
+        self.model, self.method = model, method
+        self.normalised = bool(normalised)
+        if self.normalised:  # the loaded model's own x' = scale * x + shift, inverted here
+            io = LoadedModel("torch_export", model.kind, model.input_shape, 1, 1, {}, normalised)
+            self.register_buffer("scale", io.in_scale.clone())
+            self.register_buffer("shift", io.in_shift.clone())
+            self.lo, self.hi = io.range
+
+    def forward(self, x):
+        if not self.normalised:
+            return getattr(self.model, self.method)(x)
+        if self.method == "decode":
+            return self.model.decode(x) * (self.hi - self.lo) + self.lo
+        return getattr(self.model, self.method)((x - self.shift) / self.scale)
+
+
+def export_model(model, folder: Path, formats=("torch_export", "onnx", "state_dict"),
+                 normalised: dict | None = None) -> dict[str, dict]:
+    """A built-in model as torch.export programs (.pt2), ONNX graphs and a state dict, each with a
+    dynamic batch dimension: {format: its `source` entry} (encoder, and decoder or head).
+
+    `normalised`: export networks that take normalised inputs (see MethodCall); the state dict is
+    then not written (it holds the native weights, which take [0, 1] images).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    autoencoder = model.kind == "autoencoder"
+    x = torch.rand(4, *model.input_shape)
+    z = model.encode(x) if autoencoder else model.features(x)
+    first = MethodCall(model, "encode" if autoencoder else "features", normalised)
+    second = MethodCall(model, "decode", normalised) if autoencoder else model.head
+    programs = (("encoder", first, x), ("decoder" if autoencoder else "head", second, z))
+    batch = {0: torch.export.Dim("batch")}
+    out: dict[str, dict] = {}
+    if "torch_export" in formats:
+        out["torch_export"] = {"format": "torch_export"}
+        for name, module, example in programs:
+            torch.export.save(torch.export.export(module, (example,), dynamic_shapes=(batch,)), folder / f"{name}.pt2")
+            out["torch_export"][name] = str(folder / f"{name}.pt2")
+    if "onnx" in formats:
+        out["onnx"] = {"format": "onnx"}
+        for name, module, example in programs:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (example,), str(folder / f"{name}.onnx"), dynamo=False,
+                                  input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+            out["onnx"][name] = str(folder / f"{name}.onnx")
+    if "state_dict" in formats and not normalised:
+        torch.save(model.state_dict(), folder / "weights.pt")
+        out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
+    if normalised:
+        for source in out.values():
+            source.update(normalised)
+    return out

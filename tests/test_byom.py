@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from model_helpers import TINY_PARAMS, tiny_dataset
+from model_helpers import TINY_PARAMS, export_model, tiny_dataset
 
 from latent_atlas.config import ConfigError, check_config
 from latent_atlas.io import read_npz, read_parquet
@@ -29,49 +29,13 @@ IMPORTANCE = {"device": "cpu", "n_perm": 2, "block_size": 32, "max_samples": 16}
 NATIVE = {"dense": ("dense_ae", "autoencoder"), "cnn": ("cnn_classifier", "classifier")}
 
 
-class _Call(torch.nn.Module):
-    """One method of a model as a module's forward (what a user exports)."""
-
-    def __init__(self, model, method):
-        super().__init__()
-        self.model, self.method = model, method
-
-    def forward(self, x):
-        return getattr(self.model, self.method)(x)
-
-
-def _export(model, kind: str, folder: Path) -> dict[str, dict]:
-    """The model as torch.export programs, ONNX graphs and a state dict: {format: source entry}."""
-    import warnings
-
-    folder.mkdir(parents=True, exist_ok=True)
-    x = torch.rand(4, *model.input_shape)
-    z = model.encode(x) if kind == "autoencoder" else model.features(x)
-    first = _Call(model, "encode" if kind == "autoencoder" else "features")
-    second_name = "decoder" if kind == "autoencoder" else "head"
-    second = _Call(model, "decode") if kind == "autoencoder" else model.head
-    batch = {0: torch.export.Dim("batch")}
-    out = {"torch_export": {"format": "torch_export"}, "onnx": {"format": "onnx"}}
-    for name, module, example in (("encoder", first, x), (second_name, second, z)):
-        path = folder / f"{name}.pt2"
-        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=(batch,)), path)
-        out["torch_export"][name] = str(path)
-        path = folder / f"{name}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": {0: "batch"}})
-        out["onnx"][name] = str(path)
-    torch.save(model.state_dict(), folder / "weights.pt")
-    out["state_dict"] = {"format": "state_dict", "weights": str(folder / "weights.pt")}
-    return out
-
-
-def _train_job(data: str, folder: Path, name: str, arch: str) -> Path:
+def _train_job(data: str, folder: Path, name: str, arch: str, params: dict | None = None, dataset: str = "tiny",
+               train: dict | None = None) -> Path:
+    """model.pt of the `train` job (the workflow's training) on the dataset file `data`."""
     from latent_atlas.models import jobs
 
-    spec = {"dataset": "tiny", "arch": arch, "params": TINY_PARAMS[arch],
-            "train": {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
+    spec = {"dataset": dataset, "arch": arch, "params": TINY_PARAMS[arch] if params is None else params,
+            "train": train or {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
     out = Files(model=str(folder / "model.pt"), metrics=str(folder / "metrics.json"),
                 train_log=str(folder / "train_log.tsv"))
     jobs.train(Job(input=Files([data]), output=out, params=Files(spec=spec, checkpoint_dir=str(folder / "ckpt")),
@@ -125,7 +89,7 @@ def byom(tmp_path_factory):
         folder = root / name / "native"
         model_pt = _train_job(data, folder, name, arch)
         out[name] = {"native": _stage_outputs(data, model_pt, name, kind, folder),
-                     "sources": _export(load_model(model_pt), kind, root / name / "files"),
+                     "sources": export_model(load_model(model_pt), root / name / "files"),
                      "model_pt": model_pt}
     return out
 
@@ -144,7 +108,7 @@ def _assert_tables_close(loaded: dict, native: dict, exact: bool) -> None:
                 # onnxruntime-vs-torch difference in z moves the smallest ones by more than 1e-5 of
                 # themselves, so they are compared to 2e-4 of the table's largest value (as the engine's
                 # own tests compare its paths with each other)
-                scale = (float(np.abs(b).max()) or 1.0) * (2e-4 if key in ("block", "latent_importance") else 1e-5)
+                scale = (float(np.abs(b).max()) or 1.0) * (2e-4 if key == "block" or "importance" in key else 1e-5)
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=scale, err_msg=f"{key}.{col}")
 
 
@@ -195,6 +159,43 @@ def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", list(NATIVE))
+def test_explain_reads_the_first_layer_of_a_torch_export_program(byom, name, tmp_path):
+    """explain_samples on a torch.export model gives the native model's first-layer activations
+    (read from the program's layer chain); a program that is no such chain stops the job."""
+    from latent_atlas.explain import jobs as explain
+    from latent_atlas.models.networks import load_model
+
+    arch, kind = NATIVE[name]
+    latents = byom["root"] / name / "native" / "latents.parquet"
+    pd.DataFrame({"sample_id": read_parquet(latents)["sample_id"].iloc[::7]}).to_parquet(tmp_path / "placement.parquet")
+
+    def samples(model_pt: Path) -> dict:
+        out = tmp_path / f"{model_pt.parent.name}.npz"
+        explain.explain_samples(Job(input=Files(data=byom["data"], model=str(model_pt), latents=str(latents),
+                                                placement=str(tmp_path / "placement.parquet")),
+                                    output=Files([str(out)]), wildcards=Files(dataset="tiny", model=name)))
+        return read_npz(out)
+
+    folder = tmp_path / "loaded"
+    folder.mkdir()
+    _import_job(byom["data"], {"dataset": "tiny", "kind": kind, "source": byom[name]["sources"]["torch_export"]},
+                name, folder / "model.pt")
+    loaded, native = samples(folder / "model.pt"), samples(byom[name]["model_pt"])
+    assert str(loaded["first_layer_kind"]) == str(native["first_layer_kind"]) == {"dense": "dense", "cnn": "conv"}[name]
+    assert loaded["first_layer"].any()
+    np.testing.assert_array_equal(loaded["first_layer"], native["first_layer"])
+
+    folder = tmp_path / "shifted"  # a program that normalises its input itself: not a plain chain
+    source = export_model(load_model(byom[name]["model_pt"]), folder, formats=("torch_export",),
+                          normalised={"input_range": "-1,1"})["torch_export"]
+    _import_job(byom["data"], {"dataset": "tiny", "kind": kind, "source": {**source, "input_range": "0,1"}},
+                name, folder / "model.pt")
+    with pytest.raises(ValueError, match=rf"model {name} \(.*shifted/model\.pt\): torch_export encoder: its first "
+                                         r"layer cannot be read .*; leave it out of explain\.models"):
+        samples(folder / "model.pt")
+
+
 def test_input_normalisation_is_applied_before_the_encoder(byom):
     """A network that expects [-1, 1] inputs: the loaded model maps [0, 1] images to it."""
     from latent_atlas.models.networks import load_model
@@ -202,15 +203,7 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
     native = load_model(byom["cnn"]["model_pt"])
     folder = byom["root"] / "norm"
     folder.mkdir()
-
-    class Shifted(torch.nn.Module):  # the native features of (x + 1) / 2: expects [-1, 1]
-        def forward(self, x):
-            return native.features((x + 1) / 2)
-
-    torch.export.save(torch.export.export(Shifted(), (torch.rand(4, 1, 16, 16),),
-                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), folder / "enc.pt2")
-    source = {"format": "torch_export", "encoder": str(folder / "enc.pt2"), "head": byom["cnn"]["sources"]["torch_export"]["head"],
-              "input_range": "-1,1"}
+    source = export_model(native, folder, formats=("torch_export",), normalised={"input_range": "-1,1"})["torch_export"]
     _import_job(byom["data"], {"dataset": "tiny", "kind": "classifier", "source": source}, "norm", folder / "model.pt")
     loaded = load_model(folder / "model.pt")
     x = torch.rand(5, 1, 16, 16)
@@ -298,7 +291,7 @@ def test_an_input_shape_mismatch_names_both_shapes_and_the_file(byom, tmp_path):
     from latent_atlas.models.networks import build_model
 
     other = build_model("cnn_classifier", (1, 8, 8), 3, TINY_PARAMS["cnn_classifier"]).eval()
-    sources = _export(other, "classifier", tmp_path / "small")
+    sources = export_model(other, tmp_path / "small")
     for fmt in ("torch_export", "onnx"):
         spec = {"dataset": "tiny", "kind": "classifier", "source": sources[fmt]}
         _bad_import(byom, tmp_path, spec, rf"models\.mine\.source\.encoder \(.*encoder\.{'pt2' if fmt == 'torch_export' else 'onnx'}\) "
@@ -382,11 +375,17 @@ def test_config_checks_name_the_key_before_any_job_runs(tmp_path, monkeypatch):
     table = {"dataset": "tiny", "source": {"format": "latents", "table": "z.parquet"}}
     onnx = {"dataset": "tiny", "kind": "classifier", "source": {"format": "onnx", "encoder": "enc.onnx", "logits_output": 1}}
     check_config(_config({"emb": table, "net": onnx}, geometry=["emb"]))
+    (tmp_path / "enc.pt2").write_bytes(b"x")  # explain reads a torch.export program's first layer (in its job)
+    check_config(_config({"pt2": {**onnx, "source": {"format": "torch_export", "encoder": "enc.pt2", "logits_output": 1}}},
+                         explain=["pt2"]))
     cases = [
         (_config({"emb": table}, importance=["emb"]),
          r"importance\.models\[0\]: model 'emb' cannot run importance: importance takes autoencoder and classifier "
          r"models; it is a table of latents"),
         (_config({"emb": table}, featureviz=["emb"]), r"featureviz\.models\[0\]: model 'emb' cannot run featureviz"),
+        (_config({"net": onnx}, explain=["net"]),
+         r"explain\.models\[0\]: model 'net' cannot run explain: it reads the network's first layer, which built-in "
+         r"archs and torch\.export programs expose; onnxruntime runs the graph only as a whole"),
         (_config({"net": onnx}, featureviz=["net"]),
          r"featureviz\.models\[0\]: model 'net' cannot run featureviz: onnxruntime gives no gradients"),
         (_config({"net": onnx}, importance=["net"]), r"latent importance needs the class layer: give the classifier's source\.head"),
@@ -407,25 +406,27 @@ def test_config_checks_name_the_key_before_any_job_runs(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 # The example configs
 # --------------------------------------------------------------------------------------------
-def _example(tmp_path: Path, example: str) -> tuple[Path, dict]:
+EXAMPLES = ("state_dict", "torch_export", "onnx", "latents")
+
+
+def _example(tmp_path: Path, example: str) -> dict:
     """config/examples/<example>.yaml, with a placeholder at each file it names under tmp_path."""
-    path = ROOT / "config" / "examples" / f"{example}.yaml"
-    cfg = yaml.safe_load(path.read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "examples" / f"{example}.yaml").read_text())
     for spec in cfg["models"].values():
         for key in ("weights", "encoder", "decoder", "head", "table"):
             if key in spec["source"]:
                 target = tmp_path / spec["source"][key]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(b"placeholder")  # config checks look for the file, not its content
-    return path, cfg
+    return cfg
 
 
-@pytest.mark.parametrize("example", ["state_dict", "torch_export", "onnx", "latents"])
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_the_example_configs_pass_validation(tmp_path, monkeypatch, example):
     from latent_atlas.config import schema_errors
     from latent_atlas.schema import SCHEMA_PATH
 
-    _, cfg = _example(tmp_path, example)
+    cfg = _example(tmp_path, example)
     monkeypatch.chdir(tmp_path)
     assert schema_errors(cfg, SCHEMA_PATH) == []
     check_config(cfg)
@@ -435,14 +436,267 @@ def test_the_example_configs_pass_validation(tmp_path, monkeypatch, example):
             check_config(cfg)
 
 
-def test_the_torch_export_example_plans_every_stage_without_training(tmp_path):
-    """A dry run of config/examples/torch_export.yaml: import instead of train, then extraction,
-    importance, featureviz and geometry on the loaded programs."""
+# The network behind every example entry of a kind, unless a state_dict entry names its arch.
+NATIVE_ARCH = {"autoencoder": "conv_ae", "classifier": "cnn_classifier"}
+FEATUREVIZ_RULES = {"featureviz_unregularised", "featureviz_adversarial", "featureviz_tv_sweep", "featureviz_tv_l1_grid",
+                    "featureviz_gallery", "featureviz_census", "plot_featureviz"}
+# Smaller settings than the examples' (the test's time): one block of pixels, 32 images, t-SNE of the raw
+# latents on 50 points, no UMAP.
+SHRINK = {
+    "importance": {"n_perm": 2, "block_size": 256, "max_samples": 32, "device": "cpu"},
+    "geometry": {"neighbours": {"n_samples": 200},
+                 "projections": {"pca_components": [], "tsne": {"sample_sizes": [50]}, "umap": {"sample_sizes": []}}},
+    "featureviz": {"adversarial": {"per_pair": 1, "steps": 10, "show": 2}},
+}
+
+
+def _section_models(cfg: dict, section: str) -> list[str]:
+    """The models an example runs `section` on: its list, else every model that can (as the workflow)."""
+    from latent_atlas.config import section_refusal
+
+    names = cfg.get(section, {}).get("models")
+    return list(names) if names is not None else [m for m, s in cfg["models"].items() if section_refusal(section, s) is None]
+
+
+def _merged_examples() -> tuple[dict, dict[str, dict]]:
+    """Every config/examples/<format>.yaml's models and datasets in one config, and each example.
+
+    Importance and featureviz run on the models the examples run them on (their lists or the
+    defaults), with the examples' settings made smaller (SHRINK). Geometry runs on the latents
+    example's tables only: the networks' latents are compared with the native model's instead.
+    """
+    examples = {e: yaml.safe_load((ROOT / "config" / "examples" / f"{e}.yaml").read_text()) for e in EXAMPLES}
+    merged: dict = {"datasets": {}, "models": {}}
+    for example, cfg in examples.items():
+        for key in ("seed", "numeric_threads", "figures"):
+            assert merged.setdefault(key, cfg[key]) == cfg[key], f"{example}.yaml: {key} differs from the other examples'"
+        for name, spec in cfg["datasets"].items():
+            assert merged["datasets"].setdefault(name, spec) == spec, f"{example}.yaml: datasets.{name} differs"
+        assert not merged["models"].keys() & cfg["models"].keys(), f"{example}.yaml: a model name is taken"
+        merged["models"].update(cfg["models"])
+    for section in ("importance", "featureviz", "geometry"):
+        settings = {}
+        for cfg in examples.values():
+            settings.update({k: v for k, v in cfg.get(section, {}).items() if k != "models"})
+        settings.update(SHRINK[section])
+        models = [m for e, cfg in examples.items() if section != "geometry" or e == "latents"
+                  for m in _section_models(cfg, section)]
+        merged[section] = {**settings, "models": models}
+    return merged, examples
+
+
+def _importance_run(merged: dict) -> list[str]:
+    """The importance models the run computes: not a state dict's, whose model.pt is the native
+    record byte for byte (the test checks it), so that its tables are the native model's."""
+    return [m for m in merged["importance"]["models"] if merged["models"][m]["source"]["format"] != "state_dict"]
+
+
+def _targets(merged: dict) -> list[str]:
+    """What the run asks for, not `all` (the test's time): every model's latents, the importance
+    tables (_importance_run), the geometry tables and a t-SNE map, and featureviz to its figures
+    (plot_featureviz needs every featureviz table). Explain, the atlas and the other figures are
+    left out."""
+    from latent_atlas.models.archs import model_kind
+
+    def base(name):
+        return f"results/{merged['models'][name]['dataset']}/{name}"
+
+    out = [f"{base(m)}/latents.parquet" for m in merged["models"]]
+    for m in _importance_run(merged):
+        logits = ["pixel_importance_logits"] if model_kind(merged["models"][m]) == "classifier" else []
+        out += [f"{base(m)}/importance/{t}.parquet" for t in ("pixel_importance", "latent_importance", *logits)]
+    sizes = merged["geometry"]["projections"]["tsne"]["sample_sizes"]
+    out += [f"{base(m)}/geometry/{t}.parquet" for m in merged["geometry"]["models"]
+            for t in ("summary", *(f"tsne_raw_n{n}" for n in sizes))]
+    out += [f"results/figures/{merged['models'][m]['dataset']}/{m}/featureviz_unregularised.png"
+            for m in merged["featureviz"]["models"]]
+    return out
+
+
+def _jobs_run(snakemake_output: str) -> dict[str, set[str]]:
+    """{rule: the models of its jobs} from Snakemake's job log."""
+    ran: dict[str, set[str]] = {}
+    for rule, body in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n)*)", snakemake_output, re.M):
+        model = re.search(r"wildcards:.*\bmodel=([\w-]+)", body)
+        ran.setdefault(rule, set()).add(model.group(1) if model else "")
+    return ran
+
+
+def _native_tables(data: str, model_pt: Path, spec: dict, name: str, folder: Path) -> dict[str, pd.DataFrame]:
+    """Latents (and predictions) of model.pt by the extraction job, with the entry's settings."""
+    from latent_atlas.models import jobs
+    from latent_atlas.models.archs import extract_settings, model_kind
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Files(latents=str(folder / "latents.parquet"),
+                **({"predictions": str(folder / "predictions.parquet")} if model_kind(spec) == "classifier" else {}))
+    jobs.extract_autoencoder(Job(input=Files(data=data, model=str(model_pt)), output=out,
+                                 params=Files(extract=extract_settings(spec), config_hash="h"),
+                                 wildcards=Files(model=name)))
+    return {key: read_parquet(path) for key, path in out.items()}
+
+
+def _native_importance(data: str, model_pt: Path, classifier: bool, section: dict, folder: Path) -> dict[str, pd.DataFrame]:
+    """pixel_importance (and _logits) and latent_importance tables of model.pt by the stage's jobs."""
+    from latent_atlas.importance import jobs as importance
+    from latent_atlas.io import read_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings, seed = importance.settings_of({k: v for k, v in section.items() if k != "models"}), {"seed": 0}
+    plan = str(folder / "plan.json")
+    importance.importance_plan(Job(input=Files([data]), output=Files([plan]), params=Files(block_size=settings["block_size"])))
+    blocks = [str(folder / f"block_{b:04d}.parquet") for b in range(read_json(plan)["n_blocks"])]
+    for block in blocks:
+        importance.importance_block(Job(input=Files(data=data, model=str(model_pt)), output=Files([block]),
+                                        params=Files(settings=settings), config=seed,
+                                        wildcards=Files(dataset="digits", model="native", block=block[-12:-8])))
+    outputs = ["primary"] + (["logits"] if classifier and settings["classifier_logits"] else [])
+    tables = {}
+    for output in outputs:
+        path = folder / f"pixel_importance{'' if output == 'primary' else '_logits'}.parquet"
+        importance.importance_gather(Job(input=Files(blocks), output=Files([str(path)]), params=Files(output_name=output),
+                                         wildcards=Files(dataset="digits", model="native")))
+        tables[path.stem] = read_parquet(path)
+    path = folder / "latent_importance.parquet"
+    importance.latent_importance(Job(input=Files(data=data, model=str(model_pt)), output=Files([str(path)]),
+                                     params=Files(settings=settings), config=seed,
+                                     wildcards=Files(dataset="digits", model="native")))
+    tables[path.stem] = read_parquet(path)
+    return tables
+
+
+def _write_table(path: Path, latents: pd.DataFrame, source: dict) -> None:
+    """A latents table as a user brings it: latent columns renamed, rows shuffled (unless matched
+    by row order), with sample_id or its own labels as `source.match` needs."""
+    zcols = [c for c in latents.columns if re.fullmatch(r"z\d+", c)]
+    match = source.get("match", "sample_id")
+    rows = latents if match == "row_order" else latents.sample(frac=1.0, random_state=0)
+    arrays = {"latents": rows[zcols].to_numpy()}
+    if match == "sample_id":
+        arrays["sample_id"] = rows["sample_id"].to_numpy()
+    if match == "standalone":
+        arrays[source.get("label_column", "label")] = rows["label_name"].to_numpy().astype(str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        z = arrays.pop("latents")
+        pd.DataFrame({**{f"dim_{c}": z[:, i] for i, c in enumerate(zcols)}, **arrays}).to_parquet(path)
+    elif path.suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        np.save(path, arrays["latents"])
+
+
+@pytest.mark.slow
+def test_the_example_configs_run_in_the_workflow(tmp_path):
+    """The four config/examples files run merged into one config by one Snakemake run that asks
+    for the files the test reads (_targets; settings made smaller, see _merged_examples): their byom/ files are exports of a conv
+    autoencoder and a CNN classifier trained by the train job on the examples' dataset (the
+    ONNX example's with its input_range), and tables of the autoencoder's latents.
+
+    Imports run instead of training; every exported network's latents equal the native model's
+    (bit for bit for state_dict and torch_export, 1e-5 relative for ONNX), and so do the importance
+    tables of the torch_export and ONNX models (ONNX: to 2e-4 of the table's largest value, see
+    _assert_tables_close; the state dict's model.pt is the native one byte for byte); the tables of
+    latents give geometry tables and t-SNE maps; featureviz runs to its figures on the
+    torch_export classifier. Explain, the atlas and the model figures are not asked for.
+    """
     from conftest import run_snakemake
 
-    path, _ = _example(tmp_path, "torch_export")
-    proc = run_snakemake(tmp_path, "-n", configfile=path, timeout=120)
-    rules = set(re.findall(r"^(?:rule|checkpoint) (\w+):", proc.stdout, re.M))
-    assert "train" not in rules and "plot_model_classifier" not in rules
-    assert {"import_model", "extract_autoencoder", "extract_classifier_hidden", "importance_plan", "latent_importance",
-            "featureviz_census", "geometry_random_points", "geometry_tsne"} <= rules, sorted(rules)
+    from latent_atlas.data.build import build_dataset
+    from latent_atlas.data.store import save_dataset
+    from latent_atlas.models.archs import model_kind
+    from latent_atlas.models.networks import load_model
+
+    merged, examples = _merged_examples()
+    for example, cfg in examples.items():  # nothing of an example escapes the run
+        assert all(merged["models"][m] == spec for m, spec in cfg["models"].items()), example
+    (dataset,) = merged["datasets"]
+    models = merged["models"]
+    networks = [m for m, spec in models.items() if spec["source"]["format"] != "latents"]
+    tables = [m for m in models if m not in networks]
+    work, native_dir = tmp_path / "run", tmp_path / "native"
+    data = str(native_dir / f"{dataset}.npz")
+    native_dir.mkdir()
+    save_dataset(build_dataset(dataset, merged["datasets"][dataset], seed=merged["seed"]), data)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(merged["numeric_threads"])  # the run's jobs' threads: float sums depend on them
+    try:
+        natives = {}  # kind -> model.pt of the train job
+        for kind in sorted({model_kind(models[m]) for m in networks}):
+            given = [(m, s["arch"], s["params"]) for m, s in models.items()
+                     if s["source"]["format"] == "state_dict" and model_kind(s) == kind]
+            # a state dict's model.pt is the train job's record, which holds the model's name
+            name, arch, params = given[0] if given else (kind, NATIVE_ARCH[kind], None)
+            natives[kind] = _train_job(data, native_dir / kind, name, arch, params, dataset,
+                                       {"epochs": 2, "batch_size": 32, "max_train_samples": 1024, "lr": 0.01})
+        expected, importance = {}, {}
+        for name in networks:
+            spec, kind = models[name], model_kind(models[name])
+            source = spec["source"]
+            normalised = {k: source[k] for k in ("input_range", "mean", "std") if source.get(k) is not None}
+            files = export_model(load_model(natives[kind]), tmp_path / "exports" / name, formats=(source["format"],),
+                                 normalised=normalised or None)[source["format"]]
+            for key in ("weights", "encoder", "decoder", "head"):
+                if key in source:
+                    (work / source[key]).parent.mkdir(parents=True, exist_ok=True)
+                    (work / source[key]).write_bytes(Path(files[key]).read_bytes())
+            expected[name] = _native_tables(data, natives[kind], spec, name, native_dir / name)
+            if name in _importance_run(merged) and kind not in importance:
+                importance[kind] = _native_importance(data, natives[kind], kind == "classifier", merged["importance"],
+                                                      native_dir / f"{kind}_importance")
+    finally:
+        torch.set_num_threads(threads)
+    native_latents = expected[next(m for m in networks if model_kind(models[m]) == "autoencoder")]["latents"]
+    for name in tables:
+        _write_table(work / models[name]["source"]["table"], native_latents, models[name]["source"])
+    config = tmp_path / "examples.yaml"
+    config.write_text(yaml.safe_dump(merged, sort_keys=False))
+
+    proc = run_snakemake(work, "--cores", "2", *_targets(merged), configfile=config, timeout=600)
+    ran = _jobs_run(proc.stdout + proc.stderr)
+    assert "train" not in ran and ran["import_model"] == set(networks) and ran["import_latents"] == set(tables), ran
+
+    results = {m: work / "results" / spec["dataset"] / m for m, spec in models.items()}
+    for name in networks:
+        fmt = models[name]["source"]["format"]
+        if fmt == "state_dict":  # the record training writes, byte for byte
+            assert (results[name] / "model.pt").read_bytes() == natives[model_kind(models[name])].read_bytes()
+        got = {key: read_parquet(results[name] / f"{key}.parquet") for key in expected[name]}
+        _assert_tables_close(got, expected[name], exact=fmt != "onnx")
+
+    for name in _importance_run(merged):
+        kind = model_kind(models[name])
+        got = {t: read_parquet(results[name] / "importance" / f"{t}.parquet") for t in importance[kind]}
+        _assert_tables_close(got, importance[kind], exact=models[name]["source"]["format"] != "onnx")
+
+    zcols = [c for c in native_latents.columns if re.fullmatch(r"z\d+", c)]
+    for name in tables:
+        latents, source = read_parquet(results[name] / "latents.parquet"), models[name]["source"]
+        if source.get("match", "sample_id") != "standalone":  # matched back to the dataset's rows
+            pd.testing.assert_frame_equal(latents, native_latents)
+        else:  # its own rows, in the table's order, with its own labels
+            rows = native_latents.sample(frac=1.0, random_state=0)
+            np.testing.assert_array_equal(latents[zcols].to_numpy(), rows[zcols].to_numpy())
+            assert list(latents["label_name"]) == list(rows["label_name"])
+    geometry = set(merged["geometry"]["models"])
+    assert geometry == set(tables) and ran["geometry_tables"] == geometry and ran["geometry_tsne"] == geometry, ran
+    for name in geometry:
+        for table in ("summary", "pca_variance", "neighbours", "tsne_raw_n50"):
+            frame = read_parquet(results[name] / "geometry" / f"{table}.parquet")
+            assert len(frame) > 0, (name, table)
+        assert np.isfinite(frame.select_dtypes("number").to_numpy()).all()
+
+    assert merged["featureviz"]["models"], "no example runs featureviz"
+    for name in merged["featureviz"]["models"]:
+        assert all(name in ran.get(rule, ()) for rule in FEATUREVIZ_RULES), ran
+        files = sorted((results[name] / "featureviz").iterdir())
+        for path in files:  # tables may be empty (no co-active clusters); the optimised images are not
+            # optimised_activation is NaN for the units the census did not optimise
+            values = (read_parquet(path).drop(columns="optimised_activation", errors="ignore")
+                      .select_dtypes("number").to_numpy() if path.suffix == ".parquet"
+                      else np.concatenate([a.ravel() for a in read_npz(path).values() if a.dtype.kind == "f"]))
+            assert np.isfinite(values).all() and (values.size or path.suffix == ".parquet"), path
+        assert sum(p.suffix == ".npz" for p in files) >= 5, files
+        figures = sorted((work / "results" / "figures" / models[name]["dataset"] / name).glob("featureviz_*.png"))
+        assert len(figures) >= 8 and all(f.stat().st_size > 1000 for f in figures), figures

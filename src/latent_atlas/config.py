@@ -29,8 +29,8 @@ _LACKS = {
     "gradients": "onnxruntime gives no gradients (export the network with torch.export for this)",
     "decoder": "latent importance decodes: give the autoencoder's source.decoder",
     "head": "latent importance needs the class layer: give the classifier's source.head",
-    "layers": "it reads the network's first layer, which only built-in archs expose "
-              "(a trained model or source.format: state_dict)",
+    "layers": "it reads the network's first layer, which built-in archs and torch.export programs "
+              "expose; onnxruntime runs the graph only as a whole",
 }
 
 
@@ -58,7 +58,8 @@ def section_refusal(section: str, spec: Mapping[str, Any]) -> str | None:
     if kinds is not None and kind not in kinds:
         what = "a table of latents" if kind == "latents" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
         return f"{section} takes {' and '.join(sorted(kinds))} models; it is {what}"
-    offers = model_offers(spec) | ({"layers"} if model_source(spec) in ("train", "state_dict") else set())
+    layered = ("train", "state_dict", "torch_export")  # torch_export: checked in the job (LoadedModel.first_layer)
+    offers = model_offers(spec) | ({"layers"} if model_source(spec) in layered else set())
     for need in needs:
         if need == "decoder|head":
             need = "decoder" if kind == "autoencoder" else "head"

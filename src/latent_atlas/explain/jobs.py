@@ -139,7 +139,11 @@ def explain_samples(job: Job) -> None:
     ds = load_dataset(job.input.data)
     rows = positions_of(ds.sample_id, sample_ids, job.input.data)
     model = load_model(job.input.model, map_location=default_device())
-    activations, kind = first_layer_activations(model, ds.images[rows])
+    try:
+        activations, kind = first_layer_activations(model, ds.images[rows])
+    except ValueError as err:
+        raise ValueError(f"model {job.wildcards.model} ({job.input.model}): {err}; leave it out of "
+                         f"explain.models") from None
     latents = read_latents(job.input.latents)
     features = _features(latents, positions_of(latents.ids["sample_id"], sample_ids, job.input.latents))
     write_npz(job.output[0], sample_id=np.asarray(sample_ids, np.int64), label=ds.labels[rows],

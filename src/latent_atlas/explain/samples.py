@@ -69,10 +69,15 @@ def first_layer_activations(model, images: np.ndarray) -> tuple[np.ndarray, str]
     A `convs` ModuleList (models.networks.CNNClassifier, which applies ReLU functionally) gives
     relu(convs[0](x)). Otherwise the nonlinearity is the first activation module that follows the
     first Conv2d/Linear before the next one (an MLP classifier's ReLU); a layer without one (e.g. a
-    linear bottleneck) is returned as is. Autoencoders run only their encoder.
+    linear bottleneck) is returned as is. Autoencoders run only their encoder. A model loaded from
+    a torch.export program gives its own (`models.loaded.LoadedModel.first_layer`).
     """
     import torch
 
+    first_layer = getattr(model, "first_layer", None)
+    if callable(first_layer):
+        layer, kind = first_layer()
+        return infer(layer, images, _BATCH_SIZE, model_device(model)), kind
     convs = getattr(model, "convs", None)
     if isinstance(convs, torch.nn.ModuleList) and len(convs):
         # CNNClassifier: Conv2d layers in `convs`, each followed by a functional torch.relu.

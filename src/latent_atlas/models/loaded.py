@@ -245,6 +245,21 @@ class LoadedModel(nn.Module):
         head = self._chain("head") if "head" in self.programs else None
         return None if head is None else layers + head
 
+    def first_layer(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+        """The encoder's first Conv2d or Linear with the ReLU after it, as a function of [0, 1] images
+        (the input normalisation applied first), and 'conv' or 'dense': the explain stage's
+        first-layer activations. Read from a torch.export program that is a layer chain
+        (`layer_chain`); ValueError for an ONNX graph or any other program."""
+        program = self.programs["encoder"]
+        layers = layer_chain(program, self.settings.get("latent_output", 0)) if isinstance(program, nn.Module) else None
+        first = next((i for i, m in enumerate(layers or []) if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+        if first is None:
+            raise ValueError(f"{self.arch} encoder: its first layer cannot be read (explain needs a torch.export "
+                             f"program that is a chain of Conv2d, Linear, ReLU, MaxPool2d and Flatten)")
+        end = first + 1 + int(first + 1 < len(layers) and isinstance(layers[first + 1], nn.ReLU))
+        stack = nn.Sequential(*layers[:end])
+        return (lambda x: stack(self._prepare(x))), "conv" if isinstance(layers[first], nn.Conv2d) else "dense"
+
     def first_linear_split(self, output: str):
         """(first Linear, rest) when the program is Flatten -> Linear -> supported layers; else None."""
         layers = self._layers(output)
