@@ -615,7 +615,7 @@ def test_the_example_configs_run_in_the_workflow(tmp_path):
     networks = [m for m, spec in models.items() if spec["source"]["format"] != "latents"]
     tables = [m for m in models if m not in networks]
     work, native_dir = tmp_path / "run", tmp_path / "native"
-    data = str(native_dir / f"{dataset}.npz")
+    data = str(native_dir / dataset)  # the dataset store folder
     native_dir.mkdir()
     save_dataset(build_dataset(dataset, merged["datasets"][dataset], seed=merged["seed"]), data)
 
