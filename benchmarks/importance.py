@@ -195,6 +195,7 @@ def main(argv=None):
     ap.add_argument("--sharded-only", action="store_true", help="only the sharded-rule timing")
     ap.add_argument("--conv-only", action="store_true",
                     help="only the conv encoders' naive / rows / local table (a few minutes)")
+    ap.add_argument("--only", help="engine-vs-naive table: only the encoders whose name contains this")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.conv_only:
@@ -221,6 +222,7 @@ def main(argv=None):
          images[:n_conv], 4 if args.quick else 8, False),
     ]
     rows = []
+    models = [m for m in models if args.only is None or args.only in m[0]]
     for name, model, x, naive_pixels, engine_all in ([] if args.sharded_only else models):
         model.eval()
         with torch.no_grad():
