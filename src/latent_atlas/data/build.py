@@ -50,18 +50,21 @@ class DatasetPlan:
     def __len__(self) -> int:
         return len(self.index)
 
-    def image_chunks(self, workers: int = 1, rows: int = CHUNK_IMAGES) -> Iterator[np.ndarray]:
+    def image_chunks(self, workers: int = 1, rows: int = CHUNK_IMAGES, map_fn=None) -> Iterator[np.ndarray]:
         """The images in order, (k, C, H, W) uint8 or float32 per chunk of `rows`, resized and with
-        the configured channels. `workers` > 1 decodes a source's files in that many processes;
-        the images do not depend on it."""
-        with decoding_map(workers) as map_fn:
-            for start in range(0, len(self.index), rows):
-                images = self.source.load(self.index[start:start + rows], map_fn)
-                if not self.source.resized:
-                    images = set_channels(images, self.spec.get("color"))
-                    if self.spec.get("size"):
-                        images = resize_images(images, int(self.spec["size"]))
-                yield images
+        the configured channels. `workers` > 1 decodes a source's files in that many processes
+        (or `map_fn`, a `sources.decoding_map` the caller opened); the images do not depend on it."""
+        if map_fn is None:
+            with decoding_map(workers) as map_fn:
+                yield from self.image_chunks(rows=rows, map_fn=map_fn)
+            return
+        for start in range(0, len(self.index), rows):
+            images = self.source.load(self.index[start:start + rows], map_fn)
+            if not self.source.resized:
+                images = set_channels(images, self.spec.get("color"))
+                if self.spec.get("size"):
+                    images = resize_images(images, int(self.spec["size"]))
+            yield images
 
 
 def build_dataset(name: str, spec: Mapping[str, Any], seed: int, workers: int = 1) -> Dataset:
@@ -78,10 +81,12 @@ def build_dataset(name: str, spec: Mapping[str, Any], seed: int, workers: int = 
 
 def write_store(name: str, spec: Mapping[str, Any], seed: int, folder, workers: int = 1) -> None:
     """Write the dataset store of config entry `datasets.<name>` to `folder`, decoding and writing
-    a chunk of images at a time (peak memory: a chunk per worker, not the dataset)."""
-    plan = plan_dataset(name, spec, seed)
-    write_dataset(folder, plan.index, plan.split, plan.labels, plan.class_names, name,
-                  plan.image_chunks(workers), plan.source.axes)
+    a chunk of images at a time (peak memory: a chunk per worker, not the dataset). The decoding
+    processes start before the source's tables are read, so they do not hold copies of them."""
+    with decoding_map(workers) as map_fn:
+        plan = plan_dataset(name, spec, seed)
+        write_dataset(folder, plan.index, plan.split, plan.labels, plan.class_names, name,
+                      plan.image_chunks(map_fn=map_fn), plan.source.axes)
     counts = {s: int((plan.split == s).sum()) for s in SPLITS}
     log.info("wrote %s: %d images (%d train, %d test), %d classes: %s", folder, len(plan),
              counts["train"], counts["test"], len(plan.class_names), ", ".join(plan.class_names))

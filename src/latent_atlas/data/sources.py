@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import multiprocessing
 import os
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -186,9 +185,12 @@ def decoding_map(workers: int) -> Iterator[Callable]:
     if workers <= 1:
         yield map
         return
-    # forkserver: workers start from a fresh process, not a fork of this one, so they do not
-    # inherit (and, as reference counts change, copy) the job's per-sample tables.
-    with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+        # Fork every worker now, not at the first chunk: a caller that enters this before it reads
+        # its source's tables (write_store) keeps them out of the workers, which would otherwise
+        # inherit them (and copy their pages as reference counts change). Not forkserver/spawn:
+        # they re-import the main module, which under a Snakemake script cannot run again.
+        pool.submit(int).result()
         yield lambda fn, *items: pool.map(fn, *items, chunksize=16)
 
 
