@@ -45,6 +45,8 @@ def best_of(fn, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="2000 images, importance on 16 pixels")
+    parser.add_argument("--full-block", action="store_true",
+                        help="an importance block as the workflow runs it: 64 pixels, n_perm 4, every test image")
     args = parser.parse_args()
     n = 2000 if args.quick else 10000
     set_determinism(0, 2)
@@ -56,9 +58,14 @@ def main() -> None:
     save_dataset(Dataset(rng.random((n, 1, 28, 28), dtype=np.float32), labels, [str(k) for k in range(10)],
                          np.where(np.arange(n) < n * 0.8, "train", "test"), np.arange(n, dtype=np.int64), "synthetic"),
                  data)
-    settings = importance.settings_of({"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32,
-                                       "max_samples": 200})
-    print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; best of 3\n")
+    if args.full_block:  # importance's defaults: blocks of 64 pixels, 4 permutations, the whole test split
+        settings = importance.settings_of({"device": "cpu", "n_perm": 4, "block_size": 64, "max_samples": None})
+    else:
+        settings = importance.settings_of({"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32,
+                                           "max_samples": 200})
+    block = (f"importance block: {settings['block_size']} pixels, n_perm {settings['n_perm']}, "
+             f"{settings['max_samples'] or 'every'} test images")
+    print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; {block}; best of 3\n")
     print("| model | source | import job (s) | load_model (s) | extract job (s) | ratio | importance block (s) | path | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for arch, kind in (("conv_ae", "autoencoder"), ("cnn_classifier", "classifier")):
