@@ -45,6 +45,9 @@ def best_of(fn, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="2000 images, importance on 16 pixels")
+    parser.add_argument("--only", help="only the model whose name contains this (conv_ae, cnn_classifier)")
+    parser.add_argument("--block", default="0012", help="the importance block timed (0012: the last 16 pixels; "
+                                                        "0006: 64 central pixels)")
     parser.add_argument("--full-block", action="store_true",
                         help="an importance block as the workflow runs it: 64 pixels, n_perm 4, every test image")
     args = parser.parse_args()
@@ -63,12 +66,14 @@ def main() -> None:
     else:
         settings = importance.settings_of({"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32,
                                            "max_samples": 200})
-    block = (f"importance block: {settings['block_size']} pixels, n_perm {settings['n_perm']}, "
+    block = (f"importance block {args.block} of {settings['block_size']} pixels, n_perm {settings['n_perm']}, "
              f"{settings['max_samples'] or 'every'} test images")
     print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; {block}; best of 3\n")
     print("| model | source | import job (s) | load_model (s) | extract job (s) | ratio | importance block (s) | path | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for arch, kind in (("conv_ae", "autoencoder"), ("cnn_classifier", "classifier")):
+        if args.only and args.only not in arch:
+            continue
         folder = tmp / arch
         folder.mkdir()
         model = build_model(arch, (1, 28, 28), 10, {"latent_dim": 32} if kind == "autoencoder" else {}).eval()
@@ -94,7 +99,7 @@ def main() -> None:
                                                 "hidden_max_samples": 10000}, config_hash="h"),
                           wildcards=Files(model=arch))
                 block = Job(input=Files(data=data, model=str(path)), output=Files([str(folder / f"{name}_block.parquet")]),
-                            params=Files(settings=settings), wildcards=Files(dataset="synthetic", model=arch, block="0012"),
+                            params=Files(settings=settings), wildcards=Files(dataset="synthetic", model=arch, block=args.block),
                             config={"seed": 0})
                 timings[name].append((best_of(lambda: load_model(path), 1), best_of(lambda: jobs.extract_autoencoder(ext), 1),
                                       best_of(lambda: importance.importance_block(block), 1)))
