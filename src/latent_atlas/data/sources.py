@@ -313,7 +313,9 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray
         if not names:
             raise DataError(f"{path}: too short for a CelebA attribute file (a count line, then the attribute names)")
         n_lines = int(declared) if declared.isdigit() else 0
-        values = np.empty((max(n_lines, 1024), len(names)), dtype=np.int8)
+        # Sized by the count line, within bounds (a wrong count must not allocate gigabytes);
+        # grown by doubling if the file lists more.
+        values = np.empty((min(max(n_lines, 1024), 1 << 20), len(names)), dtype=np.int8)
         files: list[str] = []
         for number, line in enumerate(fh, start=3):
             parts = line.split()

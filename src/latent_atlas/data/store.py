@@ -316,11 +316,17 @@ class Dataset:
         )
 
 
+def chunk_rows(images, max_bytes: int = CHUNK_BYTES) -> int:
+    """Rows of `images` (N, ...) per chunk so that a chunk as float32 takes at most `max_bytes`
+    (at least one row)."""
+    return max(1, max_bytes // max(1, 4 * int(np.prod(images.shape[1:]))))
+
+
 def float_chunks(images, max_bytes: int = CHUNK_BYTES) -> Iterable[np.ndarray]:
     """Consecutive row chunks of `images` (N, ...; an ndarray or `StoredImages`) as float32 arrays
     of at most `max_bytes` (at least one row each), in order: a pass over a dataset that holds one
     chunk at a time."""
-    rows = max(1, max_bytes // max(1, 4 * int(np.prod(images.shape[1:]))))
+    rows = chunk_rows(images, max_bytes)
     for start in range(0, len(images), rows):
         yield np.asarray(images[start:start + rows], dtype=np.float32)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from latent_atlas.data.store import CHUNK_BYTES
+from latent_atlas.data.store import CHUNK_BYTES, chunk_rows
 from latent_atlas.featureviz.describe import describe_images, stack_results
 from latent_atlas.featureviz.layers import OUTPUT, check_units, first_units, resolve_layer
 from latent_atlas.featureviz.optimise import Optimiser
@@ -65,7 +65,7 @@ def confident_class_means(probs: np.ndarray, images: np.ndarray, threshold: floa
     k = probs.shape[1]
     means = np.zeros((k, *images.shape[1:]), dtype=np.float64)
     counts = np.zeros(k, dtype=np.int64)
-    per_chunk = max(1, CHUNK_BYTES // max(1, 4 * int(np.prod(images.shape[1:]))))
+    per_chunk = chunk_rows(images, CHUNK_BYTES)
     for c in range(k):
         rows = np.flatnonzero(probs[:, c] > threshold)
         counts[c] = len(rows)
