@@ -1,7 +1,7 @@
 """The explain stage's jobs: one function per rule of workflow/rules/explain.smk.
 
 Settings come from `job.params.settings` (the config's `explain` section). Every table carries the
-job's wildcards (dataset, model) and those settings as Parquet metadata.
+job's wildcards (dataset, model) and the settings that job read as Parquet metadata.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from latent_atlas.projections import METHODS
 from latent_atlas.runtime import Job
 
 
-def _metadata(job: Job) -> dict:
-    """Key-value metadata of an explain table: the job's wildcards and the explain settings."""
-    return {**dict(job.wildcards.items()), "explain": dict(job.params.settings)}
+def _metadata(job: Job, **read) -> dict:
+    """Key-value metadata of an explain table: the job's wildcards and the settings it read."""
+    return {**dict(job.wildcards.items()), "explain": read}
 
 
 def _features(latents: Latents, positions: np.ndarray) -> np.ndarray:
@@ -78,7 +78,10 @@ def explain_maps(job: Job) -> None:
     contributions = pd.concat(
         [pca_contributions(x, models["pca"], columns).assign(sample_id=np.int64(sid))
          for sid, x in zip(sample_ids, X_new)], ignore_index=True)
-    meta, out = _metadata(job), job.output
+    meta = _metadata(job, split=settings["split"], n_samples=settings["n_samples"],
+                     sample_ids=settings["samples"]["ids"], tsne=settings["tsne"], umap=settings["umap"],
+                     loading_components=settings["pca"]["loading_components"])
+    out = job.output
     write_parquet(coords_table(latents.ids.iloc[subset], coords), out.maps, meta)
     write_parquet(coords_table(latents.ids.iloc[explained], placed), out.placement, meta)
     write_parquet(scree, out.pca_scree, meta)
@@ -93,18 +96,20 @@ def explain_quality(job: Job) -> None:
     q = job.params.settings["quality"]
     table = map_quality(X, {m: coords_of(maps, m) for m in METHODS}, labels, k=q["k"], knn_k=q["knn_k"],
                         n_folds=q["cv_folds"], random_state=int(job.config["seed"]))
-    write_parquet(table, job.output[0], _metadata(job))
+    write_parquet(table, job.output[0], _metadata(job, quality=q))
 
 
 def explain_features(job: Job) -> None:
     """Feature stats, clustered correlations, the UMAP clusters (sample_id, cluster, cluster_name)
     and their feature profiles."""
     maps, X, columns = _map_samples(job)
-    settings, meta, out = job.params.settings, _metadata(job), job.output
-    write_parquet(feature_stats(X, columns, settings["features"]["near_constant"]), out.stats, meta)
+    settings, out = job.params.settings, job.output
+    near_constant = settings["features"]["near_constant"]
+    c = {key: settings["clusters"][key] for key in ("method", "n_clusters")}
+    meta = _metadata(job, near_constant=near_constant, clusters=c)
+    write_parquet(feature_stats(X, columns, near_constant), out.stats, meta)
     write_parquet(clustered_correlation(X, columns), out.correlation, meta)
     umap = method_rows(maps, "umap")
-    c = settings["clusters"]
     clusters, names = cluster_assignments(umap["label"].to_numpy(), class_names_of(umap), coords_of(maps, "umap"),
                                           method=c["method"], n_clusters=c["n_clusters"],
                                           random_state=int(job.config["seed"]))
@@ -120,7 +125,7 @@ def explain_ridge(job: Job) -> None:
     r = job.params.settings["ridge"]
     tables = ridge_maps(X, {m: coords_of(maps, m) for m in METHODS}, columns, alphas=r["alphas"],
                         n_folds=r["cv_folds"], random_state=int(job.config["seed"]))
-    meta, out = _metadata(job), job.output
+    meta, out = _metadata(job, alphas=r["alphas"], cv_folds=r["cv_folds"]), job.output
     for table, path in zip(tables, (out.scores, out.coefficients, out.predictions)):
         write_parquet(table, path, meta)
 

@@ -46,7 +46,9 @@ def _metadata(job: Job, model, class_names: Sequence[str]) -> dict:
     return {"dataset": job.wildcards.dataset, "model": job.wildcards.model,
             "arch": getattr(model, "arch", type(model).__name__),
             "class_names": list(class_names),
-            "optimiser": dict(job.params.optimiser), "settings": dict(job.params.settings),
+            "optimiser": dict(job.params.optimiser),
+            # what the job read: `show` is the figure's, `layers` says which gallery jobs exist
+            "settings": {k: v for k, v in job.params.settings.items() if k not in ("show", "layers")},
             "versions": library_versions()}
 
 

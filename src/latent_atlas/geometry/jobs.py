@@ -43,8 +43,10 @@ def _write_maps(job: Job, method: str, grid) -> None:
         # openTSNE's result depends on its thread count: numeric_threads, never the job's cores.
         table = projection_table(latents.z, latents.ids, method, settings, space, int(n),
                                  random_state=int(job.config["seed"]), n_jobs=int(job.config["numeric_threads"]))
+        # sample_sizes says which maps exist, not how one is made: not in a map's params
+        params = {k: v for k, v in settings.items() if k != "sample_sizes"}
         write_parquet(table, path, metadata={"method": method, "space": space, "n_requested": int(n),
-                                             "params": dict(settings)})
+                                             "params": params})
 
 
 def geometry_tsne(job: Job) -> None:
