@@ -2,8 +2,9 @@
 pyproject.toml names exactly the packages the library imports.
 
 Imports are read from the source (ast), not by importing: a rule's job imports the module-level
-imports of its stage's jobs.py, the imports inside its job function, and everything the
-latent_atlas modules it reaches import (anywhere in them, conservatively), plus run_job.py's own.
+imports of the module its `job` param names, the imports inside its job function, and everything
+the latent_atlas modules it reaches import (anywhere in them, conservatively), plus run_job.py's
+own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from latent_atlas.runtime import job_module
 
 SRC = ROOT / "src"
 RULES = ROOT / "workflow" / "rules"
@@ -27,8 +27,8 @@ HEADER = re.compile(r"^(?:rule|checkpoint) (\w+):|^use rule (\w+) as (\w+) with:
 
 
 def rule_blocks() -> dict[str, dict[str, str]]:
-    """rule name -> {"conda": path, "script": path, "file": rule file} from workflow/rules/*.smk
-    (a `use rule a as b with:` rule inherits what it does not override)."""
+    """rule name -> {"conda": path, "script": path, "job": "module:function", "file": rule file}
+    from workflow/rules/*.smk (a `use rule a as b with:` rule inherits what it does not override)."""
     rules: dict[str, dict[str, str]] = {}
     derived = []  # `use rule` rules, resolved once every file is read (a base may be in a later file)
     for path in sorted(RULES.glob("*.smk")):
@@ -38,6 +38,8 @@ def rule_blocks() -> dict[str, dict[str, str]]:
             body = text[head.end():nxt.start() if nxt else len(text)]
             found = {key: m.group(1) for key in ("conda", "script")
                      if (m := re.search(rf"^    {key}:\n\s+\"([^\"]+)\"", body, re.M))}
+            if m := re.search(r'^        job="([^"]+)",$', body, re.M):
+                found["job"] = m.group(1)
             if head.group(1):
                 rules[head.group(1)] = {**found, "file": path.name}
             else:
@@ -101,12 +103,9 @@ def third_party_of_module(name: str) -> frozenset[str]:
 
 def job_imports(rule: str) -> set[str]:
     """Third-party top-level modules the job of `rule` may import."""
-    module = job_module(rule)
+    module, _, name = RULE_BLOCKS[rule]["job"].partition(":")
     tree = ast.parse(module_file(module).read_text())
-    body = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    aliases = {t.id: n.value.id for n in tree.body if isinstance(n, ast.Assign)
-               and isinstance(n.value, ast.Name) for t in n.targets if isinstance(t, ast.Name)}
-    function = body[aliases.get(rule, rule)]
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom, ast.If))]
     names = _imports(top_level) | _imports([function])
     script = ROOT / "workflow" / "scripts" / "run_job.py"
@@ -157,6 +156,7 @@ def test_rule_files_were_parsed():
 def test_rule_runs_a_job_function_under_an_env_that_provides_its_imports(rule):
     block = RULE_BLOCKS[rule]
     assert block.get("script") == "../scripts/run_job.py", f"rule {rule} ({block['file']}): script"
+    assert "job" in block, f"rule {rule} ({block['file']}) names no job function (params: job=...)"
     assert "conda" in block, f"rule {rule} ({block['file']}) declares no conda env"
     env_file = (RULES / block["conda"]).resolve()
     assert env_file.is_file(), f"rule {rule}: conda env {block['conda']} not found"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -149,3 +153,52 @@ def test_report_builds(e2e_run):
     missing = [f for f in manifest["file"] if Path(f).name not in text]
     assert not missing, f"figures missing from the report: {missing}"
     assert "Inglis" in text and "latent-space study" in text  # captions are rendered
+
+
+def test_rule_table_is_current_and_rules_match_their_functions():
+    """docs/architecture.md's rule table is what scripts/rule_table.py generates, every rule names
+    a job function whose keyword-only arguments are the rule's params, and READS covers every rule."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "rule_table.py"), "--check"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+
+def test_two_datasets_with_sections_at_their_defaults(tmp_path):
+    """A config that ran before the atlas existed keeps running: two datasets (all digits; a 0/1
+    subset), explain on the classifier of the first with two of its samples named, importance on an
+    autoencoder of the second, every other section at its defaults. The atlas, on by default for
+    every model, maps the subset's autoencoder without applying explain's sample ids to it (they
+    are not in its dataset), and a sample id in no explained dataset is a config error."""
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    ids = [int(i) for i in np.flatnonzero(target >= 2)[:2]]  # in the digits, not in the 0/1 subset
+    tiny = {"epochs": 1, "batch_size": 64}
+    cfg = {
+        "seed": 0, "numeric_threads": 1,
+        "datasets": {"digits": {"source": "sklearn_digits"},
+                     "zero_one": {"source": "sklearn_digits", "classes": [0, 1]}},
+        "models": {"cnn": {"dataset": "digits", "arch": "cnn_classifier",
+                           "params": {"channels": [4, 8], "feature_dim": 16}, "train": tiny},
+                   "ae01": {"dataset": "zero_one", "arch": "dense_ae", "params": {"latent_dim": 4}, "train": tiny}},
+        "explain": {"models": ["cnn"], "n_samples": 100, "samples": {"ids": ids}},
+        "importance": {"models": ["ae01"], "n_perm": 1},
+    }
+    configfile = _write(tmp_path, cfg)
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile)
+    for rule in ("atlas_maps", "explain_maps", "importance_block", "featureviz_gallery", "geometry_tsne"):
+        assert rule in proc.stdout + proc.stderr, rule
+    # the jobs of the failure: explain's maps of the named samples, the atlas's maps of the subset
+    targets = ["results/digits/cnn/explain/maps.parquet", "results/zero_one/ae01/atlas/maps.parquet"]
+    run_snakemake(tmp_path, "--cores", "2", *targets, configfile=configfile)
+    placed = pd.read_parquet(tmp_path / "results/digits/cnn/explain/placement.parquet")
+    assert sorted(set(placed["sample_id"])) == sorted(ids)
+    atlas_maps = pd.read_parquet(tmp_path / "results/zero_one/ae01/atlas/maps.parquet")
+    assert len(atlas_maps) and set(atlas_maps["label"]) <= {0, 1}
+
+    # Once the stores exist, check_config names a sample id that no explained dataset holds.
+    cfg["explain"]["samples"]["ids"] = ids + [10**6]
+    proc = run_snakemake(tmp_path, "-n", configfile=_write(tmp_path, cfg), check=False)
+    assert proc.returncode != 0
+    assert ("explain.samples.ids: sample ids [1000000] are not in dataset 'digits' of explain model 'cnn'"
+            in proc.stdout + proc.stderr)

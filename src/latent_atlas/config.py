@@ -153,7 +153,10 @@ def _check_source(key: str, m: Mapping[str, Any], datasets: Mapping[str, Any]) -
             raise ConfigError(f"{key}.source.{k}: cannot read {path}: {err}") from None
 
 
-def check_config(config: Mapping[str, Any]) -> None:
+def check_config(config: Mapping[str, Any], results: str | Path | None = None) -> None:
+    """Raise ConfigError, naming the key, for what the schema cannot express: cross-references
+    between sections, files that must exist, and (with `results`, the results folder, once a
+    dataset's store exists there) sample ids the stores do not hold."""
     datasets = config.get("datasets", {})
     models = config.get("models", {})
     for name, ds in datasets.items():
@@ -183,6 +186,45 @@ def check_config(config: Mapping[str, Any]) -> None:
             why = section_refusal(section, models[name])
             if why:
                 raise ConfigError(f"{section}.models[{i}]: model {name!r} cannot run {section}: {why}")
+    _check_random_points_classifier(config)
+    if results is not None:
+        _check_explained_samples(config, Path(results))
+
+
+def _check_random_points_classifier(config: Mapping[str, Any]) -> None:
+    name = (config.get("geometry") or {}).get("random_points", {}).get("classifier")
+    models = config.get("models", {})
+    if name is not None and (name not in models or model_kind(models[name]) != "classifier"):
+        classifiers = sorted(m for m, spec in models.items() if model_kind(spec) == "classifier")
+        raise ConfigError(f"geometry.random_points.classifier: {name!r} is not a configured classifier model "
+                          f"(classifiers: {', '.join(classifiers) or 'none'})")
+
+
+def explain_models(config: Mapping[str, Any]) -> list[str]:
+    """The models the explain section maps: `explain.models`, or every model that can run it."""
+    models = config.get("models", {})
+    names = (config.get("explain") or {}).get("models")
+    return list(names) if names is not None else [m for m in models if section_refusal("explain", models[m]) is None]
+
+
+def _check_explained_samples(config: Mapping[str, Any], results: Path) -> None:
+    """explain.samples.ids name samples of every explain model's dataset: checked against each
+    dataset's store that exists (a first run checks them in the explain_maps job)."""
+    from latent_atlas.data.store import stored_sample_ids
+
+    ids = (config.get("explain") or {}).get("samples", {}).get("ids") or []
+    if not ids:
+        return
+    for name in explain_models(config):
+        dataset = config["models"][name]["dataset"]
+        known = stored_sample_ids(results / "data" / dataset)
+        if known is None:
+            continue
+        missing = sorted(set(int(i) for i in ids) - set(known.tolist()))
+        if missing:
+            raise ConfigError(
+                f"explain.samples.ids: sample ids {missing} are not in dataset {dataset!r} of explain model "
+                f"{name!r} ({results / 'data' / dataset}); name samples of every dataset explain.models maps")
 
 
 def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:

@@ -1,15 +1,18 @@
 """How a rule's job runs: log to its Snakemake log file, fix threads and seeds, take a GPU slot,
-then call the job function named after the rule.
+then call the job function the rule names.
 
-Every rule's `script:` is `workflow/scripts/run_job.py`, which calls `run_job(snakemake)`. The job
-function of rule `r` is the function `r` in one stage's `latent_atlas/<stage>/jobs.py` (found
-without importing the other stages, so a job imports only what its own stage needs); it takes a
-`Job`, whose fields are Snakemake's `input`, `output`, `params`, `wildcards`, `config`, `threads`.
+Every rule's `script:` is `workflow/scripts/run_job.py`, which calls `run_job(snakemake)`. A rule
+names its job function in its params, `job="latent_atlas.<stage>.jobs:<function>"` (grep the
+function's name, or follow the module path); its other params are the settings the job reads,
+passed to the function as keyword arguments: `function(job, **settings)`, where `job` (a `Job`)
+holds the rule's input, output, wildcards and threads. The global config is not passed: a setting
+reaches a job only through its rule's params, so Snakemake reruns exactly the jobs it changes.
+`seed` and `numeric_threads`, where a rule passes them, also seed and size the job's libraries
+before the call (`set_determinism`).
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import logging
 import os
@@ -80,22 +83,22 @@ def configure_torch():
     return torch
 
 
-def start_job(smk) -> None:
-    """Common start of a workflow script: logging to the rule's log, seeds and threads from config."""
+def start_job(smk, seed: int, threads: int) -> None:
+    """Common start of a workflow script: logging to the rule's log, then seeds and threads."""
     log_path = smk.log[0] if len(smk.log) else None
     configure_logging(log_path)
-    cfg = smk.config
-    set_determinism(int(cfg.get("seed", 0)), int(cfg.get("numeric_threads", 2)))
+    set_determinism(seed, threads)
     log.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
 
 
-def run_script(smk, main) -> None:
+def run_script(smk, main, seed: int = 0, threads: int = 1) -> None:
     """Run `main()` with logging set up; log the error (so it lands in the log file) and re-raise.
 
     A rule that declares `resources: gpu=N` (N > 0) runs `main()` holding a local GPU slot
     (`latent_atlas.gpu`: its own device in CUDA_VISIBLE_DEVICES; nothing under SLURM or without GPU).
+    The slot allocator reads the config's `gpu` section: machine settings, which change no result.
     """
-    start_job(smk)
+    start_job(smk, seed, threads)
     gpus = int(getattr(smk.resources, "gpu", 0) or 0)
     try:
         with job_gpu_slot(gpus, smk.config.get("gpu"), label=f"rule {smk.rule}"):
@@ -135,47 +138,31 @@ class Files(list):
 
 @dataclass
 class Job:
-    """What a job function gets: a rule job's files, settings and wildcards."""
+    """What a job function gets besides its settings: a rule job's files, wildcards and threads."""
 
     input: Any = field(default_factory=Files)
     output: Any = field(default_factory=Files)
-    params: Any = field(default_factory=Files)
     wildcards: Any = field(default_factory=Files)
-    config: Mapping[str, Any] = field(default_factory=dict)
     threads: int = 1
     rule: str = ""
 
     @classmethod
     def from_snakemake(cls, smk) -> "Job":
-        return cls(input=smk.input, output=smk.output, params=smk.params, wildcards=smk.wildcards,
-                   config=smk.config, threads=int(smk.threads), rule=smk.rule)
+        return cls(input=smk.input, output=smk.output, wildcards=smk.wildcards, threads=int(smk.threads),
+                   rule=smk.rule)
 
 
-def _defined_names(path: Path) -> set[str]:
-    """Top-level function and variable names of a module, read without importing it."""
-    names = set()
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
-
-
-def job_module(rule: str) -> str:
-    """The module defining the job function of `rule`: `latent_atlas.<stage>.jobs` (exactly one)."""
-    package = Path(__file__).parent
-    found = sorted(p.parent.name for p in package.glob("*/jobs.py") if rule in _defined_names(p))
-    if len(found) != 1:
-        where = f"in several stages: {', '.join(found)}" if found else "in no latent_atlas/<stage>/jobs.py"
-        raise LookupError(f"rule {rule!r}: its job function is defined {where}")
-    return f"latent_atlas.{found[0]}.jobs"
-
-
-def job_function(rule: str) -> Callable[[Job], None]:
-    return getattr(importlib.import_module(job_module(rule)), rule)
+def job_function(target: str) -> Callable[..., None]:
+    """The function a rule's `job` param names: "package.module:function"."""
+    module, sep, name = target.partition(":")
+    if not sep or not name:
+        raise ValueError(f"job {target!r}: expected 'package.module:function'")
+    return getattr(importlib.import_module(module), name)
 
 
 def run_job(smk) -> None:
-    """Run rule `smk.rule`'s job function with the job's settings (the body of run_job.py)."""
-    run_script(smk, lambda: job_function(smk.rule)(Job.from_snakemake(smk)))
+    """Run the job function rule `smk.rule` names with its settings (the body of run_job.py)."""
+    settings = {name: value for name, value in smk.params.items() if name != "job"}
+    # Rules without numeric_threads compute nothing whose bits depend on it: the job's threads do.
+    seed, threads = int(settings.get("seed", 0)), int(settings.get("numeric_threads", smk.threads))
+    run_script(smk, lambda: job_function(smk.params.job)(Job.from_snakemake(smk), **settings), seed, threads)

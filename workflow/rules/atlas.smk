@@ -2,7 +2,7 @@
 # neighbours, local density, neighbourhood preservation in each map, predicted class or
 # reconstruction error) and one self-contained interactive HTML page drawn from it.
 # The maps are the explain stage's, or the atlas's own (rules atlas_maps and atlas_quality: the
-# explain stage's jobs on the atlas's samples). Job functions: latent_atlas/atlas/jobs.py.
+# explain stage's jobs on the atlas's samples).
 
 
 include: "atlas_functions.smk"
@@ -20,7 +20,9 @@ use rule explain_maps as atlas_maps with:
     benchmark:
         "results/benchmarks/atlas_maps/{dataset}/{model}.tsv"
     params:
-        settings=atlas_map_settings(),
+        # the atlas's own sample count; explain.samples.ids name samples of explain's models
+        n_samples=rules_lib.atlas_sample_count(ATLAS["n_samples"], EXPLAIN["n_samples"]),
+        sample_ids=[],
 
 
 use rule explain_quality as atlas_quality with:
@@ -33,8 +35,6 @@ use rule explain_quality as atlas_quality with:
         "results/logs/atlas_quality/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/atlas_quality/{dataset}/{model}.tsv"
-    params:
-        settings=atlas_map_settings(),
 
 
 rule atlas_points:
@@ -52,6 +52,8 @@ rule atlas_points:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.atlas.jobs:atlas_points",
+        numeric_threads=config["numeric_threads"],
         k=ATLAS["k"],
     script:
         "../scripts/run_job.py"
@@ -78,8 +80,11 @@ rule atlas:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.atlas.jobs:atlas",
+        seed=config["seed"],
         title="{model} on {dataset}",
-        settings=ATLAS,
+        point_size=ATLAS["point_size"],
+        thumbnails=ATLAS["thumbnails"],
         importance=atlas_importance_link,
     script:
         "../scripts/run_job.py"

@@ -23,17 +23,6 @@ def atlas_own_maps():
     return [m for m in atlas_models() if m not in models_of("explain")]
 
 
-def atlas_map_settings():
-    """The explain settings with the atlas's sample count (atlas_maps runs explain_maps);
-    "all" becomes a count larger than any split, so map_subset takes every sample."""
-    n = ATLAS["n_samples"]
-    if n is None:
-        n = EXPLAIN["n_samples"]
-    elif n == "all":
-        n = 2**62
-    return {**EXPLAIN, "n_samples": n}
-
-
 def atlas_maps_dir(wildcards):
     """Where the atlas's maps and their quality table are: its own, or the explain stage's."""
     stage = "atlas" if wildcards.model in atlas_own_maps() else "explain"

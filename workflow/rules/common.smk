@@ -9,8 +9,8 @@ from latent_atlas.config import (
     schema_errors,
     section_refusal,
 )
+import latent_atlas.rules as rules_lib
 from latent_atlas.models.archs import model_kind, model_offers, model_source
-from latent_atlas.io import config_hash
 
 # Schema problems are reported with their key paths first; validate() then fills the defaults.
 _errors = schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -18,15 +18,14 @@ if _errors:
     raise WorkflowError("Invalid config:\n  " + "\n  ".join(_errors))
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    check_config(config)
+    check_config(config, results="results")
 except ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
 
 
 FIG_FORMATS = config["figures"]["formats"]
 MODELS = config["models"]
-# Machine settings (the local GPU pool) do not change results, so they stay out of the hash.
-CONFIG_HASH = config_hash({key: value for key, value in config.items() if key != "gpu"})
+CONFIG_HASH = rules_lib.run_config_hash(config)
 
 
 wildcard_constraints:
@@ -46,11 +45,6 @@ def models_of(section):
     if names is None:
         names = [m for m in MODELS if section_refusal(section, MODELS[m]) is None]
     return list(names)
-
-
-def figure_paths(stem):
-    """One path per configured figure format for a figure stem (no suffix)."""
-    return [f"{stem}.{ext}" for ext in FIG_FORMATS]
 
 
 def fig(stem):

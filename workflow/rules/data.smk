@@ -17,6 +17,8 @@ rule prepare_data:
         "../../envs/torch.yaml"
     threads: config["numeric_threads"]
     params:
+        job="latent_atlas.data.jobs:prepare_data",
+        seed=config["seed"],
         spec=dataset_spec,
     script:
         "../scripts/run_job.py"
@@ -36,5 +38,8 @@ rule plot_dataset_examples:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    params:
+        job="latent_atlas.data.jobs:plot_dataset_examples",
+        seed=config["seed"],
     script:
         "../scripts/run_job.py"

@@ -25,7 +25,15 @@ rule explain_maps:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=EXPLAIN,
+        job="latent_atlas.explain.jobs:explain_maps",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        split=EXPLAIN["split"],
+        n_samples=EXPLAIN["n_samples"],
+        sample_ids=EXPLAIN["samples"]["ids"],
+        tsne=EXPLAIN["tsne"],
+        umap=EXPLAIN["umap"],
+        loading_components=EXPLAIN["pca"]["loading_components"],
     script:
         "../scripts/run_job.py"
 
@@ -44,7 +52,10 @@ rule explain_quality:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=EXPLAIN,
+        job="latent_atlas.explain.jobs:explain_quality",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        quality=EXPLAIN["quality"],
     script:
         "../scripts/run_job.py"
 
@@ -66,7 +77,11 @@ rule explain_features:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=EXPLAIN,
+        job="latent_atlas.explain.jobs:explain_features",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        near_constant=EXPLAIN["features"]["near_constant"],
+        clusters=explain_settings("clusters", "method", "n_clusters"),
     script:
         "../scripts/run_job.py"
 
@@ -87,7 +102,11 @@ rule explain_ridge:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=EXPLAIN,
+        job="latent_atlas.explain.jobs:explain_ridge",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        alphas=EXPLAIN["ridge"]["alphas"],
+        cv_folds=EXPLAIN["ridge"]["cv_folds"],
     script:
         "../scripts/run_job.py"
 
@@ -109,6 +128,9 @@ rule explain_samples:
     threads: config["numeric_threads"]
     resources:
         gpu=1,
+    params:
+        job="latent_atlas.explain.jobs:explain_samples",
+        numeric_threads=config["numeric_threads"],
     script:
         "../scripts/run_job.py"
 
@@ -140,6 +162,7 @@ rule plot_explain:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.explain.jobs:plot_explain",
         title="{model} on {dataset}",
         ridge_top=EXPLAIN["ridge"]["top"],
         arrows=EXPLAIN["pca"]["arrows"],

@@ -3,6 +3,11 @@
 EXPLAIN = config["explain"]
 
 
+def explain_settings(section, *keys):
+    """The `keys` of `explain.<section>` (the part of the section a rule reads)."""
+    return {key: EXPLAIN[section][key] for key in keys}
+
+
 EXPLAIN_FIGURES = ["maps", "correlation", "ridge", "pca", "umap_features", "samples"]
 
 

@@ -23,6 +23,9 @@ rule featureviz_unregularised:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_unregularised",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
         settings=FV["unregularised"],
     script:
@@ -47,8 +50,11 @@ rule featureviz_adversarial:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_adversarial",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
-        settings=FV["adversarial"],
+        settings=featureviz_settings("adversarial", but="show"),
     script:
         "../scripts/run_job.py"
 
@@ -70,6 +76,9 @@ rule featureviz_tv_sweep:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_tv_sweep",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
         settings=FV["tv_sweep"],
     script:
@@ -92,6 +101,9 @@ rule featureviz_tv_l1_grid:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_tv_l1_grid",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
         settings=FV["tv_l1_grid"],
     script:
@@ -117,8 +129,11 @@ rule featureviz_gallery:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_gallery",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
-        settings=FV["gallery"],
+        settings=featureviz_settings("gallery", but="layers"),
     script:
         "../scripts/run_job.py"
 
@@ -142,6 +157,9 @@ rule featureviz_census:
     resources:
         gpu=1,
     params:
+        job="latent_atlas.featureviz.jobs:featureviz_census",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         optimiser=FV_OPTIMISER,
         settings=FV["census"],
     script:
@@ -171,6 +189,7 @@ rule plot_featureviz:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.featureviz.jobs:plot_featureviz",
         show=FV["adversarial"]["show"],
         display=FV["display"],
     script:

@@ -12,6 +12,11 @@ FV_OPTIMISER = {
 }
 
 
+def featureviz_settings(section, but):
+    """`featureviz.<section>` without the key `but`, which its compute job does not read."""
+    return {key: value for key, value in FV[section].items() if key != but}
+
+
 FV_DIR = "results/{dataset}/{model}/featureviz"
 
 

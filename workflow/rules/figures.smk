@@ -14,6 +14,7 @@ rule figure_manifest:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.figures.jobs:figure_manifest",
         rules=figure_rules,
         config_hash=CONFIG_HASH,
     script:

@@ -24,8 +24,15 @@ rule geometry_tables:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
+        job="latent_atlas.geometry.jobs:geometry_tables",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
         names=GEOMETRY_TABLES,
-        geometry=GEOMETRY,
+        axes=geometry_settings("axes", "bin_width", "off_centre_ratio", "width_ratio"),
+        radius=GEOMETRY["radius"],
+        pca=GEOMETRY["pca"],
+        planes=GEOMETRY["planes"],
+        neighbours=GEOMETRY["neighbours"],
     script:
         "../scripts/run_job.py"
 
@@ -46,7 +53,10 @@ rule geometry_tsne:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=GEOMETRY["projections"]["tsne"],
+        job="latent_atlas.geometry.jobs:geometry_tsne",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        settings=projection_settings("tsne"),
     script:
         "../scripts/run_job.py"
 
@@ -68,7 +78,10 @@ rule geometry_umap:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
-        settings=GEOMETRY["projections"]["umap"],
+        job="latent_atlas.geometry.jobs:geometry_umap",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        settings=projection_settings("umap"),
         grid=geometry_grid("umap"),
     script:
         "../scripts/run_job.py"
@@ -95,7 +108,12 @@ rule geometry_random_points:
     resources:
         gpu=1,
     params:
-        settings=GEOMETRY["random_points"],
+        job="latent_atlas.geometry.jobs:geometry_random_points",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        n_per_set=GEOMETRY["random_points"]["n_per_set"],
+        offset_scale=GEOMETRY["random_points"]["offset_scale"],
+        classifier=geometry_classifier_name,
     script:
         "../scripts/run_job.py"
 
@@ -123,7 +141,8 @@ rule plot_geometry:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        axes=GEOMETRY["axes"],
+        job="latent_atlas.geometry.jobs:plot_geometry",
+        axes=geometry_settings("axes", "show_alone", "selected", "bin_width"),
     script:
         "../scripts/run_job.py"
 
@@ -141,6 +160,8 @@ rule plot_geometry_random_points:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    params:
+        job="latent_atlas.geometry.jobs:plot_geometry_random_points",
     script:
         "../scripts/run_job.py"
 
@@ -162,5 +183,7 @@ rule geometry_compare:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    params:
+        job="latent_atlas.geometry.jobs:geometry_compare",
     script:
         "../scripts/run_job.py"

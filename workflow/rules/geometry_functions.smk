@@ -19,6 +19,19 @@ GEOMETRY_TABLES = [
 ]
 
 
+def geometry_settings(section, *keys):
+    """The `keys` of `geometry.<section>` (the part of the section a rule reads)."""
+    return {key: GEOMETRY[section][key] for key in keys}
+
+
+def projection_settings(method):
+    """The settings of one t-SNE or UMAP map: `geometry.projections.<method>` but `sample_sizes`
+    (which maps exist, not how one is made: adding a size must not rerun the other maps).
+    """
+    settings = GEOMETRY["projections"][method]
+    return {key: value for key, value in settings.items() if key != "sample_sizes"}
+
+
 def geometry_models():
     return models_of("geometry")
 
@@ -88,18 +101,20 @@ def geometry_plot_inputs(wildcards):
     return out
 
 
-def geometry_classifier(wildcards):
-    """Path of the classifier that scores decoded images (random_points.classifier), or []."""
+def geometry_classifier_name(wildcards):
+    """The classifier that scores decoded images (random_points.classifier, checked by
+    check_config), or None: none is set, or it belongs to another dataset, whose images it cannot
+    judge."""
     name = GEOMETRY["random_points"]["classifier"]
-    if name is None:
-        return []
-    if name not in MODELS or model_kind(MODELS[name]) != "classifier":
-        raise WorkflowError(
-            f"geometry.random_points.classifier: {name!r} is not a configured classifier model"
-        )
-    if MODELS[name]["dataset"] != wildcards.dataset:
-        return []  # a classifier of another dataset cannot judge these images
-    return [f"{model_dir(name)}/model.pt"]
+    if name is None or MODELS[name]["dataset"] != wildcards.dataset:
+        return None
+    return name
+
+
+def geometry_classifier(wildcards):
+    """Path of the classifier that scores decoded images, or []."""
+    name = geometry_classifier_name(wildcards)
+    return [] if name is None else [f"{model_dir(name)}/model.pt"]
 
 
 def geometry_compare_inputs(wildcards):

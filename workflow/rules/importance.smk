@@ -21,6 +21,7 @@ checkpoint importance_plan:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.importance.jobs:importance_plan",
         block_size=IMPORTANCE["block_size"],
     script:
         "../scripts/run_job.py"
@@ -44,7 +45,18 @@ rule importance_block:
     resources:
         gpu=1,
     params:
-        settings=IMPORTANCE,
+        job="latent_atlas.importance.jobs:importance_block",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        block_size=IMPORTANCE["block_size"],
+        max_samples=IMPORTANCE["max_samples"],
+        device=IMPORTANCE["device"],
+        logits=importance_logits,
+        method=IMPORTANCE["method"],
+        n_perm=IMPORTANCE["n_perm"],
+        batch_size=IMPORTANCE["batch_size"],
+        sign_threshold=IMPORTANCE["sign_threshold"],
+        confidence=IMPORTANCE["confidence"],
     script:
         "../scripts/run_job.py"
 
@@ -62,6 +74,7 @@ rule importance_gather:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.importance.jobs:importance_gather",
         output_name="primary",
     script:
         "../scripts/run_job.py"
@@ -94,7 +107,14 @@ rule latent_importance:
     resources:
         gpu=1,
     params:
-        settings=IMPORTANCE,
+        job="latent_atlas.importance.jobs:latent_importance",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        max_samples=IMPORTANCE["max_samples"],
+        device=IMPORTANCE["device"],
+        n_perm=IMPORTANCE["n_perm"],
+        batch_size=IMPORTANCE["batch_size"],
+        confidence=IMPORTANCE["confidence"],
     script:
         "../scripts/run_job.py"
 
@@ -119,7 +139,9 @@ rule importance_explorer:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        settings=IMPORTANCE,
+        job="latent_atlas.importance.jobs:importance_explorer",
+        top_k=IMPORTANCE["top_k"],
+        n_perm=IMPORTANCE["n_perm"],
     script:
         "../scripts/run_job.py"
 
@@ -146,6 +168,7 @@ rule plot_importance:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        job="latent_atlas.importance.jobs:plot_importance",
         top_k=IMPORTANCE["top_k"],
         classes=IMPORTANCE["classes"],
     script:

@@ -17,6 +17,13 @@ def importance_block_paths(wildcards):
     )
 
 
+def importance_logits(wildcards):
+    """Whether a model's shards also compute importance on the class outputs: classifiers, when
+    `importance.classifier_logits` is set (autoencoders have none, and do not read the key).
+    """
+    return is_classifier(wildcards.model) and IMPORTANCE["classifier_logits"]
+
+
 def importance_figure(what, caption=None):
     """A figure output of rule plot_importance, in every format, with its report caption."""
     return figure_output(

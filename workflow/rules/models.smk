@@ -27,7 +27,12 @@ rule train:
     resources:
         gpu=1,
     params:
-        spec=model_spec,
+        job="latent_atlas.models.jobs:train",
+        seed=config["seed"],
+        numeric_threads=config["numeric_threads"],
+        arch=model_setting("arch"),
+        arch_params=model_setting("params"),
+        training=model_setting("train"),
         # not an output: Snakemake must keep it when a job fails, so a rerun resumes from it
         checkpoint_dir="results/{dataset}/{model}/checkpoints",
     script:
@@ -54,7 +59,11 @@ rule import_model:
         "../../envs/torch.yaml"
     threads: config["numeric_threads"]
     params:
-        spec=model_spec,
+        job="latent_atlas.models.jobs:import_model",
+        arch=model_setting("arch"),
+        arch_params=model_setting("params"),
+        kind=model_setting("kind"),
+        source=model_setting("source"),
     script:
         "../scripts/run_job.py"
 
@@ -77,7 +86,8 @@ rule import_latents:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        spec=model_spec,
+        job="latent_atlas.models.jobs:import_latents",
+        source=model_setting("source"),
         config_hash=model_config_hash,
     script:
         "../scripts/run_job.py"
@@ -103,7 +113,9 @@ rule extract_autoencoder:
         "../../envs/torch.yaml"
     threads: config["numeric_threads"]
     params:
-        extract=model_extract,
+        job="latent_atlas.models.jobs:extract_model",
+        numeric_threads=config["numeric_threads"],
+        settings=model_extract,
         config_hash=model_config_hash,
     script:
         "../scripts/run_job.py"
@@ -152,6 +164,8 @@ rule plot_model_autoencoder:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    params:
+        job="latent_atlas.models.jobs:plot_model",
     script:
         "../scripts/run_job.py"
 
@@ -181,6 +195,8 @@ rule plot_latent_scatter:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    params:
+        job="latent_atlas.models.jobs:plot_latent_scatter",
     script:
         "../scripts/run_job.py"
 
@@ -199,5 +215,7 @@ rule plot_first_layer_weights:
     conda:
         "../../envs/torch.yaml"
     threads: 1
+    params:
+        job="latent_atlas.models.jobs:plot_first_layer_weights",
     script:
         "../scripts/run_job.py"

@@ -4,11 +4,12 @@ import re
 
 
 from latent_atlas.config import source_files
-from latent_atlas.models.archs import extract_settings, is_dense, model_latent_size
+from latent_atlas.models.archs import extract_settings
 
 
-def model_spec(wildcards):
-    return MODELS[wildcards.model]
+def model_setting(key):
+    """A params function: the model entry's `key` (None when absent)."""
+    return lambda wildcards: MODELS[wildcards.model].get(key)
 
 
 def is_classifier(model):
@@ -30,16 +31,7 @@ def latents_table_inputs(wildcards):
 
 
 def model_config_hash(wildcards):
-    """Hash of what a model's files depend on: its entry, its dataset's entry, seed, threads."""
-    spec = MODELS[wildcards.model]
-    return config_hash(
-        {
-            "model": spec,
-            "dataset": config["datasets"].get(spec["dataset"]),
-            "seed": config["seed"],
-            "numeric_threads": config["numeric_threads"],
-        }
-    )
+    return rules_lib.model_config_hash(config, wildcards.model)
 
 
 def model_extract(wildcards):
@@ -57,28 +49,8 @@ def model_figure(what):
 
 
 def model_rules(model):
-    """Names of the stage's rules that run for `model`: the rules' {model} wildcard constraints
-    (`rule_models`) and the stage's targets both come from here."""
-    spec = MODELS[model]
-    source, kind, offers = model_source(spec), model_kind(spec), model_offers(spec)
-    trained, network = source == "train", "network" in offers
-    classifier = kind == "classifier"
-    hidden = classifier and extract_settings(spec)["hidden_layers"]
-    decodes = "decoder" in offers
-    runs = {
-        "train": trained,
-        "import_model": network and not trained,
-        "import_latents": not network,
-        "extract_autoencoder": kind == "autoencoder" and decodes,
-        "extract_encoder": kind == "autoencoder" and not decodes,
-        "extract_classifier": classifier and not hidden,
-        "extract_classifier_hidden": hidden,
-        "plot_model_autoencoder": kind == "autoencoder" and trained,
-        "plot_model_classifier": classifier and trained,
-        "plot_latent_scatter": model_latent_size(spec) == 2,
-        "plot_first_layer_weights": bool(spec.get("arch")) and is_dense(spec["arch"]),
-    }
-    return [name for name, yes in runs.items() if yes]
+    """Names of the stage's rules that run for `model` (latent_atlas.rules.model_rules)."""
+    return rules_lib.model_rules(MODELS[model])
 
 
 def rule_models(name):

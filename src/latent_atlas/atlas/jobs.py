@@ -2,11 +2,14 @@
 
 `atlas_points` computes the per-point table (neighbours, density, neighbourhood preservation,
 predicted class or reconstruction error); `atlas` assembles the page from the tables, the latents
-and the dataset's images. `atlas_maps` and `atlas_quality` are the explain stage's jobs, run on
-the atlas's own samples for a model the explain stage does not map (or a larger sample set).
+and the dataset's images. Rules atlas_maps and atlas_quality run the explain stage's jobs
+(explain.jobs) on the atlas's own samples, for a model the explain stage does not map (or a
+larger sample set).
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,21 +20,6 @@ from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
 from latent_atlas.runtime import Job
-
-
-def atlas_maps(job: Job) -> None:
-    """PCA, t-SNE and UMAP of the atlas's samples: the explain stage's job with atlas settings."""
-    # Imported here, like every heavy import of this module: the page job needs none of them.
-    from latent_atlas.explain.jobs import explain_maps
-
-    explain_maps(job)
-
-
-def atlas_quality(job: Job) -> None:
-    """Trustworthiness, continuity and k-NN accuracy of the atlas's own maps (explain's job)."""
-    from latent_atlas.explain.jobs import explain_quality
-
-    explain_quality(job)
 
 
 def _positions(known: np.ndarray, sample_ids: np.ndarray, source: str) -> np.ndarray:
@@ -79,10 +67,11 @@ def point_table(ids: pd.DataFrame, z: np.ndarray, coords: dict[str, np.ndarray],
     return table
 
 
-def atlas_points(job: Job) -> None:
-    """The per-point table of one model's atlas (`point_table`), with the predicted class
-    (classifiers, column pred) or the reconstruction error (autoencoders, column recon_error);
-    neither for a model without its head or decoder, or a table of latents."""
+def atlas_points(job: Job, *, numeric_threads: int, k: int) -> None:
+    """The per-point table of one model's atlas (`point_table` with `k` neighbours), with the
+    predicted class (classifiers, column pred) or the reconstruction error (autoencoders, column
+    recon_error; torch on `numeric_threads` threads); neither for a model without its head or
+    decoder, or a table of latents."""
     from latent_atlas.explain.maps import coords_of, method_rows
     from latent_atlas.projections import METHODS
 
@@ -91,7 +80,7 @@ def atlas_points(job: Job) -> None:
     latents = read_latents(job.input.latents)
     sample_ids = ids["sample_id"].to_numpy()
     z = latents.z[_positions(latents.ids["sample_id"], sample_ids, job.input.latents)]
-    table = point_table(ids, z, {m: coords_of(maps, m) for m in METHODS}, int(job.params.k))
+    table = point_table(ids, z, {m: coords_of(maps, m) for m in METHODS}, int(k))
     if "predictions" in job.input.keys():
         pred = read_parquet(job.input.predictions, columns=["sample_id", "pred"])
         rows = _positions(pred["sample_id"], sample_ids, job.input.predictions)
@@ -100,7 +89,7 @@ def atlas_points(job: Job) -> None:
         ds = load_dataset(job.input.data)
         images = ds.images[_positions(ds.sample_id, sample_ids, job.input.data)]
         table.insert(len(ID_COLUMNS), "recon_error", reconstruction_errors(job.input.model, images))
-    write_parquet(table, job.output[0], {**dict(job.wildcards.items()), "k": int(job.params.k)})
+    write_parquet(table, job.output[0], {**dict(job.wildcards.items()), "k": int(k)})
 
 
 def thumbnail_rows(n: int, max_samples: int | str, random_state: int) -> np.ndarray:
@@ -111,12 +100,14 @@ def thumbnail_rows(n: int, max_samples: int | str, random_state: int) -> np.ndar
     return np.sort(rng.choice(n, size=int(max_samples), replace=False))
 
 
-def atlas(job: Job) -> None:
-    """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html)."""
+def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
+          importance: str) -> None:
+    """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
+    points of `point_size`, `thumbnails` (max_samples, seeded with `seed`; format, quality,
+    sheet_size), a link to the importance explorer `importance` ("" for none)."""
     points = read_parquet(job.input.points)
     quality = read_parquet(job.input.quality)
     latents = read_latents(job.input.latents)
-    settings = job.params.settings
     sample_ids = points["sample_id"].to_numpy()
     methods = [c[2:] for c in points.columns if c.startswith("x_")]
     if sample_ids.min() < 0 or sample_ids.max() >= 2 ** 31:
@@ -147,9 +138,9 @@ def atlas(job: Job) -> None:
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
     ds = load_dataset(job.input.data)
-    thumbs = thumbnail_rows(n, settings["thumbnails"]["max_samples"], int(job.config["seed"]))
+    thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
     images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], job.input.data)]
-    t = settings["thumbnails"]
+    t = thumbnails
     sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
                             quality=t["quality"])
     tile = np.full(n, -1, np.int32)
@@ -157,10 +148,10 @@ def atlas(job: Job) -> None:
     arrays["thumb"] = tile
 
     meta = {
-        "title": job.params.title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
+        "title": title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
         "class_names": list(class_names), "palette": class_palette(len(class_names)),
         "z_lo": [float(v) for v in lo], "z_hi": [float(v) for v in hi],
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
-        "importance": job.params.importance or None, "point_size": float(settings["point_size"]),
+        "importance": importance or None, "point_size": float(point_size),
     }
     write_text(atlas_document(meta, arrays, sprites, channels=images.shape[1]), job.output[0])

@@ -3,30 +3,33 @@ example grid (rule plot_dataset_examples)."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from latent_atlas.data.figures import plot_examples
-from latent_atlas.data.store import load_dataset, store_folder
+from latent_atlas.data.store import load_dataset, load_image_axes, store_folder
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import Job, log
 
 EXAMPLES_PER_CLASS = 8
 
 
-def prepare_data(job: Job) -> None:
-    """Write the store of config entry `datasets.<dataset>` (params.spec), a chunk of images at a
-    time, decoding image files in `job.threads` processes."""
+def prepare_data(job: Job, *, seed: int, spec: Mapping[str, Any]) -> None:
+    """Write the store of config entry `datasets.<dataset>` (`spec`; `seed` for the split and
+    subsample unless the entry seeds them), a chunk of images at a time, decoding image files in
+    `job.threads` processes (same bytes for any number)."""
     from latent_atlas.data.build import write_store  # the source readers: not for the figure job
 
     folder = store_folder(job.output)
-    write_store(job.wildcards.dataset, job.params.spec, int(job.config["seed"]), folder, workers=job.threads)
+    write_store(job.wildcards.dataset, spec, int(seed), folder, workers=job.threads)
     load_dataset(folder)  # checks labels, split and ids against the file contract
 
 
-def plot_dataset_examples(job: Job) -> None:
-    """A grid of EXAMPLES_PER_CLASS images of each class, one file per figure format (only those
-    images are read)."""
-    spec = job.config["datasets"][job.wildcards.dataset]
-    # Spectrograms read best in a perceptual colour map; images keep gray levels as the models see them.
-    cmap = "magma" if spec["source"] == "audio_digits" else "gray"
+def plot_dataset_examples(job: Job, *, seed: int) -> None:
+    """A grid of EXAMPLES_PER_CLASS images of each class (drawn with `seed`), one file per figure
+    format (only those images are read)."""
+    # Spectrograms (a store with axes in Hz and s) read best in a perceptual colour map; images
+    # keep gray levels as the models see them.
+    cmap = "gray" if load_image_axes(job.input[0]) is None else "magma"
     dataset = load_dataset(job.input[0])
-    fig = plot_examples(dataset, EXAMPLES_PER_CLASS, random_state=int(job.config["seed"]), cmap=cmap)
+    fig = plot_examples(dataset, EXAMPLES_PER_CLASS, random_state=int(seed), cmap=cmap)
     save_figure(fig, list(job.output))

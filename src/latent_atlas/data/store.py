@@ -471,3 +471,12 @@ def load_image_axes(path) -> ImageAxes | None:
     """The physical axes of a dataset store's images (None for plain images), from the samples
     table's metadata only."""
     return ImageAxes.from_metadata(read_parquet_metadata(store_folder(path) / SAMPLES_FILE))
+
+
+def stored_sample_ids(folder) -> np.ndarray | None:
+    """The sample ids of the store in `folder` (its samples table's one column), or None when
+    there is no store there yet."""
+    path = Path(folder) / SAMPLES_FILE
+    if not path.is_file():
+        return None
+    return read_parquet(path, columns=["sample_id"])["sample_id"].to_numpy()

@@ -1,10 +1,13 @@
 """The explain stage's jobs: one function per rule of workflow/rules/explain.smk.
 
-Settings come from `job.params.settings` (the config's `explain` section). Every table carries the
-job's wildcards (dataset, model) and the settings that job read as Parquet metadata.
+Each job takes the settings of the `explain` section it reads as keyword arguments (the rule's
+params). Every table carries the job's wildcards (dataset, model) and those settings as Parquet
+metadata.
 """
 
 from __future__ import annotations
+
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,32 +58,33 @@ def _map_samples(job: Job) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     return maps, X, _feature_names(latents)
 
 
-def explain_maps(job: Job) -> None:
-    """PCA, t-SNE and UMAP of the map samples, and where the explained samples land in them.
+def explain_maps(job: Job, *, seed: int, numeric_threads: int, split: str, n_samples: int,
+                 sample_ids: Sequence[int], tsne: Mapping, umap: Mapping, loading_components: int) -> None:
+    """PCA, t-SNE (`tsne` settings) and UMAP (`umap`) of `n_samples` seeded samples of `split`,
+    and where the explained samples (`sample_ids`; empty: the first two test samples of
+    different classes) land in them.
 
     Outputs: maps and placement (coords_table of the map samples and of the explained ones,
-    placed by `transform`), pca_scree, pca_loadings, pca_contributions (PC1 and PC2 of each
-    explained sample, with its sample_id).
+    placed by `transform`), pca_scree, pca_loadings (`loading_components` components),
+    pca_contributions (PC1 and PC2 of each explained sample, with its sample_id).
     """
-    settings, seed = job.params.settings, int(job.config["seed"])
+    seed = int(seed)
     latents = read_latents(job.input[0])
-    sample_ids = explained_sample_ids(latents.ids, settings["samples"]["ids"])
-    subset = map_subset(latents.ids, settings["split"], settings["n_samples"], exclude=sample_ids,
-                        random_state=seed)
+    explained_ids = explained_sample_ids(latents.ids, sample_ids)
+    subset = map_subset(latents.ids, split, n_samples, exclude=explained_ids, random_state=seed)
     # openTSNE's result depends on its thread count: numeric_threads, never the job's cores.
-    coords, models = embed_maps(_features(latents, subset), tsne=settings["tsne"], umap=settings["umap"],
-                                random_state=seed, n_jobs=int(job.config["numeric_threads"]))
-    explained = positions_of(latents.ids["sample_id"], sample_ids, job.input[0])
+    coords, models = embed_maps(_features(latents, subset), tsne=tsne, umap=umap, random_state=seed,
+                                n_jobs=int(numeric_threads))
+    explained = positions_of(latents.ids["sample_id"], explained_ids, job.input[0])
     X_new = _features(latents, explained)
     placed = place_samples(models, X_new)
     columns = _feature_names(latents)
-    scree, loadings = pca_tables(models["pca"], columns, settings["pca"]["loading_components"])
+    scree, loadings = pca_tables(models["pca"], columns, loading_components)
     contributions = pd.concat(
         [pca_contributions(x, models["pca"], columns).assign(sample_id=np.int64(sid))
-         for sid, x in zip(sample_ids, X_new)], ignore_index=True)
-    meta = _metadata(job, split=settings["split"], n_samples=settings["n_samples"],
-                     sample_ids=settings["samples"]["ids"], tsne=settings["tsne"], umap=settings["umap"],
-                     loading_components=settings["pca"]["loading_components"])
+         for sid, x in zip(explained_ids, X_new)], ignore_index=True)
+    meta = _metadata(job, split=split, n_samples=n_samples, sample_ids=sample_ids, tsne=tsne, umap=umap,
+                     loading_components=loading_components)
     out = job.output
     write_parquet(coords_table(latents.ids.iloc[subset], coords), out.maps, meta)
     write_parquet(coords_table(latents.ids.iloc[explained], placed), out.placement, meta)
@@ -89,49 +93,51 @@ def explain_maps(job: Job) -> None:
     write_parquet(contributions, out.pca_contributions, meta)
 
 
-def explain_quality(job: Job) -> None:
-    """Trustworthiness, continuity and k-NN accuracy of the three maps (`map_quality`)."""
+def explain_quality(job: Job, *, seed: int, numeric_threads: int, quality: Mapping) -> None:
+    """Trustworthiness, continuity and k-NN accuracy of the three maps (`map_quality`, with the
+    `quality` settings k, knn_k, cv_folds)."""
     maps, X, _ = _map_samples(job)
     labels = method_rows(maps, METHODS[0])["label"].to_numpy()
-    q = job.params.settings["quality"]
+    q = quality
     table = map_quality(X, {m: coords_of(maps, m) for m in METHODS}, labels, k=q["k"], knn_k=q["knn_k"],
-                        n_folds=q["cv_folds"], random_state=int(job.config["seed"]))
+                        n_folds=q["cv_folds"], random_state=int(seed))
     write_parquet(table, job.output[0], _metadata(job, quality=q))
 
 
-def explain_features(job: Job) -> None:
-    """Feature stats, clustered correlations, the UMAP clusters (sample_id, cluster, cluster_name)
-    and their feature profiles."""
+def explain_features(job: Job, *, seed: int, numeric_threads: int, near_constant: float,
+                     clusters: Mapping) -> None:
+    """Feature stats (`near_constant` threshold), clustered correlations, the UMAP clusters
+    (sample_id, cluster, cluster_name; `clusters`: method and n_clusters) and their feature
+    profiles."""
     maps, X, columns = _map_samples(job)
-    settings, out = job.params.settings, job.output
-    near_constant = settings["features"]["near_constant"]
-    c = {key: settings["clusters"][key] for key in ("method", "n_clusters")}
+    out, c = job.output, clusters
     meta = _metadata(job, near_constant=near_constant, clusters=c)
     write_parquet(feature_stats(X, columns, near_constant), out.stats, meta)
     write_parquet(clustered_correlation(X, columns), out.correlation, meta)
     umap = method_rows(maps, "umap")
     clusters, names = cluster_assignments(umap["label"].to_numpy(), class_names_of(umap), coords_of(maps, "umap"),
                                           method=c["method"], n_clusters=c["n_clusters"],
-                                          random_state=int(job.config["seed"]))
+                                          random_state=int(seed))
     assignment = pd.DataFrame({"sample_id": umap["sample_id"].to_numpy(), "cluster": clusters.astype(np.int32),
                                "cluster_name": np.asarray(names, dtype=object)[clusters]})
     write_parquet(assignment, out.clusters, meta)
     write_parquet(cluster_profiles(X, columns, clusters, names), out.profiles, meta)
 
 
-def explain_ridge(job: Job) -> None:
-    """Ridge maps of the t-SNE and UMAP axes: scores, coefficients, out-of-fold predictions."""
+def explain_ridge(job: Job, *, seed: int, numeric_threads: int, alphas: Sequence[float], cv_folds: int) -> None:
+    """Ridge maps of the t-SNE and UMAP axes (penalties `alphas`, `cv_folds` folds): scores,
+    coefficients, out-of-fold predictions."""
     maps, X, columns = _map_samples(job)
-    r = job.params.settings["ridge"]
-    tables = ridge_maps(X, {m: coords_of(maps, m) for m in METHODS}, columns, alphas=r["alphas"],
-                        n_folds=r["cv_folds"], random_state=int(job.config["seed"]))
-    meta, out = _metadata(job, alphas=r["alphas"], cv_folds=r["cv_folds"]), job.output
+    tables = ridge_maps(X, {m: coords_of(maps, m) for m in METHODS}, columns, alphas=alphas,
+                        n_folds=cv_folds, random_state=int(seed))
+    meta, out = _metadata(job, alphas=alphas, cv_folds=cv_folds), job.output
     for table, path in zip(tables, (out.scores, out.coefficients, out.predictions)):
         write_parquet(table, path, meta)
 
 
-def explain_samples(job: Job) -> None:
-    """The explained samples' inputs, first-layer activations and features, on CUDA when present.
+def explain_samples(job: Job, *, numeric_threads: int) -> None:
+    """The explained samples' inputs, first-layer activations and features, on CUDA when present
+    (torch on `numeric_threads` threads, set before the call).
 
     Writes an npz with sample_id (n,), label (n,), image (n, C, H, W) float32 in [0, 1],
     first_layer (n, ...) float32 and first_layer_kind ('conv' or 'dense'), features (n, d)
@@ -156,22 +162,25 @@ def explain_samples(job: Job) -> None:
               features=features.astype(np.float32), class_names=np.array(ds.class_names))
 
 
-def plot_explain(job: Job) -> None:
+def plot_explain(job: Job, *, title: str, ridge_top: int, arrows: int, cluster_top: int,
+                 contributors_top: int, max_maps: int) -> None:
     """Every explain figure of one model, each drawn from its tables (drawing is quick, starting a
-    process is not)."""
-    i, o, p = job.input, job.output, job.params
+    process is not): `ridge_top` coefficients per map axis, `arrows` biplot loadings,
+    `cluster_top` features named per cluster, `contributors_top` contributions per sample and
+    component, `max_maps` first-layer maps per sample."""
+    i, o = job.input, job.output
     use_style()
     maps = read_parquet(i.maps)
     class_names = class_names_of(maps)
-    save_figure(plot_maps(maps, read_parquet(i.quality), class_names, p.title), o.maps)
-    save_figure(plot_correlation(read_parquet(i.correlation), read_parquet(i.stats), p.title), o.correlation)
+    save_figure(plot_maps(maps, read_parquet(i.quality), class_names, title), o.maps)
+    save_figure(plot_correlation(read_parquet(i.correlation), read_parquet(i.stats), title), o.correlation)
     save_figure(plot_ridge(read_parquet(i.ridge_scores), read_parquet(i.ridge_coefficients),
-                           read_parquet(i.ridge_predictions), top=p.ridge_top, title=p.title), o.ridge)
-    save_figure(plot_pca(maps, read_parquet(i.loadings), read_parquet(i.scree), class_names, n_arrows=p.arrows,
-                         title=p.title), o.pca)
+                           read_parquet(i.ridge_predictions), top=ridge_top, title=title), o.ridge)
+    save_figure(plot_pca(maps, read_parquet(i.loadings), read_parquet(i.scree), class_names, n_arrows=arrows,
+                         title=title), o.pca)
     save_figure(plot_umap_features(maps, read_parquet(i.profiles), read_parquet(i.clusters), class_names,
-                                   top=p.cluster_top, title=p.title), o.umap_features)
+                                   top=cluster_top, title=title), o.umap_features)
     samples = read_npz(i.samples)
     save_figure(plot_samples(samples, read_parquet(i.placement), maps, read_parquet(i.contributions),
-                             [str(c) for c in samples["class_names"]], top=p.contributors_top,
-                             max_maps=p.max_maps, title=p.title), o.samples)
+                             [str(c) for c in samples["class_names"]], top=contributors_top,
+                             max_maps=max_maps, title=title), o.samples)

@@ -28,11 +28,12 @@ def _classifier(job: Job):
     return prepare_model(load_model(job.input.model))
 
 
-def _optimiser(job: Job):
-    """The shared optimisation settings (`job.params.optimiser`) with the config's seed."""
+def _optimiser(optimiser: Mapping, seed: int):
+    """The shared optimisation settings (featureviz lr, output_objective,
+    clip_regulariser_gradients, tv_step) with the seed of the random starts."""
     from latent_atlas.featureviz.optimise import Optimiser
 
-    return Optimiser.from_config(job.params.optimiser, job.config["seed"])
+    return Optimiser.from_config(optimiser, seed)
 
 
 def _model_class_names(model) -> list[str]:
@@ -41,14 +42,12 @@ def _model_class_names(model) -> list[str]:
     return names or [str(c) for c in range(int(model.n_classes))]
 
 
-def _metadata(job: Job, model, class_names: Sequence[str]) -> dict:
+def _metadata(job: Job, model, class_names: Sequence[str], optimiser: Mapping, settings: Mapping) -> dict:
     """Key-value metadata of every featureviz table: where it came from and with which settings."""
     return {"dataset": job.wildcards.dataset, "model": job.wildcards.model,
             "arch": getattr(model, "arch", type(model).__name__),
             "class_names": list(class_names),
-            "optimiser": dict(job.params.optimiser),
-            # what the job read: `show` is the figure's, `layers` says which gallery jobs exist
-            "settings": {k: v for k, v in job.params.settings.items() if k not in ("show", "layers")},
+            "optimiser": dict(optimiser), "settings": dict(settings),
             "versions": library_versions()}
 
 
@@ -59,88 +58,85 @@ def _write_result(job: Job, table: pd.DataFrame, images: np.ndarray, metadata: M
     write_npz(job.output.images, images=np.asarray(images, dtype=np.float32), **arrays)
 
 
-def featureviz_unregularised(job: Job) -> None:
+def featureviz_unregularised(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 1: unregularised images of every output neuron (and some hidden units), without
     and with clipping."""
     from latent_atlas.featureviz.sweeps import unregularised_outputs
 
-    model, opt = _classifier(job), _optimiser(job)
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
     names = _model_class_names(model)
-    table, images = unregularised_outputs(model, names, opt, **job.params.settings)
-    _write_result(job, table, images, _metadata(job, model, names))
+    table, images = unregularised_outputs(model, names, opt, **settings)
+    _write_result(job, table, images, _metadata(job, model, names, optimiser, settings))
 
 
-def featureviz_adversarial(job: Job) -> None:
+def featureviz_adversarial(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 2: adversarial examples from real images of split `settings.split`, and their
     success rate per (source, target) class pair."""
     from latent_atlas.featureviz.adversarial import adversarial_examples, adversarial_success
 
-    model, opt = _classifier(job), _optimiser(job)
-    settings = {k: v for k, v in job.params.settings.items() if k not in ("split", "show")}
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
     data = load_dataset(job.input.data)
-    part = data.subset(data.split == job.params.settings["split"])
-    table, images = adversarial_examples(model, part.images, part.labels, part.sample_id,
-                                         data.class_names, opt, **settings)
-    meta = _metadata(job, model, data.class_names)
+    part = data.subset(data.split == settings["split"])
+    table, images = adversarial_examples(model, part.images, part.labels, part.sample_id, data.class_names, opt,
+                                         **{k: v for k, v in settings.items() if k != "split"})
+    meta = _metadata(job, model, data.class_names, optimiser, settings)
     _write_result(job, table, images, meta)
     write_parquet(adversarial_success(table, data.class_names), job.output.success, metadata=meta)
 
 
-def featureviz_tv_sweep(job: Job) -> None:
+def featureviz_tv_sweep(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 3: TV-weight sweep of output neurons, with the mean of the training images each
     class claims with probability above `settings.confidence` (arrays `class_means`, `class_counts`)."""
     from latent_atlas.featureviz.describe import class_probabilities
     from latent_atlas.featureviz.sweeps import confident_class_means, tv_sweep
 
-    model, opt = _classifier(job), _optimiser(job)
-    settings = dict(job.params.settings)
-    confidence = settings.pop("confidence")
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
+    confidence = settings["confidence"]
     data = load_dataset(job.input.data)
     train = data.train()
-    table, images = tv_sweep(model, data.class_names, opt, **settings)
+    table, images = tv_sweep(model, data.class_names, opt, **{k: v for k, v in settings.items() if k != "confidence"})
     means, counts = confident_class_means(class_probabilities(model, train.images), train.images, confidence)
-    _write_result(job, table, images, {**_metadata(job, model, data.class_names), "confidence": confidence},
+    _write_result(job, table, images, {**_metadata(job, model, data.class_names, optimiser, settings), "confidence": confidence},
                   class_means=means, class_counts=counts)
 
 
-def featureviz_tv_l1_grid(job: Job) -> None:
+def featureviz_tv_l1_grid(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 4: TV x L1 grids of one output neuron and one hidden neuron."""
     from latent_atlas.featureviz.sweeps import tv_l1_grids
 
-    model, opt = _classifier(job), _optimiser(job)
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
     names = _model_class_names(model)
-    table, images = tv_l1_grids(model, names, opt, **job.params.settings)
-    _write_result(job, table, images, _metadata(job, model, names))
+    table, images = tv_l1_grids(model, names, opt, **settings)
+    _write_result(job, table, images, _metadata(job, model, names, optimiser, settings))
 
 
-def featureviz_gallery(job: Job) -> None:
+def featureviz_gallery(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 5: gallery of hidden layer `job.wildcards.layer`'s units. With `start: auto`,
     `start_images` seeded test images are the real starts to fall back on (gallery.auto_starts)."""
     from latent_atlas.featureviz.gallery import gallery
 
-    model, opt = _classifier(job), _optimiser(job)
-    settings = {k: v for k, v in job.params.settings.items() if k not in ("layers", "start_images")}
-    n_real = job.params.settings["start_images"]
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
+    n_real = settings["start_images"]
     real = real_ids = None
     if settings["start"] == "auto" and n_real > 0:
         test = load_dataset(job.input.data).test()
-        rows = np.sort(np.random.default_rng(job.config["seed"]).permutation(len(test.images))[:n_real])
+        rows = np.sort(np.random.default_rng(seed).permutation(len(test.images))[:n_real])
         real, real_ids = test.images[rows], test.sample_id[rows]
     names = _model_class_names(model)
-    table, images = gallery(model, names, opt, layer=int(job.wildcards.layer), images=real,
-                            image_ids=real_ids, **settings)
-    _write_result(job, table, images, _metadata(job, model, names))
+    table, images = gallery(model, names, opt, layer=int(job.wildcards.layer), images=real, image_ids=real_ids,
+                            **{k: v for k, v in settings.items() if k != "start_images"})
+    _write_result(job, table, images, _metadata(job, model, names, optimiser, settings))
 
 
-def featureviz_census(job: Job) -> None:
+def featureviz_census(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 6: dead neurons per layer on the training split (can optimisation activate
     them?) and co-activating neuron clusters: one table per named output."""
     from latent_atlas.featureviz.census import census_analysis
 
-    model, opt = _classifier(job), _optimiser(job)
+    model, opt = _classifier(job), _optimiser(optimiser, seed)
     data = load_dataset(job.input.data)
-    tables = census_analysis(model, data.train().images, opt, **job.params.settings)
-    meta = _metadata(job, model, data.class_names)
+    tables = census_analysis(model, data.train().images, opt, **settings)
+    meta = _metadata(job, model, data.class_names, optimiser, settings)
     for name, table in tables.items():
         write_parquet(table, job.output[name], metadata=meta)
 
@@ -151,16 +147,17 @@ def _read_result(job: Job, name: str) -> tuple[pd.DataFrame, dict[str, np.ndarra
     return read_parquet(table_path), read_npz(job.input[f"{name}_images"]), read_parquet_metadata(table_path)
 
 
-def plot_featureviz(job: Job) -> None:
+def plot_featureviz(job: Job, *, show: int, display: str) -> None:
     """Every featureviz figure of one classifier, each from its table (the optional ones: the
-    hidden TV x L1 panel and the galleries, as far as the rule names them in its outputs)."""
-    out, display = job.output, job.params.display
+    hidden TV x L1 panel and the galleries, as far as the rule names them in its outputs):
+    `show` adversarial examples; images shown per `display` (per_image or fixed)."""
+    out = job.output
     table, arrays, meta = _read_result(job, "unregularised")
     names = meta["class_names"]
     save_figure(figures.plot_unregularised(table, arrays["images"], names, display), out.unregularised)
 
     table, arrays, _ = _read_result(job, "adversarial")
-    save_figure(figures.plot_adversarial_examples(table, arrays["images"], names, show=job.params.show),
+    save_figure(figures.plot_adversarial_examples(table, arrays["images"], names, show=show),
                 out.adversarial)
     save_figure(figures.plot_adversarial_success(read_parquet(job.input.adversarial_success), names),
                 out.adversarial_success)

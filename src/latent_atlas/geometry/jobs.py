@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -25,65 +26,69 @@ log = logging.getLogger("latent_atlas")
 METHOD_NAMES = {"tsne": "t-SNE (openTSNE)", "umap": "UMAP"}
 
 
-def geometry_tables(job: Job) -> None:
-    """Density along axes, radius, PCA, planes, neighbours and the summary of one model's latents."""
+def geometry_tables(job: Job, *, seed: int, numeric_threads: int, names: Sequence[str], axes: Mapping,
+                    radius: Mapping, pca: Mapping, planes: Mapping, neighbours: Mapping) -> None:
+    """Density along axes, radius, PCA, planes, neighbours and the summary of one model's latents:
+    the tables `names`, one per output, from the `geometry` settings of those names (`axes`: its
+    bin_width, off_centre_ratio and width_ratio)."""
     latents = read_latents(job.input[0])
     meta = {k: v for k, v in latents.metadata.items() if k in ("dataset", "model", "arch")}
-    tables = model_tables(latents.z, latents.ids, job.params.geometry, random_state=int(job.config["seed"]))
-    for name, path in zip(job.params.names, job.output):
+    settings = {"axes": axes, "radius": radius, "pca": pca, "planes": planes, "neighbours": neighbours}
+    tables = model_tables(latents.z, latents.ids, settings, random_state=int(seed))
+    for name, path in zip(names, job.output):
         write_parquet(tables[name], path, metadata=meta)
 
 
-def _write_maps(job: Job, method: str, grid) -> None:
+def _write_maps(job: Job, method: str, grid, settings: Mapping, seed: int, numeric_threads: int) -> None:
     """One map table of `method` per (space, sample size) of `grid`, to the job's outputs in order."""
     latents = read_latents(job.input[0])
-    settings = job.params.settings
     for (space, n), path in zip(grid, job.output):
         log.info("%s of %s, n=%d", method, space, n)
         # openTSNE's result depends on its thread count: numeric_threads, never the job's cores.
         table = projection_table(latents.z, latents.ids, method, settings, space, int(n),
-                                 random_state=int(job.config["seed"]), n_jobs=int(job.config["numeric_threads"]))
-        # sample_sizes says which maps exist, not how one is made: not in a map's params
-        params = {k: v for k, v in settings.items() if k != "sample_sizes"}
+                                 random_state=int(seed), n_jobs=int(numeric_threads))
         write_parquet(table, path, metadata={"method": method, "space": space, "n_requested": int(n),
-                                             "params": params})
+                                             "params": dict(settings)})
 
 
-def geometry_tsne(job: Job) -> None:
-    """One t-SNE map (wildcards space, n)."""
-    _write_maps(job, "tsne", [(job.wildcards.space, int(job.wildcards.n))])
+def geometry_tsne(job: Job, *, seed: int, numeric_threads: int, settings: Mapping) -> None:
+    """One t-SNE map (wildcards space, n) with `settings` (geometry.projections.tsne but its
+    sample_sizes)."""
+    _write_maps(job, "tsne", [(job.wildcards.space, int(job.wildcards.n))], settings, seed, numeric_threads)
 
 
-def geometry_umap(job: Job) -> None:
-    """Every UMAP map of one model in one job: numba compiles once per process."""
-    _write_maps(job, "umap", job.params.grid)
+def geometry_umap(job: Job, *, seed: int, numeric_threads: int, settings: Mapping,
+                  grid: Sequence[tuple[str, int]]) -> None:
+    """Every UMAP map of one model, one per (space, sample size) of `grid`, in one job (numba
+    compiles once per process), with `settings` (geometry.projections.umap but its sample_sizes)."""
+    _write_maps(job, "umap", grid, settings, seed, numeric_threads)
 
 
-def geometry_random_points(job: Job) -> None:
-    """Decode latents drawn from N(0, I), a fitted Gaussian, the bounding box and offsets of real
-    ones; score the images against the training images (and the classifier, if configured)."""
+def geometry_random_points(job: Job, *, seed: int, numeric_threads: int, n_per_set: int,
+                           offset_scale: float, classifier: str | None) -> None:
+    """Decode `n_per_set` latents drawn from N(0, I), a fitted Gaussian, the bounding box and
+    offsets of real ones (noise std = `offset_scale` x each axis's std); score the images against
+    the training images (and the model `classifier`, `job.input.classifier`, if any)."""
     # Imported here: it imports torch, which takes seconds and no other geometry job needs.
     from latent_atlas.models.networks import load_model
 
-    settings = job.params.settings
     device = default_device()
     model = load_model(job.input.model, map_location=device)
-    classifier = load_model(job.input.classifier[0], map_location=device) if job.input.classifier else None
+    judge = load_model(job.input.classifier[0], map_location=device) if classifier else None
     ds = load_dataset(job.input.data)
     train = ds.train().images  # read a chunk at a time by nearest_image_distance
     images, scores = decode_random_points(
-        model, read_latents(job.input.latents).z, train, settings["n_per_set"], settings["offset_scale"],
-        classifier, random_state=int(job.config["seed"]))
+        model, read_latents(job.input.latents).z, train, n_per_set, offset_scale,
+        judge, random_state=int(seed))
     write_npz(job.output.images, sets=np.array(list(images)), **images)
-    write_parquet(scores, job.output.scores,
-                  metadata={"classifier": settings["classifier"] if classifier is not None else None})
+    write_parquet(scores, job.output.scores, metadata={"classifier": classifier})
 
 
-def plot_geometry(job: Job) -> None:
-    """The figures of one model's geometry tables and projection maps."""
+def plot_geometry(job: Job, *, axes: Mapping) -> None:
+    """The figures of one model's geometry tables and projection maps; `axes`: show_alone,
+    selected and bin_width of geometry.axes."""
     use_style()
-    i, o, model = job.input, job.output, job.wildcards.model
-    s = job.params.axes
+    i, o, model, s = job.input, job.output, job.wildcards.model, axes
     save_figure(plot_axis_density(read_parquet(i.axis_density), read_parquet(i.axis_summary), s["show_alone"],
                                   s["selected"],
                                   title=f"{model}: density along each axis (bin width {s['bin_width']:g})"), o.axes)

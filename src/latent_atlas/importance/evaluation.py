@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,8 +81,9 @@ def method_stack(method: str, model, model_name: str, output: str, split, device
     return None, ""
 
 
-def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int],
-                settings: Mapping, seed: int, device) -> pd.DataFrame:
+def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int], *, logits: bool,
+                method: str, n_perm: int, batch_size: int, sign_threshold: float, confidence: float,
+                seed: int, device) -> pd.DataFrame:
     """Pixel importance of a block of pixels (one shard) for every output of a model.
 
     Parameters
@@ -90,44 +91,45 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
     model : a model of `latent_atlas.models.networks`, on `device`.
     images : ndarray of shape (N, C, H, W), its evaluation images.
     pixels : flat pixel indices row * W + col of the block.
-    settings : the `importance:` config section, defaults filled.
+    logits : also the class outputs of a classifier (importance.classifier_logits).
+    method, n_perm, batch_size, sign_threshold, confidence : the `importance` settings
+        (`engine.pixel_importance`).
 
     Returns
     -------
     The `pixel_frame` of each output, concatenated (primary output first).
     """
     frames = []
-    for output in pixel_outputs(model, settings["classifier_logits"]):
+    for output in pixel_outputs(model, logits):
         split = model_split(model, output)
-        stack, why = method_stack(settings["method"], model, model_name, output, split, device)
-        method = configured_method(settings["method"], model_name, output, split, device, stack, why)
+        stack, why = method_stack(method, model, model_name, output, split, device)
+        path = configured_method(method, model_name, output, split, device, stack, why)
         start = time.perf_counter()
         result = pixel_importance(
-            output_function(model, output), images, pixels, n_perm=settings["n_perm"], seed=seed,
-            split=split, stack=stack, method=method, batch_size=settings["batch_size"], device=device,
-            sign_threshold=settings["sign_threshold"], confidence=settings["confidence"])
+            output_function(model, output), images, pixels, n_perm=n_perm, seed=seed,
+            split=split, stack=stack, method=path, batch_size=batch_size, device=device,
+            sign_threshold=sign_threshold, confidence=confidence)
         log.info("%d pixels from %d, output %s, %d images on %s: method %s, %.2f s", len(pixels),
                  pixels[0], output, len(images), device, result.method, time.perf_counter() - start)
         frames.append(pixel_frame(result, output))
     return pd.concat(frames, ignore_index=True)
 
 
-def latent_table(model, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                 settings: Mapping, seed: int, device) -> pd.DataFrame:
+def latent_table(model, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, n_perm: int,
+                 batch_size: int, confidence: float, seed: int, device) -> pd.DataFrame:
     """Encoded dimension -> output importance per class of a model, as a `latent_frame`.
 
     Autoencoders: shuffle z_j within a class, decode, MSE against the unpermuted reconstruction.
     Classifiers: shuffle feature j within a class, apply the class layer (`model.head`), MSE of
     the class outputs. images (N, C, H, W) and labels (N,) are the evaluation set.
     """
-    z = infer(output_function(model, primary_output(model)), images, settings["batch_size"], device)
+    z = infer(output_function(model, primary_output(model)), images, batch_size, device)
     if model.kind == "autoencoder":
         out_fn = model.decode
     elif hasattr(model, "head"):
         out_fn = model.head
     else:
         raise ValueError(f"classifier {model.arch!r} has no `head` (class layer on the features)")
-    result = latent_importance(out_fn, z, labels, n_perm=settings["n_perm"], seed=seed,
-                               batch_size=settings["batch_size"], device=device,
-                               confidence=settings["confidence"])
+    result = latent_importance(out_fn, z, labels, n_perm=n_perm, seed=seed, batch_size=batch_size,
+                               device=device, confidence=confidence)
     return latent_frame(result, class_names)

@@ -6,6 +6,8 @@ the figure jobs start without paying for torch.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -18,12 +20,15 @@ from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import Job, configure_torch, log
 
 
-def train(job: Job) -> None:
-    """model.pt, metrics.json and train_log.tsv of model `job.wildcards.model`, trained on the
-    dataset `job.input[0]` from `job.params.spec` (arch, params, train) with the config's seed.
+def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: Mapping[str, Any] | None,
+          training: Mapping[str, Any] | None, checkpoint_dir: str) -> None:
+    """model.pt, metrics.json and train_log.tsv of model `job.wildcards.model`: `arch` with
+    `arch_params` (models.<name>.params) trained on the dataset `job.input[0]` with the settings
+    `training` (models.<name>.train) and `seed`; torch runs on `numeric_threads` threads (set
+    before the call; the weights' last bits depend on it, and the checkpoint records it).
 
-    A rerun after a killed job resumes from `job.params.checkpoint_dir`, which is removed once the
-    three files are written.
+    A rerun after a killed job resumes from `checkpoint_dir`, which is removed once the three files
+    are written.
     """
     # torch is imported after the job set its seed and threads: apply them before building the model
     torch = configure_torch()
@@ -32,28 +37,29 @@ def train(job: Job) -> None:
     from latent_atlas.models.networks import build_model, count_parameters, save_model
     from latent_atlas.models.training import train_model
 
-    spec, name, seed = job.params.spec, job.wildcards.model, int(job.config["seed"])
+    name, seed = job.wildcards.model, int(seed)
     ds = load_dataset(job.input[0])
     torch.manual_seed(seed)
-    model = build_model(spec["arch"], ds.images.shape[1:], len(ds.class_names), spec.get("params", {}))
+    model = build_model(arch, ds.images.shape[1:], len(ds.class_names), arch_params or {})
     device = default_device()
-    log.info("%s: %s with %d parameters on %s, input %s", name, spec["arch"], count_parameters(model),
+    log.info("%s: %s with %d parameters on %s, input %s", name, arch, count_parameters(model),
              device, tuple(ds.images.shape[1:]))
-    result = train_model(model, ds.images, ds.labels, ds.split, spec.get("train", {}), seed=seed,
-                         checkpoint_dir=job.params.checkpoint_dir, name=name, device=device)
+    result = train_model(model, ds.images, ds.labels, ds.split, training or {}, seed=seed,
+                         checkpoint_dir=checkpoint_dir, name=name, device=device)
     result.metrics["dataset"] = ds.name
     save_model(result.model, job.output.model, class_names=ds.class_names, dataset=ds.name, name=name)
     write_json(result.metrics, job.output.metrics)
     write_text(result.log.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"),
                job.output.train_log)
-    checkpoint.remove(job.params.checkpoint_dir)
+    checkpoint.remove(checkpoint_dir)
 
 
-def import_model(job: Job) -> None:
-    """model.pt of a model trained elsewhere (`job.params.spec["source"]`), checked on the dataset
-    `job.input.data`: a state dict of a built-in arch gives the record training writes (same
-    bytes for the same weights); torch.export and ONNX programs give a record holding them
-    (models.loaded). Errors name the config key, the file and what does not fit."""
+def import_model(job: Job, *, arch: str | None, arch_params: Mapping[str, Any] | None, kind: str | None,
+                 source: Mapping[str, Any]) -> None:
+    """model.pt of a model trained elsewhere (models.<name>.source), checked on the dataset
+    `job.input.data`: a state dict of `arch` with `arch_params` gives the record training writes
+    (same bytes for the same weights); torch.export and ONNX programs of `kind` give a record
+    holding them (models.loaded). Errors name the config key, the file and what does not fit."""
     torch = configure_torch()
     from latent_atlas.models.archs import source_settings
     from latent_atlas.io import write_bytes
@@ -61,17 +67,17 @@ def import_model(job: Job) -> None:
     from latent_atlas.models.networks import build_model, save_model
     from latent_atlas.devices import infer
 
-    spec, name = job.params.spec, job.wildcards.model
-    source = source_settings(spec)
+    name = job.wildcards.model
+    source = source_settings({"source": source})
     ds = load_dataset(job.input.data)
     if source["format"] == "state_dict":
         key = f"models.{name}.source.weights"
-        model = build_model(spec["arch"], ds.images.shape[1:], len(ds.class_names), spec.get("params", {}))
+        model = build_model(arch, ds.images.shape[1:], len(ds.class_names), arch_params or {})
         state = read_state_dict(source["weights"], key)
         try:
             model.load_state_dict(state)
         except RuntimeError as err:  # names the missing, unexpected and mis-shaped tensors
-            raise ValueError(f"{key}: {source['weights']} does not fit arch {spec['arch']!r} with params "
+            raise ValueError(f"{key}: {source['weights']} does not fit arch {arch!r} with params "
                              f"{model.params} on inputs {tuple(ds.images.shape[1:])}: {err}") from None
         model.eval()
         first = infer(model.encode if model.kind == "autoencoder" else model, ds.images[:64])
@@ -81,44 +87,47 @@ def import_model(job: Job) -> None:
         return
     import io
 
-    record = import_record(name, spec, source, ds.images, len(ds.class_names), ds.class_names, ds.name)
+    record = import_record(name, kind, source, ds.images, len(ds.class_names), ds.class_names, ds.name)
     buf = io.BytesIO()
     torch.save(record, buf)
     write_bytes(buf.getvalue(), job.output.model)
 
 
-def import_latents(job: Job) -> None:
-    """latents.parquet of a table of latents (`job.params.spec["source"]`): matched to the dataset
-    `job.input.data` by sample_id or row order, or standalone with its own labels."""
+def import_latents(job: Job, *, source: Mapping[str, Any], config_hash: str) -> None:
+    """latents.parquet of a table of latents (models.<name>.source): matched to the dataset
+    `job.input.data` by sample_id or row order, or standalone with its own labels; `config_hash`
+    goes into its metadata."""
     from latent_atlas.models.archs import source_settings
     from latent_atlas.latents import id_frame, latents_frame_of
     from latent_atlas.models.embeddings import match_rows, read_table, standalone_ids
 
-    spec, name = job.params.spec, job.wildcards.model
-    source = source_settings(spec)
+    name = job.wildcards.model
+    source = source_settings({"source": source})
     key, path = f"models.{name}.source.table", source["table"]
     z, extra = read_table(path, key, source["columns"], source["label_column"])
     if source["match"] == "standalone":
-        ids, dataset = standalone_ids(extra, len(z), source["label_column"], key, path), spec["dataset"]
+        ids, dataset = standalone_ids(extra, len(z), source["label_column"], key, path), job.wildcards.dataset
     else:
         ds = load_dataset(job.input.data)
         rows = match_rows(ds.sample_id, extra.get("sample_id"), len(z), source["match"], key, path, ds.name)
         z, dataset = z[rows], ds.name
         ids = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
     write_parquet(latents_frame_of(ids, z), job.output.latents,
-                  file_metadata(dataset, name, "latents", job.params.config_hash, latent_dim=int(z.shape[1]),
+                  file_metadata(dataset, name, "latents", config_hash, latent_dim=int(z.shape[1]),
                                 table=str(path)))
     log.info("%s: %d x %d latents from %s (match %s)", name, len(z), z.shape[1], path, source["match"])
 
 
-def extract_autoencoder(job: Job) -> None:
+def extract_model(job: Job, *, numeric_threads: int, settings: Mapping[str, Any], config_hash: str) -> None:
     """Everything computed from one trained model, loaded once: latents.parquet, and
     reconstructions.npz (autoencoders) or predictions.parquet and hidden.parquet (classifiers),
-    as far as the rule names them in its outputs. Settings: `job.params.extract`."""
+    as far as the rule names them in its outputs. `settings`: models.<name>.extract, defaults
+    filled; `config_hash` goes into every table's metadata; torch runs on
+    `numeric_threads` threads (set before the call)."""
     from latent_atlas.models import extract
     from latent_atlas.models.networks import load_model
 
-    out, name, settings = job.output, job.wildcards.model, job.params.extract
+    out, name = job.output, job.wildcards.model
     batch_size = settings["batch_size"]
     ds = load_dataset(job.input.data)
     model = load_model(job.input.model)
@@ -127,7 +136,7 @@ def extract_autoencoder(job: Job) -> None:
                          f"{job.input.data} holds {tuple(ds.images.shape[1:])}")
 
     def metadata(**extra):
-        return file_metadata(ds.name, name, model.arch, job.params.config_hash, **extra)
+        return file_metadata(ds.name, name, model.arch, config_hash, **extra)
 
     z = extract.compute_latents(model, ds.images, batch_size)
     write_parquet(extract.latents_frame(ds, z), out.latents, metadata(latent_dim=model.latent_dim))
@@ -150,12 +159,8 @@ def extract_autoencoder(job: Job) -> None:
                  ", ".join(f"{n} {u}" for n, u in layers), out.hidden)
 
 
-extract_encoder = extract_autoencoder
-extract_classifier = extract_autoencoder
-extract_classifier_hidden = extract_autoencoder
 
-
-def plot_model_autoencoder(job: Job) -> None:
+def plot_model(job: Job) -> None:
     """A model's figures: loss (and accuracy) per epoch from train_log.tsv; originals,
     reconstructions and absolute errors (autoencoders) or the row-normalised confusion matrix of
     the test split (classifiers), as far as the rule names them in its outputs."""
@@ -178,8 +183,6 @@ def plot_model_autoencoder(job: Job) -> None:
                                                   class_names, title=f"{name}, test split"),
                     o.confusion_matrix)
 
-
-plot_model_classifier = plot_model_autoencoder
 
 
 def plot_latent_scatter(job: Job) -> None:

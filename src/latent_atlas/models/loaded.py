@@ -399,7 +399,7 @@ def _finite(t: torch.Tensor, what: str, where: str) -> None:
                          f"mean, std) and the exported weights")
 
 
-def import_record(name: str, spec: Mapping[str, Any], source: Mapping[str, Any], images: np.ndarray,
+def import_record(name: str, kind: str, source: Mapping[str, Any], images: np.ndarray,
                   n_classes: int, class_names: Sequence[str], dataset: str,
                   first_batch: int = 64) -> dict[str, Any]:
     """Read a torch_export or onnx model's files, check them on the dataset's first images and
@@ -407,13 +407,14 @@ def import_record(name: str, spec: Mapping[str, Any], source: Mapping[str, Any],
 
     Parameters
     ----------
-    name : the model's config key; spec : its entry; source : its `source`, defaults filled.
+    name : the model's config key; kind : its `kind` (autoencoder or classifier); source : its
+    `source`, defaults filled.
     images : (N, C, H, W) float32 in [0, 1], the dataset's images (the first `first_batch` are run).
 
     Raises ValueError naming the config key, the file and what is wrong: input shape (both shapes),
     a fixed batch size, several graph inputs and none named, output shapes, NaN or inf outputs.
     """
-    fmt, kind, key = source["format"], spec["kind"], f"models.{name}.source"
+    fmt, key = source["format"], f"models.{name}.source"
     files = {p: source[p] for p in PROGRAMS if source.get(p)}
     data = {p: read_file(path, f"{key}.{p}") for p, path in files.items()}
     where = {p: f"{key}.{p} ({files[p]})" for p in files}

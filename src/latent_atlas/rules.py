@@ -1,0 +1,216 @@
+"""The workflow's decisions, in the library where tests cover them: which rules run for which
+model, the hashes written into results, the atlas's sample count, and the settings each rule reads.
+
+The workflow (`workflow/rules/*.smk`) calls these; it holds no decision of its own. `READS` is the
+one statement of which config keys each rule's job reads: the docs table of rules
+(docs/architecture.md) is generated from it, and tests/test_reruns.py edits every key of the config
+schema on a finished run and checks that Snakemake reruns exactly the jobs this map names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from latent_atlas.io import config_hash
+from latent_atlas.models.archs import extract_settings, is_dense, model_kind, model_latent_size, model_offers, model_source
+
+# atlas.n_samples: "all" maps every sample of the split: a count no split reaches (map_subset
+# takes min(n, available)).
+ALL_SAMPLES = 2**62
+
+
+def model_rules(spec: Mapping[str, Any]) -> list[str]:
+    """Names of the models stage's rules that run for the model entry `spec` (the rules' {model}
+    wildcard constraints and the stage's targets both come from here)."""
+    source, kind, offers = model_source(spec), model_kind(spec), model_offers(spec)
+    trained, network = source == "train", "network" in offers
+    classifier = kind == "classifier"
+    hidden = classifier and extract_settings(spec)["hidden_layers"]
+    decodes = "decoder" in offers
+    runs = {
+        "train": trained,
+        "import_model": network and not trained,
+        "import_latents": not network,
+        "extract_autoencoder": kind == "autoencoder" and decodes,
+        "extract_encoder": kind == "autoencoder" and not decodes,
+        "extract_classifier": classifier and not hidden,
+        "extract_classifier_hidden": hidden,
+        "plot_model_autoencoder": kind == "autoencoder" and trained,
+        "plot_model_classifier": classifier and trained,
+        "plot_latent_scatter": model_latent_size(spec) == 2,
+        "plot_first_layer_weights": bool(spec.get("arch")) and is_dense(spec["arch"]),
+    }
+    return [name for name, yes in runs.items() if yes]
+
+
+def model_config_hash(config: Mapping[str, Any], model: str) -> str:
+    """Hash of what a model's files depend on (written into its latents' metadata): its entry, its
+    dataset's entry, the seed and the thread count."""
+    spec = config["models"][model]
+    return config_hash({
+        "model": spec,
+        "dataset": config["datasets"].get(spec["dataset"]),
+        "seed": config["seed"],
+        "numeric_threads": config["numeric_threads"],
+    })
+
+
+def run_config_hash(config: Mapping[str, Any]) -> str:
+    """Hash of the whole config (the figure manifest's); the local GPU pool (`gpu`) changes no
+    result, so it stays out."""
+    return config_hash({key: value for key, value in config.items() if key != "gpu"})
+
+
+def atlas_sample_count(atlas_n: int | str | None, explain_n: int) -> int:
+    """Samples the atlas's own maps take: `atlas.n_samples` (None: explain's count; "all": every
+    sample of the split)."""
+    if atlas_n is None:
+        return int(explain_n)
+    return ALL_SAMPLES if atlas_n == "all" else int(atlas_n)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The config keys a rule's jobs read. A key names its whole subtree; `{model}` and
+    `{dataset}` stand for the job's wildcards (a model's keys rerun that model's jobs only).
+
+    keys : the job's params (or its outputs' names) hold each: a change reruns every job of the
+        rule it reaches.
+    via : keys that decide which jobs the rule has, which files they take, or a value derived from
+        them: a change reruns a job only where it changes that (the `models` lists, the sample
+        sizes that name maps, a link to another stage's page).
+    """
+
+    keys: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+
+
+SEEDED = ("seed", "numeric_threads")  # the job's random streams and the thread count its bits depend on
+FIGURE = ("figures.formats",)  # a figure rule writes one file per format
+MODEL_HASH = ("models.{model}", "datasets.{dataset}", "seed", "numeric_threads")  # model_config_hash
+FV_OPTIMISER = ("featureviz.lr", "featureviz.output_objective", "featureviz.clip_regulariser_gradients",
+                "featureviz.tv_step")
+EXPLAIN_MAPS = ("explain.split", "explain.tsne", "explain.umap", "explain.pca.loading_components")
+ATLAS_MODELS = ("atlas.models", "explain.models", "geometry.models")  # atlas.models defaults to the other two
+
+
+def _keys(prefix: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}.{name}" for name in names)
+
+
+READS: dict[str, Reads] = {
+    # data
+    "prepare_data": Reads(("seed", "datasets.{dataset}")),
+    "plot_dataset_examples": Reads(("seed", *FIGURE)),
+    # models
+    "train": Reads((*SEEDED, "models.{model}.arch", "models.{model}.params", "models.{model}.train")),
+    "import_model": Reads(("models.{model}.arch", "models.{model}.params", "models.{model}.kind",
+                           "models.{model}.source")),
+    "import_latents": Reads(("models.{model}.source", *MODEL_HASH)),
+    "extract_autoencoder": Reads(("models.{model}.extract", *MODEL_HASH)),
+    "extract_encoder": Reads(("models.{model}.extract", *MODEL_HASH)),
+    "extract_classifier": Reads(("models.{model}.extract", *MODEL_HASH)),
+    "extract_classifier_hidden": Reads(("models.{model}.extract", *MODEL_HASH)),
+    "plot_model_autoencoder": Reads(FIGURE),
+    "plot_model_classifier": Reads(FIGURE),
+    "plot_latent_scatter": Reads(FIGURE),
+    "plot_first_layer_weights": Reads(FIGURE),
+    # geometry
+    "geometry_tables": Reads((*SEEDED, *_keys("geometry.axes", "bin_width", "off_centre_ratio", "width_ratio"),
+                              "geometry.radius", "geometry.pca", "geometry.planes", "geometry.neighbours"),
+                             via=("geometry.models",)),
+    "geometry_tsne": Reads((*SEEDED, *_keys("geometry.projections.tsne", "perplexity", "early_exaggeration",
+                                            "early_exaggeration_iter", "n_iter", "initialization", "metric")),
+                           via=("geometry.models", "geometry.projections.raw", "geometry.projections.pca_components",
+                                "geometry.projections.tsne.sample_sizes")),
+    "geometry_umap": Reads((*SEEDED, *_keys("geometry.projections.umap", "n_neighbors", "min_dist", "metric",
+                                            "sample_sizes"),
+                            "geometry.projections.raw", "geometry.projections.pca_components"),
+                           via=("geometry.models",)),
+    "geometry_random_points": Reads((*SEEDED, "geometry.random_points"), via=("geometry.models",)),
+    "plot_geometry": Reads((*_keys("geometry.axes", "show_alone", "selected", "bin_width"), *FIGURE),
+                           via=("geometry.models", "geometry.projections.raw", "geometry.projections.pca_components",
+                                "geometry.projections.tsne.sample_sizes", "geometry.projections.umap.sample_sizes")),
+    "plot_geometry_random_points": Reads(FIGURE, via=("geometry.models",)),
+    "geometry_compare": Reads(FIGURE, via=("geometry.models",)),
+    # explain
+    "explain_maps": Reads((*SEEDED, *EXPLAIN_MAPS, "explain.n_samples", "explain.samples.ids"),
+                          via=("explain.models",)),
+    "explain_quality": Reads((*SEEDED, "explain.quality"), via=("explain.models",)),
+    "explain_features": Reads((*SEEDED, "explain.features.near_constant", "explain.clusters.method",
+                               "explain.clusters.n_clusters"), via=("explain.models",)),
+    "explain_ridge": Reads((*SEEDED, "explain.ridge.alphas", "explain.ridge.cv_folds"), via=("explain.models",)),
+    "explain_samples": Reads(("numeric_threads",), via=("explain.models",)),
+    "plot_explain": Reads(("explain.ridge.top", "explain.pca.arrows", "explain.clusters.top_features",
+                           "explain.pca.top_contributors", "explain.samples.max_maps", *FIGURE),
+                          via=("explain.models",)),
+    # importance
+    "importance_plan": Reads(("importance.block_size",), via=("importance.models",)),
+    "importance_block": Reads((*SEEDED, *_keys("importance", "block_size", "max_samples", "device", "method",
+                                               "n_perm", "batch_size", "sign_threshold", "confidence")),
+                              via=("importance.models", "importance.classifier_logits")),
+    "importance_gather": Reads(via=("importance.models", "importance.block_size")),
+    "importance_gather_logits": Reads(via=("importance.models", "importance.block_size",
+                                           "importance.classifier_logits")),
+    "latent_importance": Reads((*SEEDED, *_keys("importance", "max_samples", "device", "n_perm", "batch_size",
+                                                "confidence")),
+                               via=("importance.models",)),
+    "importance_explorer": Reads(("importance.top_k", "importance.n_perm"), via=("importance.models",)),
+    "plot_importance": Reads(("importance.top_k", "importance.classes", *FIGURE), via=("importance.models",)),
+    # featureviz
+    "featureviz_unregularised": Reads((*SEEDED, *FV_OPTIMISER, "featureviz.unregularised"),
+                                      via=("featureviz.models",)),
+    "featureviz_adversarial": Reads((*SEEDED, *FV_OPTIMISER,
+                                     *_keys("featureviz.adversarial", "split", "per_pair", "steps", "lr",
+                                            "objective", "max_linf", "success_threshold")),
+                                    via=("featureviz.models",)),
+    "featureviz_tv_sweep": Reads((*SEEDED, *FV_OPTIMISER, "featureviz.tv_sweep"), via=("featureviz.models",)),
+    "featureviz_tv_l1_grid": Reads((*SEEDED, *FV_OPTIMISER, "featureviz.tv_l1_grid"), via=("featureviz.models",)),
+    "featureviz_gallery": Reads((*SEEDED, *FV_OPTIMISER,
+                                 *_keys("featureviz.gallery", "units", "tv", "l1", "penalty", "steps", "start",
+                                        "start_images", "jitter")),
+                                via=("featureviz.models", "featureviz.gallery.layers")),
+    "featureviz_census": Reads((*SEEDED, *FV_OPTIMISER, "featureviz.census"), via=("featureviz.models",)),
+    "plot_featureviz": Reads(("featureviz.adversarial.show", "featureviz.display", *FIGURE),
+                             via=("featureviz.models", "featureviz.gallery.layers",
+                                  "featureviz.tv_l1_grid.hidden_layer")),
+    # atlas
+    "atlas_maps": Reads((*SEEDED, *EXPLAIN_MAPS, "atlas.n_samples"), via=(*ATLAS_MODELS, "explain.n_samples")),
+    "atlas_quality": Reads((*SEEDED, "explain.quality"), via=(*ATLAS_MODELS, "atlas.n_samples")),
+    "atlas_points": Reads(("numeric_threads", "atlas.k"), via=(*ATLAS_MODELS, "atlas.n_samples")),
+    "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails"),
+                   via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models")),
+    # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
+    "figure_manifest": Reads(("*",)),
+}
+
+
+def _matches(pattern: str, key: str) -> dict[str, str] | None:
+    """The wildcard values under which `pattern` covers the dotted `key` (a pattern names its
+    subtree; "*" every key but the machine settings in `gpu`), or None."""
+    if pattern == "*":
+        return {} if key.split(".")[0] != "gpu" else None
+    p, k = pattern.split("."), key.split(".")
+    if len(p) > len(k):
+        return None
+    bound = {}
+    for part, name in zip(p, k):
+        if part.startswith("{") and part.endswith("}"):
+            bound[part[1:-1]] = name
+        elif part != name:
+            return None
+    return bound
+
+
+def readers(key: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """The rules that read the dotted config `key`: rule -> ("keys" or "via", wildcard values
+    the key binds, e.g. {"model": "cnn"} for models.cnn.train.lr)."""
+    out = {}
+    for rule, reads in READS.items():
+        for kind, patterns in (("keys", reads.keys), ("via", reads.via)):
+            for pattern in patterns:
+                bound = _matches(pattern, key)
+                if bound is not None and rule not in out:
+                    out[rule] = (kind, bound)
+    return out
