@@ -109,14 +109,15 @@ def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None)
     times = {} if latents_path is None or maps_path is not None else {"PCA + t-SNE + UMAP fit (s)": fit_seconds}
     t = time.perf_counter()
     atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
-                     output=Files([str(folder / "points.parquet")]), params=Files(k=settings["k"]),
-                     wildcards=Files(model="bench")))
+                     output=Files([str(folder / "points.parquet")]), wildcards=Files(model="bench")),
+                 numeric_threads=1, k=settings["k"])
     times["atlas_points job (s)"] = time.perf_counter() - t
     t = time.perf_counter()
     page = folder / "atlas.html"
     atlas(Job(input=Files(points=str(folder / "points.parquet"), quality=files.quality, latents=files.latents,
-                          data=files.data), output=Files([str(page)]), config={"seed": 0},
-              params=Files(title=f"benchmark ({len(ds):,} points)", settings=settings, importance="")))
+                          data=files.data), output=Files([str(page)])),
+          seed=0, title=f"benchmark ({len(ds):,} points)", point_size=settings["point_size"],
+          thumbnails=settings["thumbnails"], importance="")
     times["atlas page job (s)"] = time.perf_counter() - t
     return page, times
 

@@ -30,7 +30,9 @@ from latent_atlas.importance import jobs as importance  # noqa: E402
 from latent_atlas.models import jobs  # noqa: E402
 from latent_atlas.models.networks import build_model, load_model, save_model  # noqa: E402
 from latent_atlas.runtime import Files, Job, set_determinism  # noqa: E402
+from latent_atlas.schema import with_defaults  # noqa: E402
 from model_helpers import export_model  # noqa: E402
+from rule_settings import importance_settings  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -62,10 +64,10 @@ def main() -> None:
                          np.where(np.arange(n) < n * 0.8, "train", "test"), np.arange(n, dtype=np.int64), "synthetic"),
                  data)
     if args.full_block:  # importance's defaults: blocks of 64 pixels, 4 permutations, the whole test split
-        settings = importance.settings_of({"device": "cpu", "n_perm": 4, "block_size": 64, "max_samples": None})
+        section = {"device": "cpu", "n_perm": 4, "block_size": 64, "max_samples": None}
     else:
-        settings = importance.settings_of({"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32,
-                                           "max_samples": 200})
+        section = {"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32, "max_samples": 200}
+    settings = with_defaults(section, "#/properties/importance", "importance")
     block = (f"importance block {args.block} of {settings['block_size']} pixels, n_perm {settings['n_perm']}, "
              f"{settings['max_samples'] or 'every'} test images")
     print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; {block}; best of 3\n")
@@ -79,13 +81,15 @@ def main() -> None:
         model = build_model(arch, (1, 28, 28), 10, {"latent_dim": 32} if kind == "autoencoder" else {}).eval()
         save_model(model, folder / "native.pt", [str(k) for k in range(10)], dataset="synthetic", name=arch)
         paths, imports = {"native": folder / "native.pt"}, {"native": float("nan")}
+        block_settings = importance_settings(importance.importance_block, settings, kind=kind, seed=0,
+                                             numeric_threads=2)
         for fmt, source in export_model(model, folder).items():
             spec = {"dataset": "synthetic", "source": source}
             spec.update({"arch": arch, "params": model.params} if fmt == "state_dict" else {"kind": kind})
             out = folder / f"{fmt}.pt"
-            job = Job(input=Files(data=data), output=Files(model=str(out)), params=Files(spec=spec),
-                      wildcards=Files(model=arch))
-            imports[fmt] = best_of(lambda: jobs.import_model(job), 1)
+            job = Job(input=Files(data=data), output=Files(model=str(out)), wildcards=Files(model=arch))
+            imports[fmt] = best_of(lambda: jobs.import_model(job, arch=spec.get("arch"), arch_params=spec.get("params"),
+                                                             kind=spec.get("kind"), source=spec["source"]), 1)
             paths[fmt] = out
         extra = ({"reconstructions": "r.npz"} if kind == "autoencoder"
                  else {"predictions": "p.parquet", "hidden": "h.parquet"})
@@ -94,15 +98,14 @@ def main() -> None:
             for name, path in paths.items():
                 out = Files(latents=str(folder / f"{name}_latents.parquet"),
                             **{k: str(folder / f"{name}_{v}") for k, v in extra.items()})
-                ext = Job(input=Files(data=data, model=str(path)), output=out,
-                          params=Files(extract={"batch_size": 1024, "reconstructions_per_class": 4,
-                                                "hidden_max_samples": 10000}, config_hash="h"),
-                          wildcards=Files(model=arch))
+                ext = Job(input=Files(data=data, model=str(path)), output=out, wildcards=Files(model=arch))
                 block = Job(input=Files(data=data, model=str(path)), output=Files([str(folder / f"{name}_block.parquet")]),
-                            params=Files(settings=settings), wildcards=Files(dataset="synthetic", model=arch, block=args.block),
-                            config={"seed": 0})
-                timings[name].append((best_of(lambda: load_model(path), 1), best_of(lambda: jobs.extract_autoencoder(ext), 1),
-                                      best_of(lambda: importance.importance_block(block), 1)))
+                            wildcards=Files(dataset="synthetic", model=arch, block=args.block))
+                timings[name].append((
+                    best_of(lambda: load_model(path), 1),
+                    best_of(lambda: jobs.extract_model(ext, numeric_threads=2, config_hash="h", settings={
+                        "batch_size": 1024, "reconstructions_per_class": 4, "hidden_max_samples": 10000}), 1),
+                    best_of(lambda: importance.importance_block(block, **block_settings), 1)))
         base = np.min(np.array(timings["native"]), axis=0)
         for name, rows in timings.items():
             load, ext, imp = np.min(np.array(rows), axis=0)

@@ -62,12 +62,13 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Fi
     files = synthetic_inputs(folder, **kwargs)
     points = folder / "points.parquet"
     atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
-                     output=Files([str(points)]), params=Files(k=k), wildcards=Files(model="m")))
+                     output=Files([str(points)]), wildcards=Files(model="m")), numeric_threads=1, k=k)
     page = folder / "atlas.html"
     settings = defaults("#/properties/atlas")
     settings["thumbnails"].update({"format": "png", **(thumbnails or {})})
     atlas(Job(input=Files(points=str(points), quality=files.quality, latents=files.latents,
                           data=files.data),
-              output=Files([str(page)]), config={"seed": 0},
-              params=Files(title="synthetic / m", settings=settings, importance="../importance/explorer.html")))
+              output=Files([str(page)])),
+          seed=0, title="synthetic / m", point_size=settings["point_size"], thumbnails=settings["thumbnails"],
+          importance="../importance/explorer.html")
     return files, page

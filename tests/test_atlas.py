@@ -129,8 +129,9 @@ def test_page_is_self_contained_and_deterministic(built, tmp_path):
                 "point_size": 3}
     atlas(Job(input=Files(points=str(page.parent / "points.parquet"), quality=files.quality,
                           latents=files.latents, data=files.data),
-              output=Files([str(again)]), config={"seed": 0},
-              params=Files(title="synthetic / m", settings=settings, importance="../importance/explorer.html")))
+              output=Files([str(again)])),
+          seed=0, title="synthetic / m", point_size=settings["point_size"], thumbnails=settings["thumbnails"],
+          importance="../importance/explorer.html")
     assert again.read_bytes() == page.read_bytes()
 
 
@@ -297,10 +298,9 @@ def _page_of_points(tmp_path, edit, name: str) -> str:
     edit(read_parquet(tmp_path / "points.parquet")).to_parquet(tmp_path / "points.parquet")
     out = tmp_path / f"{name}.html"
     atlas(Job(input=Files(points=str(tmp_path / "points.parquet"), quality=files.quality, latents=files.latents,
-                          data=files.data), output=Files([str(out)]), config={"seed": 0},
-              params=Files(title=name, importance="", settings={
-                  "thumbnails": {"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64},
-                  "point_size": 3})))
+                          data=files.data), output=Files([str(out)])),
+          seed=0, title=name, importance="", point_size=3,
+          thumbnails={"max_samples": 100, "format": "webp", "quality": 80, "sheet_size": 64})
     return out.read_text()
 
 

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from model_helpers import TINY_PARAMS, export_model, tiny_dataset
+from rule_settings import geometry_table_settings, importance_settings, projection_settings
 
 from latent_atlas.config import ConfigError, check_config
 from latent_atlas.io import read_npz, read_parquet
@@ -38,8 +39,9 @@ def _train_job(data: str, folder: Path, name: str, arch: str, params: dict | Non
             "train": train or {"epochs": 3, "batch_size": 32, "max_train_samples": 64, "lr": 0.01}}
     out = Files(model=str(folder / "model.pt"), metrics=str(folder / "metrics.json"),
                 train_log=str(folder / "train_log.tsv"))
-    jobs.train(Job(input=Files([data]), output=out, params=Files(spec=spec, checkpoint_dir=str(folder / "ckpt")),
-                   wildcards=Files(model=name), config={"seed": 0}))
+    jobs.train(Job(input=Files([data]), output=out, wildcards=Files(model=name)), seed=0, numeric_threads=1,
+               arch=spec["arch"], arch_params=spec["params"], training=spec["train"],
+               checkpoint_dir=str(folder / "ckpt"))
     return folder / "model.pt"
 
 
@@ -51,15 +53,15 @@ def _stage_outputs(data: str, model_pt: Path, name: str, kind: str, folder: Path
     extra = ({"reconstructions": str(folder / "reconstructions.npz")} if kind == "autoencoder"
              else {"predictions": str(folder / "predictions.parquet"), "hidden": str(folder / "hidden.parquet")})
     out = Files(latents=str(folder / "latents.parquet"), **extra)
-    jobs.extract_autoencoder(Job(input=Files(data=data, model=str(model_pt)), output=out,
-                                 params=Files(extract={"batch_size": 32, "reconstructions_per_class": 2,
-                                                       "hidden_max_samples": 50}, config_hash="h"),
-                                 wildcards=Files(model=name)))
-    settings = importance.settings_of(IMPORTANCE)
+    jobs.extract_model(Job(input=Files(data=data, model=str(model_pt)), output=out, wildcards=Files(model=name)),
+                       numeric_threads=1, config_hash="h",
+                       settings={"batch_size": 32, "reconstructions_per_class": 2, "hidden_max_samples": 50})
     inputs = Files(data=data, model=str(model_pt))
     for rule, path in (("importance_block", "block.parquet"), ("latent_importance", "latent_importance.parquet")):
-        getattr(importance, rule)(Job(input=inputs, output=Files([str(folder / path)]), params=Files(settings=settings),
-                                      wildcards=Files(dataset="tiny", model=name, block="0001"), config={"seed": 3}))
+        job_function = getattr(importance, rule)
+        job_function(Job(input=inputs, output=Files([str(folder / path)]),
+                         wildcards=Files(dataset="tiny", model=name, block="0001")),
+                     **importance_settings(job_function, IMPORTANCE, kind=kind, seed=3))
     tables = {k: read_parquet(v) for k, v in out.items() if v.endswith(".parquet")}
     tables["block"] = read_parquet(folder / "block.parquet")
     tables["latent_importance"] = read_parquet(folder / "latent_importance.parquet")
@@ -71,8 +73,9 @@ def _stage_outputs(data: str, model_pt: Path, name: str, kind: str, folder: Path
 def _import_job(data: str, spec: dict, name: str, out: Path):
     from latent_atlas.models import jobs
 
-    jobs.import_model(Job(input=Files(data=data), output=Files(model=str(out)), params=Files(spec=spec),
-                          wildcards=Files(model=name), config={"seed": 0}))
+    jobs.import_model(Job(input=Files(data=data), output=Files(model=str(out)), wildcards=Files(model=name)),
+                      arch=spec.get("arch"), arch_params=spec.get("params"), kind=spec.get("kind"),
+                      source=spec["source"])
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +177,8 @@ def test_explain_reads_the_first_layer_of_a_torch_export_program(byom, name, tmp
         out = tmp_path / f"{model_pt.parent.name}.npz"
         explain.explain_samples(Job(input=Files(data=byom["data"], model=str(model_pt), latents=str(latents),
                                                 placement=str(tmp_path / "placement.parquet")),
-                                    output=Files([str(out)]), wildcards=Files(dataset="tiny", model=name)))
+                                    output=Files([str(out)]), wildcards=Files(dataset="tiny", model=name)),
+                                numeric_threads=1)
         return read_npz(out)
 
     folder = tmp_path / "loaded"
@@ -217,9 +221,9 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
 def _import_latents(table_source: dict, name: str, out: Path, data: str | None, dataset="tiny"):
     from latent_atlas.models import jobs
 
-    spec = {"dataset": dataset, "source": {"format": "latents", **table_source}}
     jobs.import_latents(Job(input=Files(**({"data": data} if data else {})), output=Files(latents=str(out)),
-                            params=Files(spec=spec, config_hash="h"), wildcards=Files(model=name)))
+                            wildcards=Files(dataset=dataset, model=name)),
+                        source={"format": "latents", **table_source}, config_hash="h")
 
 
 def test_a_latents_table_is_matched_by_sample_id_row_order_or_stands_alone(byom, tmp_path):
@@ -264,13 +268,12 @@ def test_a_parquet_of_latents_runs_geometry_and_its_projections(byom, tmp_path):
                                                      "planes", "zoom", "neighbours", "intrinsic_dimension", "summary")]
         names = [Path(t).stem for t in tables]
         geometry.geometry_tables(Job(input=Files([str(latents)]), output=Files(tables),
-                                     params=Files(names=names, geometry=settings),
-                                     wildcards=Files(dataset="tiny", model="dense"), config={"seed": 0}))
+                                     wildcards=Files(dataset="tiny", model="dense")),
+                                 seed=0, numeric_threads=1, names=names, **geometry_table_settings(settings))
         tsne = str(d / "tsne_raw_n50.parquet")
         geometry.geometry_tsne(Job(input=Files([str(latents)]), output=Files([tsne]),
-                                   params=Files(settings=settings["projections"]["tsne"]),
-                                   wildcards=Files(dataset="tiny", model="dense", space="raw", n="50"),
-                                   config={"seed": 0, "numeric_threads": 1}))
+                                   wildcards=Files(dataset="tiny", model="dense", space="raw", n="50")),
+                               seed=0, numeric_threads=1, settings=projection_settings(settings["projections"]["tsne"]))
         results[which] = [read_parquet(p) for p in (*tables, tsne)]
     for a, b in zip(results["table"], results["native"]):
         pd.testing.assert_frame_equal(a, b)
@@ -540,9 +543,8 @@ def _native_tables(data: str, model_pt: Path, spec: dict, name: str, folder: Pat
     folder.mkdir(parents=True, exist_ok=True)
     out = Files(latents=str(folder / "latents.parquet"),
                 **({"predictions": str(folder / "predictions.parquet")} if model_kind(spec) == "classifier" else {}))
-    jobs.extract_autoencoder(Job(input=Files(data=data, model=str(model_pt)), output=out,
-                                 params=Files(extract=extract_settings(spec), config_hash="h"),
-                                 wildcards=Files(model=name)))
+    jobs.extract_model(Job(input=Files(data=data, model=str(model_pt)), output=out, wildcards=Files(model=name)),
+                       numeric_threads=1, settings=extract_settings(spec), config_hash="h")
     return {key: read_parquet(path) for key, path in out.items()}
 
 
@@ -550,27 +552,33 @@ def _native_importance(data: str, model_pt: Path, classifier: bool, section: dic
     """pixel_importance (and _logits) and latent_importance tables of model.pt by the stage's jobs."""
     from latent_atlas.importance import jobs as importance
     from latent_atlas.io import read_json
+    from latent_atlas.schema import with_defaults
 
     folder.mkdir(parents=True, exist_ok=True)
-    settings, seed = importance.settings_of({k: v for k, v in section.items() if k != "models"}), {"seed": 0}
+    settings = with_defaults({k: v for k, v in section.items() if k != "models"}, "#/properties/importance",
+                             "importance")
+
+    def rule_settings(job_function):
+        return importance_settings(job_function, settings, kind="classifier" if classifier else "autoencoder", seed=0)
+
     plan = str(folder / "plan.json")
-    importance.importance_plan(Job(input=Files([data]), output=Files([plan]), params=Files(block_size=settings["block_size"])))
+    importance.importance_plan(Job(input=Files([data]), output=Files([plan])), block_size=settings["block_size"])
     blocks = [str(folder / f"block_{b:04d}.parquet") for b in range(read_json(plan)["n_blocks"])]
     for block in blocks:
         importance.importance_block(Job(input=Files(data=data, model=str(model_pt)), output=Files([block]),
-                                        params=Files(settings=settings), config=seed,
-                                        wildcards=Files(dataset="digits", model="native", block=block[-12:-8])))
+                                        wildcards=Files(dataset="digits", model="native", block=block[-12:-8])),
+                                    **rule_settings(importance.importance_block))
     outputs = ["primary"] + (["logits"] if classifier and settings["classifier_logits"] else [])
     tables = {}
     for output in outputs:
         path = folder / f"pixel_importance{'' if output == 'primary' else '_logits'}.parquet"
-        importance.importance_gather(Job(input=Files(blocks), output=Files([str(path)]), params=Files(output_name=output),
-                                         wildcards=Files(dataset="digits", model="native")))
+        importance.importance_gather(Job(input=Files(blocks), output=Files([str(path)]),
+                                         wildcards=Files(dataset="digits", model="native")), output_name=output)
         tables[path.stem] = read_parquet(path)
     path = folder / "latent_importance.parquet"
     importance.latent_importance(Job(input=Files(data=data, model=str(model_pt)), output=Files([str(path)]),
-                                     params=Files(settings=settings), config=seed,
-                                     wildcards=Files(dataset="digits", model="native")))
+                                     wildcards=Files(dataset="digits", model="native")),
+                                 **rule_settings(importance.latent_importance))
     tables[path.stem] = read_parquet(path)
     return tables
 

@@ -644,30 +644,44 @@ def test_jobs_write_the_dataset_and_its_grid(tmp_path):
     prepare_data(
         Job(
             output=Files(images=str(store / "images.npy"), samples=str(store / "samples.parquet")),
-            params=Files(spec=spec),
             wildcards=Files(dataset="d"),
-            config={"seed": 3, "datasets": {"d": spec}},
-        )
+        ),
+        seed=3,
+        spec=spec,
     )
     save_dataset(build_dataset("d", spec, seed=3), tmp_path / "direct")
     for name in ("images.npy", "samples.parquet"):
         assert (store / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
     assert len(load_dataset(store)) == 30
 
-    def grid(source: str) -> np.ndarray:
-        out = tmp_path / f"{source}.png"
+    # an audio source's store: spectrograms of the same shape and classes, with axes in Hz and s
+    audio_spec = {"source": "audio_digits", "path": str(make_audio_folder(tmp_path / "audio")), "sample_rate": 8000,
+                  "size": 8, "classes": [0, 1]}
+    audio_store = tmp_path / "data" / "spoken"
+    prepare_data(Job(output=Files([str(audio_store / "images.npy"), str(audio_store / "samples.parquet")]),
+                     wildcards=Files(dataset="spoken")), seed=3, spec=audio_spec)
+
+    def grid(folder: Path, dataset: str) -> np.ndarray:
+        out = tmp_path / f"{dataset}.png"
         plot_dataset_examples(
             Job(
-                input=Files([str(store / "images.npy"), str(store / "samples.parquet")]),
+                input=Files([str(folder / "images.npy"), str(folder / "samples.parquet")]),
                 output=Files([str(out)]),
-                wildcards=Files(dataset="d"),
-                config={"seed": 3, "datasets": {"d": {"source": source}}},
-            )
+                wildcards=Files(dataset=dataset),
+            ),
+            seed=3,
         )
         return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
-    gray, magma = grid("sklearn_digits"), grid("audio_digits")
-    assert gray.shape == magma.shape
+    gray, magma = grid(store, "d"), grid(audio_store, "spoken")
+    # The spectrograms' grid carries their axes (so its size differs from the plain grid's): it is
+    # the store drawn on magma.
+    from latent_atlas.data.jobs import EXAMPLES_PER_CLASS
+    from latent_atlas.plotting import save_figure
+
+    save_figure(plot_examples(load_dataset(audio_store), EXAMPLES_PER_CLASS, random_state=3, cmap="magma"),
+                tmp_path / "magma.png")
+    assert np.array_equal(magma, np.asarray(Image.open(tmp_path / "magma.png").convert("RGB")).astype(int))
     assert np.array_equal(gray[..., 0], gray[..., 2])
     assert np.abs(magma[..., 0] - magma[..., 2]).max() > 50  # magma's purples and oranges
 
@@ -738,8 +752,8 @@ def test_e2e_dataset_file_and_grid(e2e_run, tmp_path):
             input=Files([str(path)]),
             output=Files([str(tmp_path / "grid.png")]),
             wildcards=Files(dataset="digits"),
-            config=config,
-        )
+        ),
+        seed=config["seed"],
     )
     assert grid.read_bytes() == (tmp_path / "grid.png").read_bytes()
 

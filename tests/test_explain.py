@@ -311,26 +311,31 @@ def mlp_run(tmp_path_factory):
     figure_files = Files({what: [str(d / f"explain_{what}.png")]
                           for what in ("maps", "correlation", "ridge", "pca", "umap_features", "samples")})
 
-    def job(input, output, **params):
-        return Job(input=input, output=output, params=Files(settings=settings, **params),
-                   wildcards=Files(dataset="tiny", model="mlp"), config={"seed": 0, "numeric_threads": 1})
+    def job(input, output):
+        return Job(input=input, output=output, wildcards=Files(dataset="tiny", model="mlp"))
 
+    seeded = {"seed": 0, "numeric_threads": 1}
     on_maps = Files(latents=base.latents, maps=tables.maps)
     jobs.explain_maps(job(Files([base.latents]), Files({k: tables[k] for k in ("maps", "placement", "pca_scree",
-                                                                               "pca_loadings", "pca_contributions")})))
-    jobs.explain_quality(job(on_maps, Files([tables.quality])))
-    jobs.explain_features(job(on_maps, Files({k: tables[k] for k in ("stats", "correlation", "clusters",
-                                                                      "profiles")})))
-    jobs.explain_ridge(job(on_maps, Files({k: tables[k] for k in ("scores", "coefficients", "predictions")})))
+                                                                               "pca_loadings", "pca_contributions")})),
+                      split=settings["split"], n_samples=settings["n_samples"], sample_ids=settings["samples"]["ids"],
+                      tsne=settings["tsne"], umap=settings["umap"],
+                      loading_components=settings["pca"]["loading_components"], **seeded)
+    jobs.explain_quality(job(on_maps, Files([tables.quality])), quality=settings["quality"], **seeded)
+    jobs.explain_features(job(on_maps, Files({k: tables[k] for k in ("stats", "correlation", "clusters", "profiles")})),
+                          near_constant=settings["features"]["near_constant"],
+                          clusters={k: settings["clusters"][k] for k in ("method", "n_clusters")}, **seeded)
+    jobs.explain_ridge(job(on_maps, Files({k: tables[k] for k in ("scores", "coefficients", "predictions")})),
+                       alphas=settings["ridge"]["alphas"], cv_folds=settings["ridge"]["cv_folds"], **seeded)
     jobs.explain_samples(job(Files(data=base.data, model=base.model, latents=base.latents,
-                                   placement=tables.placement), Files([sample_file])))
+                                   placement=tables.placement), Files([sample_file])), numeric_threads=1)
     plot_inputs = Files(maps=tables.maps, quality=tables.quality, correlation=tables.correlation,
                         stats=tables.stats, ridge_scores=tables.scores, ridge_coefficients=tables.coefficients,
                         ridge_predictions=tables.predictions, loadings=tables.pca_loadings,
                         scree=tables.pca_scree, profiles=tables.profiles, clusters=tables.clusters,
                         samples=sample_file, placement=tables.placement, contributions=tables.pca_contributions)
-    jobs.plot_explain(job(plot_inputs, figure_files, title="mlp on tiny", ridge_top=12, arrows=8, cluster_top=3,
-                          contributors_top=8, max_maps=4))
+    jobs.plot_explain(job(plot_inputs, figure_files), title="mlp on tiny", ridge_top=12, arrows=8, cluster_top=3,
+                      contributors_top=8, max_maps=4)
     return ds, model, z, tables, sample_file, figure_files
 
 

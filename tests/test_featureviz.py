@@ -371,9 +371,8 @@ def test_tv_l1_grid_job_writes_the_table_its_images_and_metadata(tmp_path):
                 "steps_output": 3, "steps_hidden": 3}
     job = Job(input=Files(model=str(tmp_path / "model.pt")),
               output=Files(table=str(tmp_path / "grid.parquet"), images=str(tmp_path / "grid.npz")),
-              params=Files(optimiser=optimiser, settings=settings),
-              wildcards=Files(dataset="toy", model="m"), config={"seed": 0})
-    featureviz_tv_l1_grid(job)
+              wildcards=Files(dataset="toy", model="m"))
+    featureviz_tv_l1_grid(job, seed=0, numeric_threads=1, optimiser=optimiser, settings=settings)
 
     table, images = read_parquet(job.output.table), read_npz(job.output.images)["images"]
     assert table["panel"].tolist() == ["output"] * 4 + ["hidden"] * 4

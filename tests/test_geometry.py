@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from rule_settings import geometry_figure_axes, geometry_table_settings, projection_settings
+
 from latent_atlas.schema import with_defaults
 from latent_atlas.geometry import figures, jobs
 from latent_atlas.geometry.axes import axis_histograms, axis_summary, most_off_centre_axes
@@ -327,24 +329,24 @@ def test_jobs_write_the_tables_maps_and_figures(tmp_path):
                                                           "config_hash": "x"})
     cfg = _config(**SMALL)
     expected = model_tables(Z.astype(np.float32), _latents(Z, labels)[ID_COLUMNS], cfg)  # as stored
-    config = {"seed": 0, "numeric_threads": 1}
+    seeded = {"seed": 0, "numeric_threads": 1}
     out = {name: tmp_path / "geometry" / f"{name}.parquet" for name in expected}
-    jobs.geometry_tables(Job(input=Files([str(latents)]), output=Files(list(out.values())),
-                             params=Files(names=list(out), geometry=cfg), config=config))
+    jobs.geometry_tables(Job(input=Files([str(latents)]), output=Files(list(out.values()))),
+                         names=list(out), **geometry_table_settings(cfg), **seeded)
     for name, path in out.items():
         pd.testing.assert_frame_equal(read_parquet(path), expected[name])
         assert read_parquet_metadata(path) == {"dataset": "toy", "model": "m", "arch": "conv_ae"}
 
     tsne = tmp_path / "geometry" / "tsne_pca2_n200.parquet"
-    jobs.geometry_tsne(Job(input=Files([str(latents)]), output=Files([tsne]), params=Files(settings=TSNE),
-                           wildcards=Files(space="pca2", n="200"), config=config))
+    jobs.geometry_tsne(Job(input=Files([str(latents)]), output=Files([tsne]), wildcards=Files(space="pca2", n="200")),
+                       settings=projection_settings(TSNE), **seeded)
     assert len(read_parquet(tsne)) == 200
     assert read_parquet_metadata(tsne)["method"] == "tsne"
 
     figs = {what: [tmp_path / "figures" / f"geometry_{what}.png"]
             for what in ("tsne", "axes", "radius", "pca", "planes", "neighbours")}
     jobs.plot_geometry(Job(input=Files({**out, "tsne_0": tsne}), output=Files(figs),
-                           params=Files(axes=cfg["axes"]), wildcards=Files(dataset="toy", model="m")))
+                           wildcards=Files(dataset="toy", model="m")), axes=geometry_figure_axes(cfg))
     for (path,) in figs.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,9 @@ from latent_atlas.importance import engine, jobs, kernels, streams, tables
 from latent_atlas.importance import figures as impfig
 from latent_atlas.importance import plan as importance_plan
 from latent_atlas.io import read_json, read_parquet, read_parquet_metadata
+from latent_atlas.models.archs import arch_kind
 from latent_atlas.runtime import Files, Job
+from latent_atlas.schema import with_defaults
 
 
 @pytest.fixture(autouse=True)
@@ -502,9 +504,16 @@ def _model_files(tmp_path, arch):
     return Files(data=str(tmp_path / "tiny"), model=str(tmp_path / f"{arch}.pt"))
 
 
-def _job(inputs, outputs, settings, model="tiny_model", **wildcards):
-    return Job(input=inputs, output=outputs, params=Files(settings=settings),
-               wildcards=Files(dataset="tiny", model=model, **wildcards), config={"seed": 3})
+def _job(inputs, outputs, model="tiny_model", **wildcards):
+    return Job(input=inputs, output=outputs, wildcards=Files(dataset="tiny", model=model, **wildcards))
+
+
+def _run(job_function, job, section=None, kind="autoencoder"):
+    """Call `job_function` with the settings its rule passes: `section` (an `importance` section,
+    defaults filled) for a model of `kind`, seed 3."""
+    from rule_settings import importance_settings
+
+    job_function(job, **importance_settings(job_function, section, kind=kind, seed=3))
 
 
 @pytest.mark.parametrize("method", ["rank1", "kernel"])
@@ -513,10 +522,10 @@ def test_a_configured_method_that_does_not_apply_stops_the_run(tmp_path, method)
     from latent_atlas.schema import ConfigError
 
     settings = {"method": method, "device": "cpu", "n_perm": 1}
-    job = _job(_model_files(tmp_path, "conv_ae"), Files([str(tmp_path / "block.parquet")]), settings,
-               model="my_conv", block="0000")
+    job = _job(_model_files(tmp_path, "conv_ae"), Files([str(tmp_path / "block.parquet")]), model="my_conv",
+               block="0000")
     with pytest.raises(ConfigError, match=rf"importance\.method: '{method}' does not apply to model 'my_conv'"):
-        jobs.importance_block(job)
+        _run(jobs.importance_block, job, settings)
     assert not (tmp_path / "block.parquet").exists()
 
 
@@ -527,13 +536,13 @@ def test_a_configured_local_method_runs_on_conv_models_and_stops_on_dense_ones(t
     (tmp_path / "conv").mkdir()
     (tmp_path / "dense").mkdir()
     out = tmp_path / "conv" / "block.parquet"
-    jobs.importance_block(_job(_model_files(tmp_path / "conv", "conv_ae"), Files([str(out)]), settings,
-                               block="0001"))
+    _run(jobs.importance_block, _job(_model_files(tmp_path / "conv", "conv_ae"), Files([str(out)]), block="0001"),
+         settings)
     assert len(read_parquet(out)) > 0
     job = _job(_model_files(tmp_path / "dense", "dense_ae"), Files([str(tmp_path / "block.parquet")]),
-               settings, model="my_dense", block="0000")
+               model="my_dense", block="0000")
     with pytest.raises(ConfigError, match=r"'local' does not apply to model 'my_dense'.*not convolutional"):
-        jobs.importance_block(job)
+        _run(jobs.importance_block, job, settings)
 
 
 def test_auto_falls_back_to_rows_naming_the_unsupported_layer(tmp_path, caplog, monkeypatch):
@@ -543,9 +552,9 @@ def test_auto_falls_back_to_rows_naming_the_unsupported_layer(tmp_path, caplog, 
                         lambda model, output, device=None: (None, "unsupported layer Upsample before the first Linear"))
     inputs = _model_files(tmp_path, "conv_ae")
     out = str(tmp_path / "block.parquet")
-    job = _job(inputs, Files([out]), {"device": "cpu", "n_perm": 1, "block_size": 64}, block="0001")
+    job = _job(inputs, Files([out]), block="0001")
     with caplog.at_level("INFO", logger="latent_atlas"):
-        jobs.importance_block(job)
+        _run(jobs.importance_block, job, {"device": "cpu", "n_perm": 1, "block_size": 64})
     assert ("importance.method auto: model tiny_model, latent output: no local path (unsupported layer "
             "Upsample before the first Linear); rows instead") in caplog.text
     assert "importance.method auto: model tiny_model, latent output, on cpu: path rows" in caplog.text
@@ -556,18 +565,17 @@ def test_auto_falls_back_to_rows_naming_the_unsupported_layer(tmp_path, caplog, 
 def test_auto_picks_the_path_that_applies_and_logs_it(tmp_path, caplog, arch, output, path):
     inputs = _model_files(tmp_path, arch)
     out = str(tmp_path / "block.parquet")
-    job = _job(inputs, Files([out]), {"device": "cpu", "n_perm": 1, "block_size": 64}, block="0001")
+    job = _job(inputs, Files([out]), block="0001")
     with caplog.at_level("INFO", logger="latent_atlas"):
-        jobs.importance_block(job)
+        _run(jobs.importance_block, job, {"device": "cpu", "n_perm": 1, "block_size": 64}, kind=arch_kind(arch))
     assert f"importance.method auto: model tiny_model, {output} output, on cpu: path {path}" in caplog.text
     shard = read_parquet(out)
     assert read_parquet_metadata(out)["block"] == 1
     expected = [output, "logits"] if arch == "mlp_classifier" else [output]
     assert list(shard["output"].unique()) == expected
     for name in ("primary", "logits") if arch == "mlp_classifier" else ("primary",):
-        gather = _job(Files([out]), Files([str(tmp_path / f"{name}.parquet")]), None)
-        gather.params = Files(output_name=name)
-        jobs.importance_gather_logits(gather)  # the same job as importance_gather
+        # rules importance_gather and importance_gather_logits: the same job, output_name differs
+        jobs.importance_gather(_job(Files([out]), Files([str(tmp_path / f"{name}.parquet")])), output_name=name)
         table = read_parquet(tmp_path / f"{name}.parquet")
         assert read_parquet_metadata(tmp_path / f"{name}.parquet")["output"] == (output if name == "primary" else name)
         assert sorted(table["pixel"].unique()) == list(range(64, 128)) and "output" not in table
@@ -581,21 +589,18 @@ def test_jobs_write_the_stage_files(tmp_path):
     from latent_atlas.models.networks import load_model
 
     inputs = _model_files(tmp_path, "dense_ae")
-    settings = jobs.settings_of({"device": "cpu", "n_perm": 2, "block_size": 100, "max_samples": 15,
-                                 "classes": [2], "top_k": 2})
+    settings = with_defaults({"device": "cpu", "n_perm": 2, "block_size": 100, "max_samples": 15,
+                              "classes": [2], "top_k": 2}, "#/properties/importance", "importance")
     d = tmp_path / "importance"
-    jobs.importance_plan(Job(input=Files([inputs.data]), output=Files([str(d / "plan.json")]),
-                             params=Files(block_size=100)))
+    jobs.importance_plan(Job(input=Files([inputs.data]), output=Files([str(d / "plan.json")])), block_size=100)
     n_blocks = read_json(d / "plan.json")["n_blocks"]
     assert n_blocks == 3
     shards = [str(d / f"block_{b:04d}.parquet") for b in range(n_blocks)]
     for b, shard in enumerate(shards):
-        jobs.importance_block(_job(inputs, Files([shard]), settings, block=f"{b:04d}"))
+        _run(jobs.importance_block, _job(inputs, Files([shard]), block=f"{b:04d}"), settings)
     pixel_path, latent_path = str(d / "pixel_importance.parquet"), str(d / "latent_importance.parquet")
-    gather = _job(Files(shards), Files([pixel_path]), settings)
-    gather.params = Files(output_name="primary")
-    jobs.importance_gather(gather)
-    jobs.latent_importance(_job(inputs, Files([latent_path]), settings))
+    jobs.importance_gather(_job(Files(shards), Files([pixel_path])), output_name="primary")
+    _run(jobs.latent_importance, _job(inputs, Files([latent_path])), settings)
 
     images, labels, _ = evaluation_set(load_dataset(inputs.data).test(), 15, 3)
     model = load_model(inputs.model)
@@ -609,12 +614,10 @@ def test_jobs_write_the_stage_files(tmp_path):
     assert latent["dim"].nunique() == pixel["dim"].nunique() == 4
 
     tables_in = Files(pixel=pixel_path, latent=latent_path, data=inputs.data)
-    jobs.importance_explorer(_job(tables_in, Files([str(d / "explorer.html")]), settings))
+    _run(jobs.importance_explorer, _job(tables_in, Files([str(d / "explorer.html")])), settings)
     assert "tiny / tiny_model" in (d / "explorer.html").read_text()
     figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}
-    plot = _job(tables_in, Files(figs), settings)
-    plot.params = Files(top_k=2, classes=[2])
-    jobs.plot_importance(plot)
+    jobs.plot_importance(_job(tables_in, Files(figs)), top_k=2, classes=[2])
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figs)
 
 

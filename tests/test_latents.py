@@ -17,7 +17,7 @@ from latent_atlas.models.extract import compute_hidden
 from latent_atlas.models.figures import (class_interleaved, confusion_matrix, plot_confusion_matrix,
                                          plot_latent_scatter, plot_reconstructions, plot_training_curves,
                                          plot_weight_tiles)
-from latent_atlas.models.jobs import extract_autoencoder
+from latent_atlas.models.jobs import extract_model
 from latent_atlas.models.networks import build_model, load_model, save_model
 from latent_atlas.runtime import Files, Job
 from model_helpers import TINY_PARAMS, tiny_dataset
@@ -43,10 +43,9 @@ def _extract(files, arch, out_dir, outputs, model_name="m", config_hash="h", **s
     """Run the extract job of model file `arch` with these outputs and `extract` settings."""
     root, _ = files
     out = Files({name: out_dir / f"{name}.{SUFFIX[name]}" for name in outputs})
-    extract_autoencoder(Job(input=Files(data=root / "tiny", model=root / f"{arch}.pt"), output=out,
-                            params=Files(extract=extract_settings({"extract": settings}),
-                                         config_hash=config_hash),
-                            wildcards=Files(model=model_name)))
+    extract_model(Job(input=Files(data=root / "tiny", model=root / f"{arch}.pt"), output=out,
+                      wildcards=Files(model=model_name)),
+                  numeric_threads=1, settings=extract_settings({"extract": settings}), config_hash=config_hash)
     return out
 
 

@@ -161,7 +161,8 @@ def edited_value(key: str, generic: str, node: dict, current, config: dict):
         top = node.get("maximum")
         return current + 1 if top is None or current + 1 <= top else current - 1
     if isinstance(current, float):
-        return current / 2 if current else 0.5
+        low = node.get("exclusiveMinimum", node.get("minimum", 0))
+        return current / 2 if current / 2 > low else current * 1.5 if current else 0.5
     if isinstance(current, list):
         if len(current) > max(1, node.get("minItems", 0)):
             return current[:-1]

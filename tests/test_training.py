@@ -185,7 +185,9 @@ def test_the_train_job_writes_the_rule_outputs(tmp_path, ds, arch):
     spec = {"arch": arch, "params": TINY_PARAMS[arch], "train": {"epochs": 2, "batch_size": 32}}
     train(Job(input=Files([str(data)]),
               output=Files(model=out["model.pt"], metrics=out["metrics.json"], train_log=out["train_log.tsv"]),
-              params=Files(spec=spec, checkpoint_dir=ckpt), wildcards=Files(model="m"), config={"seed": 0}))
+              wildcards=Files(model="m")),
+          seed=0, numeric_threads=1, arch=arch, arch_params=spec["params"], training=spec["train"],
+          checkpoint_dir=ckpt)
     model = load_model(out["model.pt"])
     assert model.arch == arch and model.class_names == ds.class_names
     torch.manual_seed(0)  # the job's run: seed 0, then build and train with the spec
