@@ -26,11 +26,14 @@ def one_line(text: str) -> str:
     return " ".join(clean(text).split())
 
 
+def _typed(err: BaseException, message: str) -> str:
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
 def summary(err: BaseException) -> str:
     """`Type: message` of a library's error for a message of ours: its first paragraph on one line
     (libraries append advice and internals after a blank line)."""
-    first = clean(str(err)).strip().split("\n\n")[0]
-    return f"{type(err).__name__}: {one_line(first)}" if first else type(err).__name__
+    return _typed(err, one_line(clean(str(err)).strip().split("\n\n")[0]))
 
 
 def failure(rule: str, wildcards: Iterable[tuple[str, object]], err: BaseException) -> str:
@@ -39,5 +42,4 @@ def failure(rule: str, wildcards: Iterable[tuple[str, object]], err: BaseExcepti
     The whole message is kept (ours name the config key and the file); only its lines are joined.
     """
     where = ", ".join(f"{k}={v}" for k, v in wildcards)
-    message = one_line(str(err))
-    return f"rule {rule}{f' ({where})' if where else ''} failed: {type(err).__name__}" + (f": {message}" if message else "")
+    return f"rule {rule}{f' ({where})' if where else ''} failed: {_typed(err, one_line(str(err)))}"
