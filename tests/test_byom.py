@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from model_helpers import TINY_PARAMS, export_model, tiny_dataset
+from model_helpers import TINY_PARAMS, export_model, pickled_call, tiny_dataset
 
 from latent_atlas.config import ConfigError, check_config
 from latent_atlas.io import read_npz, read_parquet
@@ -336,13 +336,7 @@ def test_unreadable_files_several_onnx_inputs_and_nan_outputs_stop_the_import(by
 
 def test_a_state_dict_is_never_unpickled(byom, tmp_path):
     """A pickle that would run code is refused by weights_only loading, not executed."""
-    import pickle
-
-    class Boom:
-        def __reduce__(self):
-            return (Path.write_text, (tmp_path / "pwned", "ran"))
-
-    torch.save({"x": Boom()}, tmp_path / "evil.pt", pickle_module=pickle)
+    pickled_call(tmp_path / "evil.pt", Path.write_text, tmp_path / "pwned", "ran")
     spec = {"dataset": "tiny", "arch": "conv_ae", "source": {"format": "state_dict", "weights": str(tmp_path / "evil.pt")}}
     # protocol 2 pickles the method as getattr(Path, "write_text"): getattr is the first global met
     _bad_import(byom, tmp_path, spec, r"models\.mine\.source\.weights: .*evil\.pt holds a pickled global "
