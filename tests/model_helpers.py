@@ -103,3 +103,15 @@ def export_model(model, folder: Path, formats=("torch_export", "onnx", "state_di
         for source in out.values():
             source.update(normalised)
     return out
+
+
+def pickled_call(path: Path, func, *args) -> Path:
+    """A torch.save file holding an object whose unpickling calls `func(*args)`: what reading with
+    weights_only=True must refuse, naming the pickled global (`func`, or getattr for a method)."""
+
+    class Call:
+        def __reduce__(self):
+            return func, args
+
+    torch.save({"x": Call()}, path)
+    return path

@@ -24,24 +24,36 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from latent_atlas.errors import failure
 from latent_atlas.gpu import job_gpu_slot
 
 log = logging.getLogger("latent_atlas")
 
 
+_FORMAT = ("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+
+
+class _WithoutTraceback(logging.Formatter):
+    """The terminal's format when a log file keeps the tracebacks: a record's line only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None}))
+
+
 def configure_logging(log_path: str | os.PathLike | None) -> None:
-    """Send the library's log records to `log_path` (and to stderr, for the terminal)."""
+    """Send the library's log records to `log_path` and to stderr, for the terminal (tracebacks go
+    to the log file only, when there is one)."""
     log.handlers.clear()
     log.setLevel(logging.INFO)
     log.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter((_WithoutTraceback if log_path else logging.Formatter)(*_FORMAT))
+    log.addHandler(console)
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
+        logfile = logging.FileHandler(log_path, mode="w")
+        logfile.setFormatter(logging.Formatter(*_FORMAT))
+        log.addHandler(logfile)
 
 
 _SETTINGS: dict[str, int] = {}
@@ -92,7 +104,12 @@ def start_job(smk, seed: int, threads: int) -> None:
 
 
 def run_script(smk, main, seed: int = 0, threads: int = 1) -> None:
-    """Run `main()` with logging set up; log the error (so it lands in the log file) and re-raise.
+    """Run `main()` with logging set up, as a Snakemake job's script.
+
+    An error ends the job's process with exit status 1 (Snakemake marks the job failed and removes
+    its outputs): its traceback goes to the rule's log file, and the terminal gets one clean line
+    naming the rule, its wildcards and the message (`errors.failure`), the last the job prints.
+    Python's own traceback would repeat the log's on the terminal, so the error is not re-raised.
 
     A rule that declares `resources: gpu=N` (N > 0) runs `main()` holding a local GPU slot
     (`latent_atlas.gpu`: its own device in CUDA_VISIBLE_DEVICES; nothing under SLURM or without GPU).
@@ -103,9 +120,9 @@ def run_script(smk, main, seed: int = 0, threads: int = 1) -> None:
     try:
         with job_gpu_slot(gpus, smk.config.get("gpu"), label=f"rule {smk.rule}"):
             main()
-    except Exception:
-        log.exception("rule %s failed", smk.rule)
-        raise
+    except Exception as err:
+        log.error("%s", failure(smk.rule, smk.wildcards.items(), err), exc_info=err)
+        sys.exit(1)
 
 
 class Files(list):

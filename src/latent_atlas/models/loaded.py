@@ -28,7 +28,9 @@ layer as given).
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latent_atlas.errors import clean, one_line, summary
 from latent_atlas.runtime import log
 
 PROGRAMS = ("encoder", "decoder", "head")
@@ -57,6 +60,24 @@ def read_file(path: str | os.PathLike, key: str) -> bytes:
         raise OSError(f"{key}: cannot read {path}: {err}") from None
 
 
+# torch wraps its weights-only unpickler's refusal in advice to load with weights_only=False (which
+# would run the file's code); the refusal itself names the global, or follows "WeightsUnpickler error:".
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", re.S)
+
+
+def _load_refusal(err: Exception, path: str | os.PathLike, key: str) -> str:
+    """Why torch.load(weights_only=True) refused the file: the pickled global it met, else its reason."""
+    text = clean(str(err))
+    if refused := _REFUSED_GLOBAL.search(text):
+        name = refused[1] if "." in refused[1] else f"builtins.{refused[1]}"  # torch drops `builtins.`
+        return (f"{key}: {path} holds a pickled global {name}, which is refused (only tensors and plain "
+                f"containers are read; save the weights with torch.save(model.state_dict()))")
+    own = _UNPICKLER_ERROR.search(text)
+    why = f"{type(err).__name__}: {one_line(own[1])}" if own else summary(err)
+    return f"{key}: {path} is not a state dict torch.load can read with weights_only=True ({why})"
+
+
 def read_state_dict(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
     """A state dict saved with torch.save, read with weights_only=True (no unpickling of code).
     A latent-atlas model.pt (a record with a `state_dict`) is accepted too."""
@@ -65,8 +86,7 @@ def read_state_dict(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor
     except (FileNotFoundError, OSError):
         raise
     except Exception as err:
-        raise ValueError(f"{key}: {path} is not a state dict torch.load can read with weights_only=True "
-                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise ValueError(_load_refusal(err, path, key)) from None
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -75,11 +95,24 @@ def read_state_dict(path: str | os.PathLike, key: str) -> dict[str, torch.Tensor
 
 
 def _torch_export_program(data: bytes, where: str) -> nn.Module:
+    # torch.export.load logs why an archive is unreadable (a warning with a traceback), then raises a
+    # vaguer error ("check the warnings above"): the logged error is held off the terminal and reported.
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    export_log = logging.getLogger("torch.export")
+    export_log.addFilter(hold)
     try:
         return torch.export.load(io.BytesIO(data)).module()
     except Exception as err:
+        cause = next((r.exc_info[1] for r in held if r.exc_info), err)
         raise ValueError(f"{where}: not a torch.export program torch.export.load can read "
-                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+                         f"({summary(cause)})") from None
+    finally:
+        export_log.removeFilter(hold)
 
 
 class OnnxProgram:
@@ -99,7 +132,7 @@ class OnnxProgram:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as err:
             raise ValueError(f"{where}: not an ONNX graph onnxruntime can load "
-                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+                             f"({summary(err)})") from None
         inputs = {i.name: i for i in self.session.get_inputs()}
         if input_name is None and len(inputs) != 1:
             raise ValueError(f"{where}: the ONNX graph has {len(inputs)} inputs ({', '.join(inputs)}); "
@@ -431,7 +464,7 @@ def import_record(name: str, kind: str, source: Mapping[str, Any], images: np.nd
             raise ValueError(f"{where['encoder']}: {err}") from None
         except Exception as err:
             raise ValueError(f"{where['encoder']}: running it on the first batch {tuple(x.shape)} failed "
-                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+                             f"({summary(err)})") from None
         if z.ndim != 2 or z.shape[0] != len(x):
             raise ValueError(f"{where['encoder']}: output {settings['latent_output']!r} has shape "
                              f"{tuple(z.shape)}; a latent must be (batch, d) = ({len(x)}, d)")
