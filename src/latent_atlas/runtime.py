@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import logging
 import os
 import random
@@ -172,7 +173,30 @@ def job_module(rule: str) -> str:
     return f"latent_atlas.{found[0]}.jobs"
 
 
+# A workflow that uses latent-atlas as a module may rename its rules (`use rule * from
+# latent_atlas as la_*` runs rule `train` as `la_train`); the Snakefile records each renamed
+# rule's own name in this variable of the environment its jobs inherit (JSON, new -> own name).
+RULE_NAMES_ENV = "LATENT_ATLAS_RULE_NAMES"
+
+
+def note_rule_names(rules) -> None:
+    """Record the rules that Snakemake runs under another name than the rule files give them.
+
+    `rules` is the Snakefile's `rules` namespace: keyed by the names in the rule files, each entry's
+    `.rule.name` the name Snakemake runs it as. Names recorded before (another module) are kept.
+    """
+    names = json.loads(os.environ.get(RULE_NAMES_ENV, "{}"))
+    package = Path(__file__).parent
+    for own in set().union(*(_defined_names(p) for p in package.glob("*/jobs.py"))):
+        if rules.has(own) and getattr(rules, own).rule.name != own:
+            names[getattr(rules, own).rule.name] = own
+    if names:
+        os.environ[RULE_NAMES_ENV] = json.dumps(names, sort_keys=True)
+
+
 def job_function(rule: str) -> Callable[[Job], None]:
+    """The job function of the rule Snakemake runs as `rule` (renamed or not)."""
+    rule = json.loads(os.environ.get(RULE_NAMES_ENV, "{}")).get(rule, rule)
     return getattr(importlib.import_module(job_module(rule)), rule)
 
 
