@@ -3,8 +3,10 @@ then call the job function named after the rule.
 
 Every rule's `script:` is `workflow/scripts/run_job.py`, which calls `run_job(snakemake)`. The job
 function of rule `r` is the function `r` in one stage's `latent_atlas/<stage>/jobs.py` (found
-without importing the other stages, so a job imports only what its own stage needs); it takes a
-`Job`, whose fields are Snakemake's `input`, `output`, `params`, `wildcards`, `config`, `threads`.
+without importing the other stages, so a job imports only what its own stage needs; `r` is the
+name in the rule files, also where a workflow using latent-atlas as a module renamed the rule,
+see `note_rule_names`); it takes a `Job`, whose fields are Snakemake's `input`, `output`,
+`params`, `wildcards`, `config`, `threads`.
 """
 
 from __future__ import annotations
