@@ -20,6 +20,7 @@ from conftest import ROOT, run_snakemake
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_a_celeba_folder_goes_through_the_workflow(tmp_path):
     """200 synthetic faces in CelebA's own layout through Snakemake: prepare_data (2 decoding
     processes), train, extract_autoencoder, geometry_tables. The streamed training gives the weights
