@@ -1,6 +1,7 @@
 # latent-atlas: two commands do all the set-up on a fresh machine.
 #   make run   - set up, then run the whole pipeline on the default config (config/config.yaml)
 #   make test  - set up, then run the test suite
+#   make test-fast - the unit tests alone (no end-to-end Snakemake runs, no SLURM cluster), ~4 min
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test venv data system-deps lint benchmark report gallery clean
+.PHONY: run test test-fast venv data system-deps lint benchmark report gallery clean
 
 venv: $(STAMP)
 
@@ -33,6 +34,11 @@ run: $(STAMP) data
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# Tests marked slow (end-to-end Snakemake runs, whole jobs at scale) or slurm (a real cluster) are
+# left out; the browser tests skip where Chromium is missing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow and not slurm" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

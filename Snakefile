@@ -2,13 +2,18 @@
 # Read top to bottom: the stages are included in data-flow order.
 
 import os
+import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Scripts import the library from src/ (also inside conda envs and on cluster nodes).
-_pythonpath = (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH"))
+# This Snakefile and the scripts import the library from src/ (also inside conda envs and on
+# cluster nodes). current_basedir: where another workflow uses this one as a module, basedir is
+# the other workflow's folder.
+_src = os.path.join(workflow.current_basedir, "src")
+sys.path.insert(0, _src)
+_pythonpath = (_src, os.environ.get("PYTHONPATH"))
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _pythonpath if p))
 
 

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from scipy.io import wavfile
 
-from latent_atlas.schema import with_defaults
+from latent_atlas.schema import SCHEMA_PATH, with_defaults
 from latent_atlas.data import audio
 from latent_atlas.data.build import build_dataset, write_store
 from latent_atlas.data.figures import example_indices, plot_examples
@@ -690,7 +690,7 @@ def test_schema_dataset_entries(tmp_path):
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    schema = str(SCHEMA_PATH)
     cfg = {
         "models": {},
         "datasets": {

@@ -11,7 +11,7 @@ from latent_atlas import projections
 from latent_atlas.explain import clusters, features, figures, jobs, maps, pca, quality, ridge, samples
 from latent_atlas.latents import ID_COLUMNS
 from latent_atlas.runtime import Files, Job
-from latent_atlas.schema import with_defaults
+from latent_atlas.schema import SCHEMA_PATH, with_defaults
 from model_helpers import TINY_PARAMS, tiny_dataset
 
 
@@ -394,7 +394,7 @@ def test_schema_fills_explain_defaults(root):
     from snakemake.utils import validate
 
     cfg = {"datasets": {"d": {"source": "sklearn_digits"}}, "models": {}, "explain": {"tsne": {"perplexity": 10}}}
-    validate(cfg, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(cfg, str(SCHEMA_PATH))
     ex = cfg["explain"]
     assert ex["n_samples"] == 2000 and ex["split"] == "test"
     assert ex["tsne"] == {"perplexity": 10, "early_exaggeration": 12, "early_exaggeration_iter": 250,
@@ -402,12 +402,12 @@ def test_schema_fills_explain_defaults(root):
     assert ex["quality"]["k"] == 10 and ex["clusters"]["method"] == "class" and ex["samples"]["ids"] == []
     for name in ("config.yaml", "test.yaml"):
         full = yaml.safe_load((root / "config" / name).read_text())
-        validate(full, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+        validate(full, str(SCHEMA_PATH))
         assert "cnn" in full["explain"]["models"]
     bad = {"datasets": {"d": {"source": "sklearn_digits"}}, "models": {},
            "explain": {"clusters": {"method": "dbscan"}}}
     with pytest.raises(Exception, match="dbscan"):
-        validate(bad, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+        validate(bad, str(SCHEMA_PATH))
 
 
 # --- the workflow on config/test.yaml --------------------------------------------------------------

@@ -18,6 +18,8 @@ from latent_atlas.io import read_parquet
 from conftest import ROOT, run_snakemake
 
 torch = pytest.importorskip("torch")
+# Whole jobs on hundreds to thousands of images (Snakemake, subprocesses): not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_a_celeba_folder_goes_through_the_workflow(tmp_path):

@@ -16,8 +16,8 @@ from conftest import ROOT, SNAKEMAKE, run_snakemake
 from latent_atlas.config import ConfigError, check_config, schema_errors
 from latent_atlas.figures.manifest import read_manifest
 from latent_atlas.io import sha256_file
+from latent_atlas.schema import SCHEMA_PATH
 
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 
 
@@ -36,7 +36,7 @@ def _write(tmp_path: Path, cfg: dict) -> Path:
 def test_shipped_configs_are_valid():
     for path in [ROOT / "config" / "config.yaml", TEST_CONFIG, *sorted((ROOT / "config" / "paper").glob("*.yaml")),
                  *sorted((ROOT / "config" / "examples").glob("*.yaml"))]:
-        assert schema_errors(_load(path), SCHEMA) == [], path
+        assert schema_errors(_load(path), SCHEMA_PATH) == [], path
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_shipped_configs_are_valid():
 def test_schema_errors_name_the_key_path(mutate, expected):
     cfg = _load(TEST_CONFIG)
     mutate(cfg)
-    errors = schema_errors(cfg, SCHEMA)
+    errors = schema_errors(cfg, SCHEMA_PATH)
     assert any(e.startswith(expected) for e in errors), errors
 
 

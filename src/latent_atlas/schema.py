@@ -1,4 +1,4 @@
-"""The config schema (workflow/schemas/config.schema.yaml) as the only source of config defaults.
+"""The config schema (latent_atlas/config.schema.yaml) as the only source of config defaults.
 
 Snakemake's validate() fills the defaults into the workflow's config; library code called without
 the workflow (tests, notebooks, jobs that get one section) fills them from the same schema here.
@@ -18,13 +18,14 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the key path and what was expected."""
 
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# In the package (not under workflow/) because the library reads it: an installed copy has it too.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
 @lru_cache(maxsize=None)
 def _schema(path: str) -> dict:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"config schema not found at {path} (latent_atlas runs from its source tree)")
+        raise FileNotFoundError(f"config schema not found at {path}")
     return yaml.safe_load(Path(path).read_text())
 
 

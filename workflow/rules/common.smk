@@ -11,12 +11,13 @@ from latent_atlas.config import (
 )
 import latent_atlas.rules as rules_lib
 from latent_atlas.models.archs import model_kind, model_offers, model_source
+from latent_atlas.schema import SCHEMA_PATH
 
 # Schema problems are reported with their key paths first; validate() then fills the defaults.
-_errors = schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+_errors = schema_errors(config, SCHEMA_PATH)
 if _errors:
     raise WorkflowError("Invalid config:\n  " + "\n  ".join(_errors))
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema=str(SCHEMA_PATH))
 try:
     check_config(config, results="results")
 except ConfigError as err:
