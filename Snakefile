@@ -34,6 +34,7 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/importance.smk"
 include: "workflow/rules/featureviz.smk"
 include: "workflow/rules/atlas.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/figures.smk"
 
 

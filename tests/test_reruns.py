@@ -61,6 +61,7 @@ EDITS = {
     "featureviz.gallery.layers": [2, 3],
     "featureviz.gallery.units": 4,
     "figures.formats": ["png", "pdf"],
+    "compare.pairs": [["conv_ae", "conv_vae"], ["dense_ae", "conv_ae"]],
     "gpu.pool": "none",
     "gpu.lock_dir": ".snakemake/other-gpu-slots",
 }

@@ -187,6 +187,7 @@ def check_config(config: Mapping[str, Any], results: str | Path | None = None) -
             if why:
                 raise ConfigError(f"{section}.models[{i}]: model {name!r} cannot run {section}: {why}")
     _check_random_points_classifier(config)
+    _check_compare(config)
     if results is not None:
         _check_explained_samples(config, Path(results))
 
@@ -198,6 +199,45 @@ def _check_random_points_classifier(config: Mapping[str, Any]) -> None:
         classifiers = sorted(m for m, spec in models.items() if model_kind(spec) == "classifier")
         raise ConfigError(f"geometry.random_points.classifier: {name!r} is not a configured classifier model "
                           f"(classifiers: {', '.join(classifiers) or 'none'})")
+
+
+def _compared_dataset(config: Mapping[str, Any], key: str, name: str) -> str:
+    """The dataset of a model or snapshot (`model@epoch`) named in the compare section; a
+    ConfigError naming `key` for a name that is neither, or a table with samples of its own."""
+    models = config.get("models", {})
+    base, _, epoch = name.partition("@")
+    if base not in models:
+        raise ConfigError(f"{key}: {name!r} is not a defined model (defined: {', '.join(sorted(models)) or 'none'})")
+    spec = models[base]
+    if epoch:
+        epochs = (spec.get("train") or {}).get("snapshots") or []
+        if not epoch.isdigit() or int(epoch) not in epochs:
+            raise ConfigError(f"{key}: {name!r} is not a snapshot of {base} (its train.snapshots: {list(epochs)})")
+    if model_source(spec) == "latents" and source_settings(spec)["match"] == "standalone":
+        raise ConfigError(f"{key}: {name!r} is a standalone table of latents: its samples are its own, and no "
+                          f"other model shares them (match it to a dataset: source.match sample_id)")
+    return spec["dataset"]
+
+
+def _check_compare(config: Mapping[str, Any]) -> None:
+    """compare.pairs name models (or snapshots) that share samples; compare.snapshots name models
+    that take snapshots."""
+    section = config.get("compare") or {}
+    pairs = section.get("pairs") or []
+    for i, pair in enumerate([] if pairs == "all" else pairs):
+        key = f"compare.pairs[{i}]"
+        a, b = pair
+        if a == b:
+            raise ConfigError(f"{key}: compares {a!r} with itself")
+        da, db = _compared_dataset(config, key, a), _compared_dataset(config, key, b)
+        if da != db:
+            raise ConfigError(f"{key}: models {a!r} (dataset {da!r}) and {b!r} (dataset {db!r}) share no samples; "
+                              f"compare models of one dataset")
+    for i, name in enumerate(section.get("snapshots") or []):
+        key = f"compare.snapshots[{i}]"
+        _compared_dataset(config, key, name)
+        if "@" in name or not (config["models"][name].get("train") or {}).get("snapshots"):
+            raise ConfigError(f"{key}: {name!r} takes no training snapshots (set models.{name}.train.snapshots)")
 
 
 def explain_models(config: Mapping[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from latent_atlas.io import config_hash
+from latent_atlas.schema import with_defaults
 from latent_atlas.models.archs import extract_settings, is_dense, model_kind, model_latent_size, model_offers, model_source
 
 # atlas.n_samples: "all" maps every sample of the split: a count no split reaches (map_subset
@@ -92,6 +93,7 @@ MODEL_HASH = ("models.{model}", "datasets.{dataset}", "seed", "numeric_threads")
 FV_OPTIMISER = ("featureviz.lr", "featureviz.output_objective", "featureviz.clip_regulariser_gradients",
                 "featureviz.tv_step")
 EXPLAIN_MAPS = ("explain.split", "explain.tsne", "explain.umap", "explain.pca.loading_components")
+COMPARED = ("compare.pairs", "compare.snapshots")  # which pairs, so which jobs, there are
 ATLAS_MODELS = ("atlas.models", "explain.models", "geometry.models")  # atlas.models defaults to the other two
 
 
@@ -181,6 +183,13 @@ READS: dict[str, Reads] = {
     "atlas_points": Reads(("numeric_threads", "atlas.k"), via=(*ATLAS_MODELS, "atlas.n_samples")),
     "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails"),
                    via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models")),
+    # compare
+    "compare_maps": Reads((*SEEDED, "explain.tsne", "explain.umap", "explain.pca.loading_components",
+                           "compare.split", "compare.max_samples"), via=COMPARED),
+    "compare_pair": Reads((*SEEDED, *_keys("compare", "k", "rbf_max_samples", "svcca_k", "cv_folds")),
+                          via=COMPARED),
+    "compare_table": Reads(via=COMPARED),
+    "plot_compare": Reads(("compare.show", *FIGURE), via=COMPARED),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }
@@ -214,3 +223,32 @@ def readers(key: str) -> dict[str, tuple[str, dict[str, str]]]:
                 if bound is not None and rule not in out:
                     out[rule] = (kind, bound)
     return out
+
+
+def snapshot_names(config: Mapping[str, Any], model: str) -> list[str]:
+    """`model@epoch` for each training snapshot of `model` (models.<model>.train.snapshots)."""
+    spec = config["models"][model]
+    return [f"{model}@{int(e)}" for e in ((spec.get("train") or {}).get("snapshots") or [])]
+
+
+def compare_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The model pairs the compare stage compares, in order, each once: `compare.pairs` (`all`:
+    every pair of configured models on the same dataset, in config order), then for each model of
+    `compare.snapshots` its snapshots against the final model and each snapshot against the next."""
+    section = config.get("compare") or {}
+    models = config["models"]
+    pairs = section.get("pairs") or []
+    if pairs == "all":
+        names = list(models)
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                 if models[a]["dataset"] == models[b]["dataset"]]
+    out = [tuple(pair) for pair in pairs]
+    for model in section.get("snapshots") or []:
+        steps = snapshot_names(config, model)
+        out += [(step, model) for step in steps if step != f"{model}@{_epochs(models[model])}"]
+        out += list(zip(steps, steps[1:]))
+    return list(dict.fromkeys(out))
+
+
+def _epochs(spec: Mapping[str, Any]) -> int:
+    return int(with_defaults(spec.get("train"), "#/$defs/train", "train")["epochs"])

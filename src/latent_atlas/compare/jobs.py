@@ -1,0 +1,113 @@
+"""The compare stage's jobs, one per rule of workflow/rules/compare.smk.
+
+`compare_pair` measures how alike two models' latent spaces are on the samples both were mapped
+on (each model's compare maps, `compare_maps`: the explain stage's job on `compare.split` and
+`compare.max_samples`; the same seeded samples for every model of a dataset); `compare_table`
+gathers a dataset's pairs into one table; `plot_compare` draws its figures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from latent_atlas.io import read_parquet, write_parquet
+from latent_atlas.latents import read_latents
+from latent_atlas.runtime import Job, log
+
+# The id columns every per-point table starts with.
+POINT_IDS = ["sample_id", "split", "label", "label_name"]
+
+
+def _map_ids(maps: pd.DataFrame) -> pd.DataFrame:
+    """The id rows of a maps table (one per sample, in map order)."""
+    from latent_atlas.explain.maps import method_rows
+    from latent_atlas.projections import METHODS
+
+    return method_rows(maps, METHODS[0])[POINT_IDS].reset_index(drop=True)
+
+
+def shared_samples(maps_a: pd.DataFrame, maps_b: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The id rows of the samples both maps hold, in A's map order; a ValueError naming the pair
+    (`where`) when they share none."""
+    ids_a, ids_b = _map_ids(maps_a), _map_ids(maps_b)
+    shared = ids_a[ids_a["sample_id"].isin(ids_b["sample_id"])].reset_index(drop=True)
+    if len(shared) < 10:
+        raise ValueError(f"{where}: the two models share {len(shared)} mapped samples; need at least 10")
+    return shared
+
+
+def _rows(latents, sample_ids: np.ndarray, path: str) -> np.ndarray:
+    """Latent vectors (n, d) float64 of `sample_ids`, in that order."""
+    from latent_atlas.explain.samples import positions_of
+
+    return latents.z[positions_of(latents.ids["sample_id"], sample_ids, path)].astype(np.float64)
+
+
+def compare_pair(job: Job, *, seed: int, numeric_threads: int, k: Sequence[int], rbf_max_samples: int,
+                 svcca_k: int, cv_folds: int) -> None:
+    """The measures of one pair (wildcards a, b) on their shared samples: one row of scalar
+    measures (`measures.pair_measures`: CKA, Procrustes, SVCCA, kNN overlap at each of `k`, linear
+    probes both ways, class probes), the per-point kNN overlap, and the matched dimensions."""
+    from latent_atlas.compare.measures import match_dimensions, pair_measures
+
+    a, b = job.wildcards.a, job.wildcards.b
+    ids = shared_samples(read_parquet(job.input.maps_a), read_parquet(job.input.maps_b), f"compare {a} vs {b}")
+    sample_ids = ids["sample_id"].to_numpy()
+    X = _rows(read_latents(job.input.latents_a), sample_ids, job.input.latents_a)
+    Y = _rows(read_latents(job.input.latents_b), sample_ids, job.input.latents_b)
+    scalars, points = pair_measures(X, Y, ids["label"].to_numpy(), ks=list(k), rbf_max_samples=rbf_max_samples,
+                                    svcca_k=svcca_k, cv_folds=cv_folds, random_state=int(seed))
+    log.info("compare %s vs %s on %d samples: %s", a, b, len(ids),
+             ", ".join(f"{name} {value:.4f}" for name, value in scalars.items()))
+    meta = {"dataset": job.wildcards.dataset, "a": a, "b": b}
+    row = {"a": a, "b": b, "n_samples": len(ids), "dim_a": X.shape[1], "dim_b": Y.shape[1], **scalars}
+    write_parquet(pd.DataFrame([row]), job.output.measures, meta)
+    write_parquet(pd.concat([ids, points.reset_index(drop=True)], axis=1), job.output.points, meta)
+    write_parquet(match_dimensions(X, Y), job.output.dimensions, meta)
+
+
+def _snapshot_of(name: str) -> tuple[str, int | None]:
+    """(model, epoch) of a snapshot name `model@epoch`; (name, None) for a model."""
+    base, _, epoch = name.partition("@")
+    return base, int(epoch) if epoch else None
+
+
+def compare_table(job: Job) -> None:
+    """Every pair of a dataset in one table: the measures rows, with each side's model and
+    snapshot epoch (None: the trained model)."""
+    table = pd.concat([read_parquet(path) for path in job.input], ignore_index=True)
+    for side in ("a", "b"):
+        parts = [_snapshot_of(name) for name in table[side]]
+        table.insert(table.columns.get_loc(side) + 1, f"model_{side}", [m for m, _ in parts])
+        table.insert(table.columns.get_loc(side) + 2, f"epoch_{side}",
+                     pd.array([e for _, e in parts], dtype="Int64"))
+    write_parquet(table, job.output[0], {"dataset": job.wildcards.dataset, "n_pairs": len(table)})
+
+
+def plot_compare(job: Job, *, show: int) -> None:
+    """A dataset's comparison figures: the CKA matrix, the training trajectories (when there are
+    snapshots), each pair's per-point kNN overlap on A's t-SNE map with the `show` samples whose
+    neighbourhood changes most, and the matched dimensions."""
+    from latent_atlas.compare import figures
+    from latent_atlas.data.store import load_dataset
+    from latent_atlas.explain.samples import positions_of
+    from latent_atlas.plotting import save_figure, use_style
+
+    use_style()
+    o = job.output
+    table = read_parquet(job.input.table)
+    save_figure(figures.plot_cka_matrix(table, title=job.wildcards.dataset), o.cka)
+    if "trajectory" in o.keys():
+        save_figure(figures.plot_trajectory(table), o.trajectory)
+    pairs = list(zip(table["a"], table["b"]))
+    points = [read_parquet(job.input[f"points_{i}"]) for i in range(len(pairs))]
+    maps = [read_parquet(job.input[f"maps_{i}"]) for i in range(len(pairs))]
+    dataset = load_dataset(job.input.data)
+    changed = figures.most_changed(points, show)
+    images = [dataset.images[positions_of(dataset.sample_id, ids, job.input.data[0])] for ids in changed]
+    save_figure(figures.plot_overlap(pairs, points, maps, changed, images), o.overlap)
+    dims = [read_parquet(job.input[f"dimensions_{i}"]) for i in range(len(pairs))]
+    save_figure(figures.plot_dimensions(pairs, dims), o.dimensions)

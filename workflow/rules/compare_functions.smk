@@ -1,0 +1,72 @@
+# Input functions, settings and targets of the compare stage (its rules: compare.smk).
+
+COMPARE = config["compare"]
+COMPARE_PAIRS = rules_lib.compare_pairs(config)
+
+
+def compare_pairs_of(dataset):
+    """The compared pairs of one dataset, in compare_pairs' order."""
+    return [
+        (a, b)
+        for a, b in COMPARE_PAIRS
+        if MODELS[a.partition("@")[0]]["dataset"] == dataset
+    ]
+
+
+def compare_datasets():
+    return list(
+        dict.fromkeys(MODELS[a.partition("@")[0]]["dataset"] for a, _ in COMPARE_PAIRS)
+    )
+
+
+def compare_pair_files(dataset, name):
+    """Output `name` of rule compare_pair for every pair of `dataset`."""
+    return [
+        getattr(rules.compare_pair.output, name).format(dataset=dataset, a=a, b=b)
+        for a, b in compare_pairs_of(dataset)
+    ]
+
+
+def compare_table_inputs(wildcards):
+    return compare_pair_files(wildcards.dataset, "measures")
+
+
+def compare_plot_inputs(wildcards):
+    """The table, each pair's per-point overlap, dimensions and A's maps, and the images."""
+    out = {
+        "table": rules.compare_table.output[0].format(dataset=wildcards.dataset),
+        "data": dataset_store(wildcards.dataset),
+    }
+    for i, (a, _) in enumerate(compare_pairs_of(wildcards.dataset)):
+        out[f"maps_{i}"] = rules.compare_maps.output.maps.format(
+            dataset=wildcards.dataset, model=a
+        )
+    for name in ("points", "dimensions"):
+        for i, path in enumerate(compare_pair_files(wildcards.dataset, name)):
+            out[f"{name}_{i}"] = path
+    return out
+
+
+def compare_figure(what):
+    """A figure output of rule plot_compare, in every format, with its report caption."""
+    return figure_output(
+        f"results/figures/{{dataset}}/compare_{what}",
+        f"compare_{what}",
+        "Compare latent spaces",
+    )
+
+
+def compare_optional_figures():
+    """The training trajectory, drawn when some compared model takes snapshots."""
+    return {"trajectory": compare_figure("trajectory")} if COMPARE["snapshots"] else {}
+
+
+@register_targets
+def compare_targets():
+    """Each compared dataset's table and figures."""
+    return [
+        path
+        for dataset in compare_datasets()
+        for rule in (rules.compare_table, rules.plot_compare)
+        for path in outputs(rule, dataset=dataset)
+    ]
