@@ -186,7 +186,8 @@ READS: dict[str, Reads] = {
     # compare
     "compare_maps": Reads((*SEEDED, "explain.tsne", "explain.umap", "explain.pca.loading_components",
                            "compare.split", "compare.max_samples"), via=COMPARED),
-    "compare_pair": Reads((*SEEDED, *_keys("compare", "k", "rbf_max_samples", "svcca_k", "cv_folds")),
+    "compare_pair": Reads((*SEEDED, *_keys("compare", "split", "max_samples", "k", "rbf_max_samples", "svcca_k",
+                                           "cv_folds")),
                           via=COMPARED),
     "compare_table": Reads(via=COMPARED),
     "plot_compare": Reads(("compare.show", *FIGURE), via=COMPARED),

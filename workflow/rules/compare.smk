@@ -1,7 +1,8 @@
 # Stage: compare latent spaces. For every pair of `compare.pairs` (and the training snapshots of
-# `compare.snapshots`): both models' maps of the same samples (compare_maps: the explain stage's
-# job on compare.split and compare.max_samples), the pair's measures (CKA, Procrustes, SVCCA, kNN
-# overlap, linear probes, matched dimensions), one table per dataset and its figures.
+# `compare.snapshots`): the pair's measures on the same samples (CKA, Procrustes, SVCCA, kNN
+# overlap, linear probes, matched dimensions), one table per dataset, its figures; the maps of
+# those samples (compare_maps: the explain stage's job on compare.split and compare.max_samples)
+# of each compared model (a snapshot's per-point measures are drawn on its model's maps).
 
 
 include: "compare_functions.smk"
@@ -28,8 +29,6 @@ rule compare_pair:
     input:
         latents_a="results/{dataset}/{a}/latents.parquet",
         latents_b="results/{dataset}/{b}/latents.parquet",
-        maps_a="results/{dataset}/{a}/compare/maps.parquet",
-        maps_b="results/{dataset}/{b}/compare/maps.parquet",
     output:
         measures="results/{dataset}/compare/{a}/{b}/measures.parquet",
         points="results/{dataset}/compare/{a}/{b}/points.parquet",
@@ -48,6 +47,8 @@ rule compare_pair:
         job="latent_atlas.compare.jobs:compare_pair",
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],
+        split=COMPARE["split"],
+        max_samples=COMPARE["max_samples"],
         k=COMPARE["k"],
         rbf_max_samples=COMPARE["rbf_max_samples"],
         svcca_k=COMPARE["svcca_k"],

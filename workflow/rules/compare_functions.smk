@@ -39,7 +39,7 @@ def compare_plot_inputs(wildcards):
     }
     for i, (a, _) in enumerate(compare_pairs_of(wildcards.dataset)):
         out[f"maps_{i}"] = rules.compare_maps.output.maps.format(
-            dataset=wildcards.dataset, model=a
+            dataset=wildcards.dataset, model=a.partition("@")[0]
         )
     for name in ("points", "dimensions"):
         for i, path in enumerate(compare_pair_files(wildcards.dataset, name)):

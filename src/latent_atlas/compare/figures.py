@@ -104,11 +104,11 @@ def most_changed(points: Sequence[pd.DataFrame], show: int) -> list[np.ndarray]:
 
 def plot_overlap(pairs: Sequence[tuple[str, str]], points: Sequence[pd.DataFrame], maps: Sequence[pd.DataFrame],
                  changed: Sequence[np.ndarray], images: Sequence[np.ndarray]) -> plt.Figure:
-    """Per pair (at most MAX_PAIRS): every sample on A's t-SNE map coloured by how many of its k
-    nearest neighbours in A are also among them in B (Jaccard), the samples whose neighbourhood
-    changes most circled and shown beside it.
+    """Per pair (at most MAX_PAIRS): every sample on A's t-SNE map (a snapshot's: its model's)
+    coloured by how many of its k nearest neighbours in A are also among them in B (Jaccard), the
+    samples whose neighbourhood changes most circled and shown beside it.
 
-    points : per pair, sample_id and the overlap columns; maps : per pair, A's compare maps table;
+    points : per pair, sample_id and the overlap columns; maps : per pair, that compare maps table;
     changed : per pair, sample ids; images : per pair, (show, C, H, W) in [0, 1].
     """
     from latent_atlas.explain.maps import method_rows
@@ -128,7 +128,7 @@ def plot_overlap(pairs: Sequence[tuple[str, str]], points: Sequence[pd.DataFrame
         marked = tsne.loc[changed[row], ["x", "y"]].to_numpy()
         ax.scatter(marked[:, 0], marked[:, 1], s=40, facecolors="none", edgecolors="red", linewidths=0.8)
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"{a} vs {b}: {column.replace('knn_overlap_', '')} overlap on {a}'s t-SNE "
+        ax.set_title(f"{a} vs {b}: {column.replace('knn_overlap_', '')} overlap on {a.partition('@')[0]}'s t-SNE "
                      f"(mean {p[column].mean():.2f})", fontsize=8)
         fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
         overlap = p.set_index("sample_id")[column]

@@ -1,9 +1,9 @@
 """The compare stage's jobs, one per rule of workflow/rules/compare.smk.
 
-`compare_pair` measures how alike two models' latent spaces are on the samples both were mapped
-on (each model's compare maps, `compare_maps`: the explain stage's job on `compare.split` and
-`compare.max_samples`; the same seeded samples for every model of a dataset); `compare_table`
-gathers a dataset's pairs into one table; `plot_compare` draws its figures.
+`compare_pair` measures how alike two models' latent spaces are on the same seeded samples of
+`compare.split` (the samples every model of the dataset is mapped on by `compare_maps`, the
+explain stage's job on compare's split and sample count); `compare_table` gathers a dataset's
+pairs into one table; `plot_compare` draws its figures, per-point measures on the maps.
 """
 
 from __future__ import annotations
@@ -21,43 +21,42 @@ from latent_atlas.runtime import Job, log
 POINT_IDS = ["sample_id", "split", "label", "label_name"]
 
 
-def _map_ids(maps: pd.DataFrame) -> pd.DataFrame:
-    """The id rows of a maps table (one per sample, in map order)."""
-    from latent_atlas.explain.maps import method_rows
-    from latent_atlas.projections import METHODS
+def compared_rows(ids: pd.DataFrame, split: str, max_samples: int, seed: int) -> np.ndarray:
+    """Positions in the id frame `ids` of the compared samples: the rows `compare_maps` maps
+    (explain_maps' choice with no named samples), so that per-point measures land on the maps."""
+    from latent_atlas.explain.maps import map_subset
+    from latent_atlas.explain.samples import explained_sample_ids
 
-    return method_rows(maps, METHODS[0])[POINT_IDS].reset_index(drop=True)
-
-
-def shared_samples(maps_a: pd.DataFrame, maps_b: pd.DataFrame, where: str) -> pd.DataFrame:
-    """The id rows of the samples both maps hold, in A's map order; a ValueError naming the pair
-    (`where`) when they share none."""
-    ids_a, ids_b = _map_ids(maps_a), _map_ids(maps_b)
-    shared = ids_a[ids_a["sample_id"].isin(ids_b["sample_id"])].reset_index(drop=True)
-    if len(shared) < 10:
-        raise ValueError(f"{where}: the two models share {len(shared)} mapped samples; need at least 10")
-    return shared
+    return map_subset(ids, split, max_samples, exclude=explained_sample_ids(ids, []), random_state=seed)
 
 
-def _rows(latents, sample_ids: np.ndarray, path: str) -> np.ndarray:
+def _rows(latents, sample_ids: np.ndarray, path: str, where: str) -> np.ndarray:
     """Latent vectors (n, d) float64 of `sample_ids`, in that order."""
     from latent_atlas.explain.samples import positions_of
 
-    return latents.z[positions_of(latents.ids["sample_id"], sample_ids, path)].astype(np.float64)
+    try:
+        rows = positions_of(latents.ids["sample_id"], sample_ids, path)
+    except ValueError as err:
+        raise ValueError(f"{where}: the models do not share the compared samples: {err}") from None
+    return latents.z[rows].astype(np.float64)
 
 
-def compare_pair(job: Job, *, seed: int, numeric_threads: int, k: Sequence[int], rbf_max_samples: int,
-                 svcca_k: int, cv_folds: int) -> None:
-    """The measures of one pair (wildcards a, b) on their shared samples: one row of scalar
-    measures (`measures.pair_measures`: CKA, Procrustes, SVCCA, kNN overlap at each of `k`, linear
-    probes both ways, class probes), the per-point kNN overlap, and the matched dimensions."""
+def compare_pair(job: Job, *, seed: int, numeric_threads: int, split: str, max_samples: int, k: Sequence[int],
+                 rbf_max_samples: int, svcca_k: int, cv_folds: int) -> None:
+    """The measures of one pair (wildcards a, b) on the same `max_samples` seeded samples of
+    `split`: one row of scalar measures (`measures.pair_measures`: CKA, Procrustes, SVCCA, kNN
+    overlap at each of `k`, linear probes both ways, class probes), the per-point kNN overlap, and
+    the matched dimensions."""
     from latent_atlas.compare.measures import match_dimensions, pair_measures
 
     a, b = job.wildcards.a, job.wildcards.b
-    ids = shared_samples(read_parquet(job.input.maps_a), read_parquet(job.input.maps_b), f"compare {a} vs {b}")
+    latents_a = read_latents(job.input.latents_a)
+    ids = latents_a.ids.iloc[compared_rows(latents_a.ids, split, max_samples, int(seed))][POINT_IDS]
+    ids = ids.reset_index(drop=True)
     sample_ids = ids["sample_id"].to_numpy()
-    X = _rows(read_latents(job.input.latents_a), sample_ids, job.input.latents_a)
-    Y = _rows(read_latents(job.input.latents_b), sample_ids, job.input.latents_b)
+    where = f"compare {a} vs {b}"
+    X = _rows(latents_a, sample_ids, job.input.latents_a, where)
+    Y = _rows(read_latents(job.input.latents_b), sample_ids, job.input.latents_b, where)
     scalars, points = pair_measures(X, Y, ids["label"].to_numpy(), ks=list(k), rbf_max_samples=rbf_max_samples,
                                     svcca_k=svcca_k, cv_folds=cv_folds, random_state=int(seed))
     log.info("compare %s vs %s on %d samples: %s", a, b, len(ids),
