@@ -171,7 +171,7 @@ def test_snapshot_names_resolve_to_their_models_entry():
     ([2, 11], r"models\.dense_ae\.train\.snapshots: \[11\] beyond the last epoch \(train\.epochs: 10\)"),
     ([5, 2], r"models\.dense_ae\.train\.snapshots: epochs must be strictly increasing, got \[5, 2\]"),
     ([2, 2], r"models\.dense_ae\.train\.snapshots: epochs must be strictly increasing, got \[2, 2\]"),
-])
+], ids=["beyond_epochs", "unsorted", "duplicate"])
 def test_snapshot_epochs_are_checked(snapshots, message):
     with pytest.raises(ConfigError, match=message):
         check_config(_config(snapshots))
