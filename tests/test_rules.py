@@ -35,6 +35,15 @@ def _config() -> dict:
                                                        "head": "h.pt2"}},
      ["import_model", "extract_classifier_hidden"]),
     ({"dataset": "d", "source": {"format": "latents", "table": "z.parquet"}}, ["import_latents"]),
+    ({"dataset": "d", "arch": "dense_ae", "params": {"latent_dim": 2}, "train": {"snapshots": [1]}},
+     ["train_with_snapshots", "extract_autoencoder", "plot_model_autoencoder", "plot_latent_scatter",
+      "plot_first_layer_weights"]),
+    # a snapshot (config.model_entries): its model's entry, its model.pt copied, no training figures
+    ({"dataset": "d", "arch": "dense_ae", "params": {"latent_dim": 2}, "train": {"snapshots": [1]},
+      "snapshot": {"of": "m", "epoch": 1}},
+     ["snapshot_model", "extract_autoencoder", "plot_latent_scatter", "plot_first_layer_weights"]),
+    ({"dataset": "d", "arch": "cnn_classifier", "train": {"snapshots": [1]}, "snapshot": {"of": "m", "epoch": 1}},
+     ["snapshot_model", "extract_classifier_hidden"]),
 ])
 def test_model_rules(spec, expected):
     assert rules.model_rules(spec) == expected

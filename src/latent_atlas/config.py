@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from latent_atlas.models.archs import model_kind, model_offers, model_source, source_settings
-from latent_atlas.schema import ConfigError, fill_defaults, schema_node
+from latent_atlas.models.archs import model_kind, model_offers, model_snapshots, model_source, source_settings
+from latent_atlas.schema import ConfigError, fill_defaults, schema_node, with_defaults
 
 # What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
 # every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
@@ -32,6 +32,51 @@ _LACKS = {
     "layers": "it reads the network's first layer, which built-in archs and torch.export programs "
               "expose; onnxruntime runs the graph only as a whole",
 }
+
+
+def snapshot_name(model: str, epoch: int) -> str:
+    """The name of model `model`'s training snapshot after epoch `epoch`: "<model>@<epoch>"."""
+    return f"{model}@{epoch}"
+
+
+def model_entries(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Every model entry of `models` (the config's) by name, each followed by its training
+    snapshots (`train.snapshots`) as entries of their own, "<model>@<epoch>": the model's entry
+    with `snapshot` = {"of": model, "epoch": epoch} added. A snapshot is the model as it was after
+    that epoch, so every stage takes it as it takes the model (same arch, kind, dataset, extract
+    settings); the `snapshot` key tells the rules that it is not trained by a job of its own."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, spec in models.items():
+        out[name] = spec
+        for epoch in model_snapshots(spec):
+            out[snapshot_name(name, epoch)] = {**spec, "snapshot": {"of": name, "epoch": epoch}}
+    return out
+
+
+def _unknown_model(key: str, name: str, models: Mapping[str, Any]) -> ConfigError:
+    """The error for a `models:` list naming `name`, which is neither a model nor one's snapshot."""
+    base, at, _ = name.rpartition("@")
+    if at and base in models:
+        epochs = model_snapshots(models[base])
+        return ConfigError(f"{key}: {name!r} is not a snapshot of {base} (its train.snapshots: "
+                           f"{epochs if epochs else 'none'})")
+    return ConfigError(f"{key}: {name!r} is not a defined model (defined: {', '.join(sorted(models)) or 'none'})")
+
+
+def _check_snapshots(key: str, m: Mapping[str, Any]) -> None:
+    """`train.snapshots` (at `key`): a model trained here, epochs strictly increasing, none beyond
+    `train.epochs`."""
+    epochs = m["train"]["snapshots"]
+    if model_source(m) != "train":
+        raise ConfigError(f"{key}: only for models trained here (this one's weights come from "
+                          f"source.format {model_source(m)!r})")
+    if epochs != sorted(set(epochs)):
+        raise ConfigError(f"{key}: epochs must be strictly increasing, got {epochs}")
+    trained = with_defaults(m["train"], "#/$defs/train", key.rpartition(".")[0])["epochs"]
+    beyond = [e for e in epochs if e > trained]
+    if beyond:
+        raise ConfigError(f"{key}: {beyond} beyond the last epoch (train.epochs: {trained}); a snapshot "
+                          f"is taken after an epoch of training")
 
 
 def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[str]:
@@ -173,17 +218,17 @@ def check_config(config: Mapping[str, Any], results: str | Path | None = None) -
         epochs = [s["epoch"] for s in sched]
         if epochs != sorted(set(epochs)):
             raise ConfigError(f"models.{name}.train.lr_schedule: epochs must be strictly increasing, got {epochs}")
+        if "snapshots" in m.get("train", {}):
+            _check_snapshots(f"models.{name}.train.snapshots", m)
+    entries = model_entries(models)
     sections = [key for key, value in config.items() if isinstance(value, Mapping) and "models" in value
                 and key != "models"]
     for section in sections:
         listed = config[section]["models"] or []
         for i, name in enumerate(listed):
-            if name not in models:
-                raise ConfigError(
-                    f"{section}.models[{i}]: {name!r} is not a defined model "
-                    f"(defined: {', '.join(sorted(models)) or 'none'})"
-                )
-            why = section_refusal(section, models[name])
+            if name not in entries:
+                raise _unknown_model(f"{section}.models[{i}]", name, models)
+            why = section_refusal(section, entries[name])
             if why:
                 raise ConfigError(f"{section}.models[{i}]: model {name!r} cannot run {section}: {why}")
     _check_random_points_classifier(config)
@@ -205,14 +250,10 @@ def _compared_dataset(config: Mapping[str, Any], key: str, name: str) -> str:
     """The dataset of a model or snapshot (`model@epoch`) named in the compare section; a
     ConfigError naming `key` for a name that is neither, or a table with samples of its own."""
     models = config.get("models", {})
-    base, _, epoch = name.partition("@")
-    if base not in models:
-        raise ConfigError(f"{key}: {name!r} is not a defined model (defined: {', '.join(sorted(models)) or 'none'})")
-    spec = models[base]
-    if epoch:
-        epochs = (spec.get("train") or {}).get("snapshots") or []
-        if not epoch.isdigit() or int(epoch) not in epochs:
-            raise ConfigError(f"{key}: {name!r} is not a snapshot of {base} (its train.snapshots: {list(epochs)})")
+    entries = model_entries(models)
+    if name not in entries:
+        raise _unknown_model(key, name, models)
+    spec = entries[name]
     if model_source(spec) == "latents" and source_settings(spec)["match"] == "standalone":
         raise ConfigError(f"{key}: {name!r} is a standalone table of latents: its samples are its own, and no "
                           f"other model shares them (match it to a dataset: source.match sample_id)")
@@ -236,7 +277,7 @@ def _check_compare(config: Mapping[str, Any]) -> None:
     for i, name in enumerate(section.get("snapshots") or []):
         key = f"compare.snapshots[{i}]"
         _compared_dataset(config, key, name)
-        if "@" in name or not (config["models"][name].get("train") or {}).get("snapshots"):
+        if name not in config["models"] or not model_snapshots(config["models"][name]):
             raise ConfigError(f"{key}: {name!r} takes no training snapshots (set models.{name}.train.snapshots)")
 
 
@@ -255,8 +296,9 @@ def _check_explained_samples(config: Mapping[str, Any], results: Path) -> None:
     ids = (config.get("explain") or {}).get("samples", {}).get("ids") or []
     if not ids:
         return
+    entries = model_entries(config["models"])
     for name in explain_models(config):
-        dataset = config["models"][name]["dataset"]
+        dataset = entries[name]["dataset"]
         known = stored_sample_ids(results / "data" / dataset)
         if known is None:
             continue

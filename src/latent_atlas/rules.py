@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from latent_atlas.config import model_entries
+from latent_atlas.config import snapshot_name
 from latent_atlas.io import config_hash
+from latent_atlas.models.archs import (extract_settings, is_dense, model_kind, model_latent_size, model_offers,
+                                       model_snapshots, model_source)
 from latent_atlas.schema import with_defaults
-from latent_atlas.models.archs import extract_settings, is_dense, model_kind, model_latent_size, model_offers, model_source
 
 # atlas.n_samples: "all" maps every sample of the split: a count no split reaches (map_subset
 # takes min(n, available)).
@@ -23,22 +26,29 @@ ALL_SAMPLES = 2**62
 
 def model_rules(spec: Mapping[str, Any]) -> list[str]:
     """Names of the models stage's rules that run for the model entry `spec` (the rules' {model}
-    wildcard constraints and the stage's targets both come from here)."""
+    wildcard constraints and the stage's targets both come from here). A snapshot's entry
+    (`config.model_entries`) gets its model.pt from its model's training (snapshot_model) and
+    runs the rules that read a model.pt, not the training figures (its training log is its
+    model's)."""
     source, kind, offers = model_source(spec), model_kind(spec), model_offers(spec)
     trained, network = source == "train", "network" in offers
+    snapshot = "snapshot" in spec
+    trains = trained and not snapshot
     classifier = kind == "classifier"
     hidden = classifier and extract_settings(spec)["hidden_layers"]
     decodes = "decoder" in offers
     runs = {
-        "train": trained,
+        "train": trains and not model_snapshots(spec),
+        "train_with_snapshots": trains and bool(model_snapshots(spec)),
+        "snapshot_model": snapshot,
         "import_model": network and not trained,
         "import_latents": not network,
         "extract_autoencoder": kind == "autoencoder" and decodes,
         "extract_encoder": kind == "autoencoder" and not decodes,
         "extract_classifier": classifier and not hidden,
         "extract_classifier_hidden": hidden,
-        "plot_model_autoencoder": kind == "autoencoder" and trained,
-        "plot_model_classifier": classifier and trained,
+        "plot_model_autoencoder": kind == "autoencoder" and trains,
+        "plot_model_classifier": classifier and trains,
         "plot_latent_scatter": model_latent_size(spec) == 2,
         "plot_first_layer_weights": bool(spec.get("arch")) and is_dense(spec["arch"]),
     }
@@ -47,13 +57,16 @@ def model_rules(spec: Mapping[str, Any]) -> list[str]:
 
 def model_config_hash(config: Mapping[str, Any], model: str) -> str:
     """Hash of what a model's files depend on (written into its latents' metadata): its entry, its
-    dataset's entry, the seed and the thread count."""
-    spec = config["models"][model]
+    dataset's entry, the seed and the thread count; a snapshot's (`model@epoch`): its model's, and
+    the epoch."""
+    snapshot = model_entries(config["models"])[model].get("snapshot")
+    spec = config["models"][snapshot["of"] if snapshot else model]
     return config_hash({
         "model": spec,
         "dataset": config["datasets"].get(spec["dataset"]),
         "seed": config["seed"],
         "numeric_threads": config["numeric_threads"],
+        **({"epoch": snapshot["epoch"]} if snapshot else {}),
     })
 
 
@@ -74,7 +87,8 @@ def atlas_sample_count(atlas_n: int | str | None, explain_n: int) -> int:
 @dataclass(frozen=True)
 class Reads:
     """The config keys a rule's jobs read. A key names its whole subtree; `{model}` and
-    `{dataset}` stand for the job's wildcards (a model's keys rerun that model's jobs only).
+    `{dataset}` stand for the job's wildcards (a model's keys rerun that model's jobs only; those
+    of its snapshots, `model@epoch`, too: a snapshot's entry is its model's).
 
     keys : the job's params (or its outputs' names) hold each: a change reruns every job of the
         rule it reaches.
@@ -89,6 +103,7 @@ class Reads:
 
 SEEDED = ("seed", "numeric_threads")  # the job's random streams and the thread count its bits depend on
 FIGURE = ("figures.formats",)  # a figure rule writes one file per format
+TRAIN = (*SEEDED, "models.{model}.arch", "models.{model}.params", "models.{model}.train")
 MODEL_HASH = ("models.{model}", "datasets.{dataset}", "seed", "numeric_threads")  # model_config_hash
 FV_OPTIMISER = ("featureviz.lr", "featureviz.output_objective", "featureviz.clip_regulariser_gradients",
                 "featureviz.tv_step")
@@ -106,7 +121,9 @@ READS: dict[str, Reads] = {
     "prepare_data": Reads(("seed", "datasets.{dataset}")),
     "plot_dataset_examples": Reads(("seed", *FIGURE)),
     # models
-    "train": Reads((*SEEDED, "models.{model}.arch", "models.{model}.params", "models.{model}.train")),
+    "train": Reads(TRAIN),
+    "train_with_snapshots": Reads(TRAIN),
+    "snapshot_model": Reads(via=("models.{model}.train.snapshots",)),
     "import_model": Reads(("models.{model}.arch", "models.{model}.params", "models.{model}.kind",
                            "models.{model}.source")),
     "import_latents": Reads(("models.{model}.source", *MODEL_HASH)),
@@ -226,12 +243,6 @@ def readers(key: str) -> dict[str, tuple[str, dict[str, str]]]:
     return out
 
 
-def snapshot_names(config: Mapping[str, Any], model: str) -> list[str]:
-    """`model@epoch` for each training snapshot of `model` (models.<model>.train.snapshots)."""
-    spec = config["models"][model]
-    return [f"{model}@{int(e)}" for e in ((spec.get("train") or {}).get("snapshots") or [])]
-
-
 def compare_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The model pairs the compare stage compares, in order, each once: `compare.pairs` (`all`:
     every pair of configured models on the same dataset, in config order), then for each model of
@@ -245,8 +256,8 @@ def compare_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
                  if models[a]["dataset"] == models[b]["dataset"]]
     out = [tuple(pair) for pair in pairs]
     for model in section.get("snapshots") or []:
-        steps = snapshot_names(config, model)
-        out += [(step, model) for step in steps if step != f"{model}@{_epochs(models[model])}"]
+        steps = [snapshot_name(model, epoch) for epoch in model_snapshots(models[model])]
+        out += [(step, model) for step in steps if step != snapshot_name(model, _epochs(models[model]))]
         out += list(zip(steps, steps[1:]))
     return list(dict.fromkeys(out))
 

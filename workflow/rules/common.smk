@@ -6,6 +6,7 @@ from snakemake.utils import validate
 from latent_atlas.config import (
     ConfigError,
     check_config,
+    model_entries,
     schema_errors,
     section_refusal,
 )
@@ -25,13 +26,16 @@ except ConfigError as err:
 
 
 FIG_FORMATS = config["figures"]["formats"]
-MODELS = config["models"]
+# Every model entry by name, and each training snapshot, "<model>@<epoch>", as its model's entry
+# (config.model_entries): a section's `models:` list may name either. The stages' defaults and
+# targets iterate config["models"]: a snapshot runs what a section names it for.
+MODELS = model_entries(config["models"])
 CONFIG_HASH = rules_lib.run_config_hash(config)
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
-    model="[A-Za-z0-9][A-Za-z0-9_-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_-]*(?:@[0-9]+)?",
 
 
 def model_dir(model):
@@ -40,11 +44,13 @@ def model_dir(model):
 
 
 def models_of(section):
-    """Models an analysis section runs on: its `models:` list (default: every model that can run
-    it, `config.section_refusal`)."""
+    """Models an analysis section runs on: its `models:` list (default: every configured model
+    that can run it, `config.section_refusal`; snapshots only where named)."""
     names = config.get(section, {}).get("models")
     if names is None:
-        names = [m for m in MODELS if section_refusal(section, MODELS[m]) is None]
+        names = [
+            m for m in config["models"] if section_refusal(section, MODELS[m]) is None
+        ]
     return list(names)
 
 

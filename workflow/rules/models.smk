@@ -1,6 +1,7 @@
 # Stage 2: train each configured model (or load it, or its latents, from the user's files); write
 # its latents (all models), predictions and hidden layers (classifiers) or reconstructions
-# (autoencoders); draw the figures of training.
+# (autoencoders); draw the figures of training. The weights kept after the epochs of
+# train.snapshots are models of their own, <model>@<epoch> (train_with_snapshots, snapshot_model).
 # Job functions: latent_atlas/models/jobs.py; which models each rule runs for: model_rules.
 
 
@@ -35,6 +36,42 @@ rule train:
         training=model_setting("train"),
         # not an output: Snakemake must keep it when a job fails, so a rerun resumes from it
         checkpoint_dir="results/{dataset}/{model}/checkpoints",
+    script:
+        "../scripts/run_job.py"
+
+
+# Training that keeps the weights after the epochs `train.snapshots` lists, in a folder of records
+# (checkpoint.snapshot_path) beside the model's files; otherwise rule train.
+use rule train as train_with_snapshots with:
+    output:
+        model="results/{dataset}/{model}/model.pt",
+        metrics="results/{dataset}/{model}/metrics.json",
+        train_log="results/{dataset}/{model}/train_log.tsv",
+        snapshots=directory("results/{dataset}/{model}/snapshots"),
+    wildcard_constraints:
+        model=rule_models("train_with_snapshots"),
+
+
+# A training snapshot as a model of its own, results/{dataset}/<model>@<epoch>/model.pt: the
+# record train_with_snapshots kept, copied (a file of the folder cannot be a rule's input). The
+# extraction and analysis rules then take it as any model.
+rule snapshot_model:
+    input:
+        snapshots=snapshot_source,
+    output:
+        model="results/{dataset}/{model}/model.pt",
+    log:
+        "results/logs/snapshot_model/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/snapshot_model/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model=rule_models("snapshot_model"),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        job="latent_atlas.models.jobs:snapshot_model",
+        epoch=snapshot_epoch,
     script:
         "../scripts/run_job.py"
 

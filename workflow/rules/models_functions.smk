@@ -30,6 +30,19 @@ def latents_table_inputs(wildcards):
     return out
 
 
+def snapshot_source(wildcards):
+    """The `snapshots` folder of a snapshot's model (rule train_with_snapshots)."""
+    return expand(
+        rules.train_with_snapshots.output.snapshots,
+        dataset=wildcards.dataset,
+        model=MODELS[wildcards.model]["snapshot"]["of"],
+    )[0]
+
+
+def snapshot_epoch(wildcards):
+    return MODELS[wildcards.model]["snapshot"]["epoch"]
+
+
 def model_config_hash(wildcards):
     return rules_lib.model_config_hash(config, wildcards.model)
 
@@ -61,10 +74,11 @@ def rule_models(name):
 
 @register_targets
 def model_targets():
-    """Every output of the stage's rules, for each model a rule runs for."""
+    """Every output of the stage's rules, for each model a rule runs for (a snapshot's files are
+    made where a section names it)."""
     return [
         path
-        for model, spec in MODELS.items()
+        for model, spec in config["models"].items()
         for name in model_rules(model)
         for path in outputs(getattr(rules, name), dataset=spec["dataset"], model=model)
     ]

@@ -88,6 +88,11 @@ def extract_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
     return with_defaults(spec.get("extract"), "#/$defs/model/properties/extract", "extract")
 
 
+def model_snapshots(spec: Mapping[str, Any]) -> list[int]:
+    """The epochs after which training keeps the weights (`train.snapshots`; absent: none)."""
+    return list((spec.get("train") or {}).get("snapshots") or [])
+
+
 # --- where a model entry's network comes from (config `models.<name>.source`) ---------------------
 SOURCE_FORMATS = ("state_dict", "torch_export", "onnx", "latents")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.data.store import ImageAxes, load_dataset
-from latent_atlas.io import (read_npz, read_parquet, read_parquet_metadata, write_json, write_npz, write_parquet,
-                             write_text)
+from latent_atlas.io import (read_npz, read_parquet, read_parquet_metadata, write_bytes, write_json, write_npz,
+                             write_parquet, write_text)
 from latent_atlas.latents import file_metadata, read_latents
 from latent_atlas.models import figures
 from latent_atlas.plotting import save_figure
@@ -25,10 +25,12 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
     """model.pt, metrics.json and train_log.tsv of model `job.wildcards.model`: `arch` with
     `arch_params` (models.<name>.params) trained on the dataset `job.input[0]` with the settings
     `training` (models.<name>.train) and `seed`; torch runs on `numeric_threads` threads (set
-    before the call; the weights' last bits depend on it, and the checkpoint records it).
+    before the call; the weights' last bits depend on it, and the checkpoint records it). Rule
+    train_with_snapshots also names a `snapshots` output: the folder that receives the record of
+    each epoch in `training["snapshots"]` (`checkpoint.snapshot_path`).
 
-    A rerun after a killed job resumes from `checkpoint_dir`, which is removed once the three files
-    are written.
+    A rerun after a killed job resumes from `checkpoint_dir`, which is removed once the files are
+    written.
     """
     # torch is imported after the job set its seed and threads: apply them before building the model
     torch = configure_torch()
@@ -44,14 +46,28 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
     device = default_device()
     log.info("%s: %s with %d parameters on %s, input %s", name, arch, count_parameters(model),
              device, tuple(ds.images.shape[1:]))
+    record = {"class_names": ds.class_names, "dataset": ds.name, "name": name}  # model.pt's and each snapshot's
     result = train_model(model, ds.images, ds.labels, ds.split, training or {}, seed=seed,
-                         checkpoint_dir=checkpoint_dir, name=name, device=device)
+                         checkpoint_dir=checkpoint_dir, name=name, device=device, record=record)
     result.metrics["dataset"] = ds.name
-    save_model(result.model, job.output.model, class_names=ds.class_names, dataset=ds.name, name=name)
+    save_model(result.model, job.output.model, **record)
     write_json(result.metrics, job.output.metrics)
     write_text(result.log.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"),
                job.output.train_log)
+    if "snapshots" in job.output.keys():
+        # copied, not moved: until the job ends, Snakemake deletes its outputs when it fails, and
+        # the checkpoint folder must still hold what a rerun resumes with
+        for epoch, path in result.snapshots.items():
+            write_bytes(path.read_bytes(), checkpoint.snapshot_path(job.output.snapshots, epoch))
     checkpoint.remove(checkpoint_dir)
+
+
+def snapshot_model(job: Job, *, epoch: int) -> None:
+    """model.pt of a training snapshot, `<model>@<epoch>`: the record its model's train job kept
+    after epoch `epoch` in its `snapshots` folder `job.input.snapshots`, the same bytes."""
+    from latent_atlas.models.checkpoint import snapshot_path
+
+    write_bytes(snapshot_path(job.input.snapshots, epoch).read_bytes(), job.output.model)
 
 
 def import_model(job: Job, *, arch: str | None, arch_params: Mapping[str, Any] | None, kind: str | None,
@@ -62,7 +78,6 @@ def import_model(job: Job, *, arch: str | None, arch_params: Mapping[str, Any] |
     holding them (models.loaded). Errors name the config key, the file and what does not fit."""
     torch = configure_torch()
     from latent_atlas.models.archs import source_settings
-    from latent_atlas.io import write_bytes
     from latent_atlas.models.loaded import import_record, read_state_dict
     from latent_atlas.models.networks import build_model, save_model
     from latent_atlas.devices import infer

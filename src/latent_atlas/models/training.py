@@ -8,9 +8,12 @@ With `train.flush_denormals` denormal floats count as zero while training (faste
 when Adam's moments decay into them; slightly different, still deterministic, weights).
 
 After every epoch a checkpoint (weights, optimiser, generator states, log rows) is written to
-`checkpoint_dir` (`models.checkpoint`, the one file training writes). A rerun after a killed job
-resumes from it and ends with the same weights as an uninterrupted run. Settings and their
-defaults: the schema's `$defs/train`.
+`checkpoint_dir` (`models.checkpoint`). A rerun after a killed job resumes from it and ends with
+the same weights as an uninterrupted run. After each epoch `train.snapshots` lists, the model's
+record (`networks.save_model`) is written there too, before that epoch's checkpoint: a job killed
+in between redoes the epoch and takes the snapshot again, and a resumed job keeps the snapshots
+it took. Taking one reads the weights only, so training is the same with or without them.
+Settings and their defaults: the schema's `$defs/train`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -33,7 +37,7 @@ from tqdm import tqdm
 from latent_atlas.schema import with_defaults
 from latent_atlas.devices import default_device
 from latent_atlas.models import checkpoint
-from latent_atlas.models.networks import count_parameters
+from latent_atlas.models.networks import count_parameters, save_model
 from latent_atlas.runtime import log
 
 
@@ -46,6 +50,7 @@ class TrainResult:
     model: nn.Module
     log: pd.DataFrame  # one row per epoch
     metrics: dict[str, Any]
+    snapshots: dict[int, Path] = field(default_factory=dict)  # epoch (1-based) -> its model record
 
 
 def train_settings(train: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -208,7 +213,8 @@ def train_model(model: nn.Module, images, labels: np.ndarray, split: np.ndarray,
                 settings: Mapping[str, Any] | None = None, *, seed: int = 0,
                 checkpoint_dir: str | os.PathLike | None = None, name: str = "model",
                 device: str | torch.device | None = None, progress: bool = True,
-                on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+                on_epoch_end: Callable[[int], None] | None = None,
+                record: Mapping[str, Any] | None = None) -> TrainResult:
     """Train `model` in place on the dataset's train split; evaluate on validation and test.
 
     Parameters
@@ -221,24 +227,30 @@ def train_model(model: nn.Module, images, labels: np.ndarray, split: np.ndarray,
     split : str ndarray of shape (N,), 'train' or 'test'.
     settings : `models.<name>.train` (defaults filled by `train_settings`).
     seed : seed of the validation split, the batch order and the VAE noise.
-    checkpoint_dir : where `last.pt` is written after each epoch and resumed from (None: no checkpoints).
+    checkpoint_dir : where `last.pt` is written after each epoch and resumed from, and the snapshots
+        (`settings["snapshots"]`) are kept (None: no checkpoints, and no snapshots).
     name : the model's name in messages and the progress bar.
     on_epoch_end : called with the 0-based epoch after its checkpoint is written (tests use it
         to simulate a killed job).
+    record : the keys `networks.save_model` writes into each snapshot's record besides the
+        weights (class_names, dataset, name): the final model.pt's, so the last epoch's snapshot
+        is model.pt byte for byte.
 
     Returns
     -------
     TrainResult with the trained model (eval mode), the per-epoch log (epoch, lr, train_loss,
-    val_loss, [train_accuracy, val_accuracy], seconds) and the metrics dict.
+    val_loss, [train_accuracy, val_accuracy], seconds), the metrics dict and the snapshots' files.
     """
     settings = train_settings(settings)
+    if settings.get("snapshots") and checkpoint_dir is None:
+        raise ValueError(f"{name}: train.snapshots are kept in the checkpoint folder; give a checkpoint_dir")
     with flushed_denormals(bool(settings.get("flush_denormals"))):
         return _train(model, images, labels, split, settings, seed, checkpoint_dir, name, device, progress,
-                      on_epoch_end)
+                      on_epoch_end, dict(record or {}))
 
 
 def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, device, progress,
-           on_epoch_end) -> TrainResult:
+           on_epoch_end, record) -> TrainResult:
     device = default_device() if device is None else torch.device(device)
     labels_t = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     split = np.asarray(split).astype(str)
@@ -266,6 +278,9 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
         rows = [dict(r) for r in ckpt["log"]]
         start = int(ckpt["epoch"])
         log.info("%s: resuming from %s after epoch %d/%d", name, ckpt_path, start, epochs)
+    elif checkpoint_dir is not None:  # a fresh start: snapshots there are a killed run's of another config
+        checkpoint.remove_snapshots(checkpoint_dir)
+    snapshots = {e: checkpoint.snapshot_path(checkpoint_dir, e) for e in settings.get("snapshots", [])}
 
     n_batches = math.ceil(len(train_idx) / bs)
     for epoch in range(start, epochs):
@@ -306,6 +321,9 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
         rows.append(row)
         log.info("%s epoch %d/%d: %s", name, epoch + 1, epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        if epoch + 1 in snapshots:
+            save_model(model, snapshots[epoch + 1], **record)
+            log.info("%s: snapshot after epoch %d in %s", name, epoch + 1, snapshots[epoch + 1])
         if ckpt_path is not None:
             checkpoint.write(ckpt_path, {"fingerprint": fingerprint, "epoch": epoch + 1,
                                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -330,4 +348,4 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
         if getattr(model, "variational", False):
             metrics["test_kl"] = test["kl"]
     model.eval()
-    return TrainResult(model=model, log=pd.DataFrame(rows), metrics=metrics)
+    return TrainResult(model=model, log=pd.DataFrame(rows), metrics=metrics, snapshots=snapshots)
