@@ -5,6 +5,16 @@ point's k nearest neighbours in the latent space and in the map (1 = the map kee
 neighbourhood, 0 = none of its latent neighbours are near it in the map). Neighbours near in the
 map but not in the latent space are *false* neighbours; near in the latent space but not in the
 map, *missing* ones. With the same k in both spaces there are as many of one as of the other.
+
+`nearest_neighbours` is the one neighbour search of the package (the atlas and the compare
+stage's k-NN overlap use it). It is exact (scikit-learn) while the brute-force distance matrix is
+cheap, n^2 d <= `EXACT_MAX_COST` multiply-adds (70,000 points of 100 dimensions; the atlas's tests,
+the test config and the default run's atlases of 5,000 points are far below it, so their outputs
+keep their bytes); above it, it searches with NN-descent (pynndescent), seeded and
+single-threaded so that the same `random_state` gives the same neighbours on any machine. Its
+recall against the exact search is measured in benchmarks/compare.py (docs/benchmarks.md).
+pynndescent compiles its search with numba on the first call in a process (about 40 s); the
+exact search never imports it.
 """
 
 from __future__ import annotations
@@ -12,24 +22,84 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+# Where NN-descent starts to pay for itself (benchmarks/compare.py, one core): brute force costs
+# 5.3e-11 s per multiply-add (67 s for 70,000 x 256), NN-descent 9-12 s at 70,000 points plus ~37 s
+# of numba compilation once per process, so a pair's two searches break even near 5e11.
+EXACT_MAX_COST = 5e11
+# NN-descent's recall falls with the degree of the graph it refines: below pynndescent's default
+# of 30 neighbours it drops steeply (recall@10 0.84 at 11, 0.98 at 20, 0.996 at 30 on latents like
+# the benchmark's).
+MIN_GRAPH_DEGREE = 30
+SEARCHES = ("auto", "exact", "nndescent")
 
-def nearest_neighbours(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest other points of every point (Euclidean, exact).
 
-    X : ndarray (n_samples, n_features). Returns (indices (n, k) int64, distances (n, k) float64),
-    nearest first; a point is never its own neighbour, also when another point coincides with it.
+def nearest_neighbours(X: np.ndarray, k: int, *, search: str = "auto",
+                       random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other points of every point (Euclidean).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    k : int
+        Neighbours per point, 1 <= k < n_samples.
+    search : {"auto", "exact", "nndescent"}
+        "auto": exact when n_samples^2 n_features <= EXACT_MAX_COST, else NN-descent.
+    random_state : int
+        Seed of NN-descent (the exact search does not use it).
+
+    Returns
+    -------
+    indices : ndarray of shape (n_samples, k), int64, nearest first
+    distances : ndarray of shape (n_samples, k), float64
+        A point is never its own neighbour, also when another point coincides with it.
     """
     X = np.asarray(X, dtype=np.float64)
     n = len(X)
     if not 1 <= k < n:
         raise ValueError(f"atlas.k: need 1 <= k < n_samples = {n}, got {k}")
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
-    # Drop the point itself; where duplicates put it elsewhere than first, drop it there.
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {SEARCHES}, got {search!r}")
+    if search == "exact" or (search == "auto" and float(n) ** 2 * X.shape[1] <= EXACT_MAX_COST):
+        dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+        return _without_self(idx, dist, k)
+    return _nndescent_neighbours(X, k, random_state)
+
+
+def _without_self(idx: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first k of each row's candidates (n, >k) other than the point itself."""
+    n = len(idx)
+    # Drop the point itself; where duplicates put it elsewhere than first, drop it there, and where
+    # it is missing (an approximate search), drop the last candidate.
     is_self = idx == np.arange(n)[:, None]
-    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), idx.shape[1] - 1)
     keep = np.ones_like(is_self)
     keep[np.arange(n), drop] = False
-    return idx[keep].reshape(n, k), dist[keep].reshape(n, k)
+    width = idx.shape[1] - 1
+    return idx[keep].reshape(n, width)[:, :k], dist[keep].reshape(n, width)[:, :k]
+
+
+def _nndescent_neighbours(X: np.ndarray, k: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """NN-descent's k nearest others of every point, with float64 distances, nearest first."""
+    import numba
+    import pynndescent
+
+    degree = min(max(k + 1, MIN_GRAPH_DEGREE), len(X) - 1)
+    threads = numba.get_num_threads()
+    try:
+        # One thread: pynndescent's candidate sampling depends on the thread count.
+        idx, _ = pynndescent.NNDescent(X, n_neighbors=degree, random_state=random_state,
+                                       n_jobs=1).neighbor_graph
+    finally:
+        numba.set_num_threads(threads)  # pynndescent sets numba's global thread count
+    # pynndescent ranks in float32: measure the k + 1 nearest candidates again in float64 and
+    # re-rank them (a candidate further down could only move up across a float32 rounding).
+    idx = idx[:, :k + 1].astype(np.int64)
+    dist = np.empty(idx.shape)
+    for j in range(k + 1):
+        dist[:, j] = np.linalg.norm(X - X[idx[:, j]], axis=1)
+    order = np.argsort(dist, axis=1, kind="stable")
+    idx, dist = np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    return _without_self(idx, dist, k)
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

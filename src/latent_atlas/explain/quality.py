@@ -42,11 +42,23 @@ def knn_accuracy(X: np.ndarray, labels: np.ndarray, k: int, n_folds: int,
                  random_state: int = 0) -> tuple[float, float]:
     """Cross-validated accuracy of a k-NN classifier of the class labels on `X`.
 
-    X : ndarray (n_samples, n_dims); labels : ndarray (n_samples,). Folds are stratified and
-    shuffled with `random_state`. Returns (mean, std) over the folds.
+    X : ndarray (n_samples, n_dims); labels : ndarray (n_samples,). Returns (mean, std) over the
+    folds of `cross_validated_accuracy`.
+    """
+    return cross_validated_accuracy(KNeighborsClassifier(n_neighbors=k), X, labels, n_folds=n_folds,
+                                    random_state=random_state)
+
+
+def cross_validated_accuracy(model, X: np.ndarray, labels: np.ndarray, *, n_folds: int,
+                             random_state: int) -> tuple[float, float]:
+    """Accuracy of a scikit-learn classifier `model` on held-out folds of (X, labels).
+
+    X : ndarray (n_samples, n_dims); labels : ndarray (n_samples,). Folds are stratified (every
+    class in every fold in proportion) and shuffled with `random_state`. Returns (mean, std) over
+    the folds.
     """
     folds = StratifiedKFold(n_splits=_n_folds(labels, n_folds), shuffle=True, random_state=random_state)
-    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), np.asarray(X, np.float64), labels, cv=folds)
+    scores = cross_val_score(model, np.asarray(X, np.float64), labels, cv=folds)
     return float(scores.mean()), float(scores.std())
 
 
@@ -55,7 +67,8 @@ def _n_folds(labels: np.ndarray, n_folds: int) -> int:
     counts = np.unique(labels, return_counts=True)[1]
     smallest = int(counts.min()) if len(counts) else 0
     if smallest < 2:
-        raise ValueError("explain.quality: k-NN accuracy needs at least 2 samples of every class in the map subset")
+        raise ValueError("cross-validated class accuracy needs at least 2 samples of every class; "
+                         f"the smallest class has {smallest}")
     return max(2, min(n_folds, smallest))
 
 
