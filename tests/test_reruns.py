@@ -62,6 +62,7 @@ EDITS = {
     "featureviz.gallery.units": 4,
     "figures.formats": ["png", "pdf"],
     "compare.pairs": [["conv_ae", "conv_vae"], ["dense_ae", "conv_ae"]],
+    "compare.snapshots": [],
     "gpu.pool": "none",
     "gpu.lock_dir": ".snakemake/other-gpu-slots",
 }

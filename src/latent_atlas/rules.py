@@ -108,7 +108,8 @@ MODEL_HASH = ("models.{model}", "datasets.{dataset}", "seed", "numeric_threads")
 FV_OPTIMISER = ("featureviz.lr", "featureviz.output_objective", "featureviz.clip_regulariser_gradients",
                 "featureviz.tv_step")
 EXPLAIN_MAPS = ("explain.split", "explain.tsne", "explain.umap", "explain.pca.loading_components")
-COMPARED = ("compare.pairs", "compare.snapshots")  # which pairs, so which jobs, there are
+# which pairs, so which jobs, there are (a model's snapshots are compared over training)
+COMPARED = ("compare.pairs", "compare.snapshots", "models.{model}.train.snapshots")
 ATLAS_MODELS = ("atlas.models", "explain.models", "geometry.models")  # atlas.models defaults to the other two
 
 
