@@ -10,7 +10,7 @@ schema on a finished run and checks that Snakemake reruns exactly the jobs this 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from latent_atlas.config import model_entries
 from latent_atlas.config import snapshot_name
@@ -260,6 +260,14 @@ def compare_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         out += [(step, model) for step in steps if step != snapshot_name(model, _epochs(models[model]))]
         out += list(zip(steps, steps[1:]))
     return list(dict.fromkeys(out))
+
+
+def compared_models(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The (base) models of compared pairs, each once, in order of first appearance among the
+    pairs' A sides, then their B sides (a snapshot `model@epoch` counts as its model): the rows of
+    the comparison page."""
+    names = [a for a, _ in pairs] + [b for _, b in pairs]
+    return list(dict.fromkeys(name.partition("@")[0] for name in names))
 
 
 def _epochs(spec: Mapping[str, Any]) -> int:
