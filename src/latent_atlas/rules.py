@@ -208,6 +208,8 @@ READS: dict[str, Reads] = {
                           via=COMPARED),
     "compare_table": Reads(via=COMPARED),
     "plot_compare": Reads(("compare.show", *FIGURE), via=COMPARED),
+    # the comparison page: the first of compare.k, the atlas's point size and thumbnails
+    "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"), via=COMPARED),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }

@@ -170,7 +170,7 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
 
     ds = load_dataset(job.input.data)
     thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
-    images = ds.images[positions_of(ds.sample_id, sample_ids[thumbs], job.input.data)]
+    images = ds.images[positions_of(ds.sample_id, sample_ids[thumbs], f"the dataset store of {dataset}")]
     t = thumbnails
     sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
                             quality=t["quality"])
