@@ -16,7 +16,7 @@ from latent_atlas.atlas.neighbours import nearest_neighbours
 from latent_atlas.compare.jobs import compare_page
 from latent_atlas.compare.page import procrustes_align
 from latent_atlas.explain.maps import coords_table
-from latent_atlas.io import read_parquet, write_parquet
+from latent_atlas.io import write_parquet
 from latent_atlas.latents import read_latents
 from latent_atlas.rules import compared_models
 from latent_atlas.runtime import Files, Job

@@ -119,12 +119,10 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
     class or by a pair's per-point overlap; a click shows each model's `k` nearest latent
     neighbours; the pairs' measures; points of `point_size`, `thumbnails` as the atlas's (subset
     seeded with `seed`)."""
-    from latent_atlas.atlas.jobs import thumbnail_rows
+    from latent_atlas.atlas.jobs import page_thumbnails
     from latent_atlas.atlas.page import atlas_document, class_palette
-    from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
     from latent_atlas.compare.figures import overlap_column
     from latent_atlas.compare.page import aligned_maps, measures_table, model_neighbours
-    from latent_atlas.data.store import load_dataset
     from latent_atlas.explain.maps import coords_of, method_rows
     from latent_atlas.explain.samples import positions_of
     from latent_atlas.projections import METHODS
@@ -168,15 +166,7 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
                         "option": f"kNN overlap {a} vs {b}",
                         "label": f"{a} vs {b}: Jaccard of the {column.rpartition('_k')[2]} nearest neighbours"})
 
-    ds = load_dataset(job.input.data)
-    thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
-    images = ds.images[positions_of(ds.sample_id, sample_ids[thumbs], f"the dataset store of {dataset}")]
-    t = thumbnails
-    sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
-                            quality=t["quality"])
-    tile = np.full(n, -1, np.int32)
-    tile[thumbs] = np.arange(len(thumbs), dtype=np.int32)
-    arrays["thumb"] = tile
+    sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
     meta = {
         "title": f"compared models on {dataset}", "kind": "embedding", "n": n, "k": int(k),
         "class_names": class_names, "palette": class_palette(len(class_names)),
@@ -185,4 +175,4 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
         "scalars": scalars, "measures": measures_table(table), "point_size": float(point_size),
         "importance": None,
     }
-    write_text(atlas_document(meta, arrays, sprites, channels=images.shape[1]), job.output[0])
+    write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])
