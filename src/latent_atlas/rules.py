@@ -10,7 +10,7 @@ schema on a finished run and checks that Snakemake reruns exactly the jobs this 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from latent_atlas.config import model_entries
 from latent_atlas.config import snapshot_name
@@ -209,6 +209,8 @@ READS: dict[str, Reads] = {
                           via=COMPARED),
     "compare_table": Reads(via=COMPARED),
     "plot_compare": Reads(("compare.show", *FIGURE), via=COMPARED),
+    # the comparison page: the first of compare.k, the atlas's point size and thumbnails
+    "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"), via=COMPARED),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }
@@ -261,6 +263,14 @@ def compare_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         out += [(step, model) for step in steps if step != snapshot_name(model, _epochs(models[model]))]
         out += list(zip(steps, steps[1:]))
     return list(dict.fromkeys(out))
+
+
+def compared_models(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The (base) models of compared pairs, each once, in order of first appearance among the
+    pairs' A sides, then their B sides (a snapshot `model@epoch` counts as its model): the rows of
+    the comparison page."""
+    names = [a for a, _ in pairs] + [b for _, b in pairs]
+    return list(dict.fromkeys(name.partition("@")[0] for name in names))
 
 
 def _epochs(spec: Mapping[str, Any]) -> int:

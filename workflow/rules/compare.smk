@@ -2,7 +2,8 @@
 # `compare.snapshots`): the pair's measures on the same samples (CKA, Procrustes, SVCCA, kNN
 # overlap, linear probes, matched dimensions), one table per dataset, its figures; the maps of
 # those samples (compare_maps: the explain stage's job on compare.split and compare.max_samples)
-# of each compared model (a snapshot's per-point measures are drawn on its model's maps).
+# of each compared model (a snapshot's per-point measures are drawn on its model's maps); the
+# interactive comparison page (compare_page: the atlas's renderer).
 
 
 include: "compare_functions.smk"
@@ -93,5 +94,31 @@ rule plot_compare:
     params:
         job="latent_atlas.compare.jobs:plot_compare",
         show=COMPARE["show"],
+    script:
+        "../scripts/run_job.py"
+
+
+rule compare_page:
+    input:
+        unpack(compare_page_inputs),
+    output:
+        report(
+            "results/figures/{dataset}/compare.html",
+            caption="../report/compare_page.rst",
+            category="Compare latent spaces",
+        ),
+    log:
+        "results/logs/compare_page/{dataset}.log",
+    benchmark:
+        "results/benchmarks/compare_page/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        job="latent_atlas.compare.jobs:compare_page",
+        seed=config["seed"],
+        k=COMPARE["k"][0],
+        point_size=ATLAS["point_size"],
+        thumbnails=ATLAS["thumbnails"],
     script:
         "../scripts/run_job.py"

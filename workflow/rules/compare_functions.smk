@@ -47,6 +47,25 @@ def compare_plot_inputs(wildcards):
     return out
 
 
+def compare_page_inputs(wildcards):
+    """The table, each compared (base) model's maps and latents (rows of the page, in
+    compared_models' order), each pair's per-point overlap, and the images."""
+    dataset = wildcards.dataset
+    out = {
+        "table": rules.compare_table.output[0].format(dataset=dataset),
+        "data": dataset_store(dataset),
+    }
+    models = rules_lib.compared_models(compare_pairs_of(dataset))
+    for i, model in enumerate(models):
+        out[f"maps_{i}"] = rules.compare_maps.output.maps.format(
+            dataset=dataset, model=model
+        )
+        out[f"latents_{i}"] = f"results/{dataset}/{model}/latents.parquet"
+    for i, path in enumerate(compare_pair_files(dataset, "points")):
+        out[f"points_{i}"] = path
+    return out
+
+
 def compare_figure(what):
     """A figure output of rule plot_compare, in every format, with its report caption."""
     return figure_output(
@@ -63,10 +82,10 @@ def compare_optional_figures():
 
 @register_targets
 def compare_targets():
-    """Each compared dataset's table and figures."""
+    """Each compared dataset's table, figures and comparison page."""
     return [
         path
         for dataset in compare_datasets()
-        for rule in (rules.compare_table, rules.plot_compare)
+        for rule in (rules.compare_table, rules.plot_compare, rules.compare_page)
         for path in outputs(rule, dataset=dataset)
     ]

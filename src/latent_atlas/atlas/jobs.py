@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.atlas.page import atlas_document, class_palette, quality_badges, quantise_latents
-from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
+from latent_atlas.atlas.sprites import SpriteSheets, sprite_sheets, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
@@ -100,6 +100,22 @@ def thumbnail_rows(n: int, max_samples: int | str, random_state: int) -> np.ndar
     return np.sort(rng.choice(n, size=int(max_samples), replace=False))
 
 
+def page_thumbnails(data: Any, sample_ids: np.ndarray, thumbnails: Mapping[str, Any],
+                    seed: int) -> tuple[SpriteSheets, np.ndarray, int]:
+    """A page's thumbnails of `sample_ids` from the dataset store `data`: (sprite sheets, each
+    point's tile (n,) int32, -1 for none, image channels); `thumbnails` as atlas.thumbnails
+    (max_samples, seeded with `seed`; format, quality, sheet_size)."""
+    ds = load_dataset(data)
+    thumbs = thumbnail_rows(len(sample_ids), thumbnails["max_samples"], seed)
+    images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], "the dataset store")]
+    t = thumbnails
+    sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
+                            quality=t["quality"])
+    tile = np.full(len(sample_ids), -1, np.int32)
+    tile[thumbs] = np.arange(len(thumbs), dtype=np.int32)
+    return sprites, tile, int(images.shape[1])
+
+
 def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
           importance: str) -> None:
     """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
@@ -137,15 +153,7 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
     elif kind == "autoencoder":
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
-    ds = load_dataset(job.input.data)
-    thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
-    images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], job.input.data)]
-    t = thumbnails
-    sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
-                            quality=t["quality"])
-    tile = np.full(n, -1, np.int32)
-    tile[thumbs] = np.arange(len(thumbs), dtype=np.int32)
-    arrays["thumb"] = tile
+    sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
 
     meta = {
         "title": title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
@@ -154,4 +162,4 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
         "importance": importance or None, "point_size": float(point_size),
     }
-    write_text(atlas_document(meta, arrays, sprites, channels=images.shape[1]), job.output[0])
+    write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])

@@ -3,17 +3,18 @@
 `compare_pair` measures how alike two models' latent spaces are on the same seeded samples of
 `compare.split` (the samples every model of the dataset is mapped on by `compare_maps`, the
 explain stage's job on compare's split and sample count); `compare_table` gathers a dataset's
-pairs into one table; `plot_compare` draws its figures, per-point measures on the maps.
+pairs into one table; `plot_compare` draws its figures, per-point measures on the maps;
+`compare_page` writes the interactive comparison page (the atlas's renderer).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from latent_atlas.io import read_parquet, write_parquet
+from latent_atlas.io import read_parquet, write_parquet, write_text
 from latent_atlas.latents import read_latents
 from latent_atlas.runtime import Job, log
 
@@ -110,3 +111,68 @@ def plot_compare(job: Job, *, show: int) -> None:
     save_figure(figures.plot_overlap(pairs, points, maps, changed, images), o.overlap)
     dims = [read_parquet(job.input[f"dimensions_{i}"]) for i in range(len(pairs))]
     save_figure(figures.plot_dimensions(pairs, dims), o.dimensions)
+
+
+def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: Mapping[str, Any]) -> None:
+    """The comparison page of a dataset (results/figures/{dataset}/compare.html): every compared
+    model's PCA (Procrustes-aligned to the first model's), t-SNE and UMAP maps, linked; colour by
+    class or by a pair's per-point overlap; a click shows each model's `k` nearest latent
+    neighbours; the pairs' measures; points of `point_size`, `thumbnails` as the atlas's (subset
+    seeded with `seed`)."""
+    from latent_atlas.atlas.jobs import page_thumbnails
+    from latent_atlas.atlas.page import atlas_document, class_palette
+    from latent_atlas.compare.figures import overlap_column
+    from latent_atlas.compare.page import aligned_maps, measures_table, model_neighbours
+    from latent_atlas.explain.maps import coords_of, method_rows
+    from latent_atlas.explain.samples import positions_of
+    from latent_atlas.projections import METHODS
+    from latent_atlas.rules import compared_models
+
+    dataset = job.wildcards.dataset
+    table = read_parquet(job.input.table)
+    pairs = list(zip(table["a"], table["b"]))
+    models = compared_models(pairs)
+    maps = [read_parquet(job.input[f"maps_{i}"]) for i in range(len(models))]
+    ids = method_rows(maps[0], METHODS[0])[POINT_IDS].reset_index(drop=True)
+    sample_ids = ids["sample_id"].to_numpy()
+    coords = []
+    for model, table_i in zip(models, maps):
+        order = positions_of(method_rows(table_i, METHODS[0])["sample_id"].to_numpy(), sample_ids,
+                             f"{model}'s compare maps")
+        coords.append({m: coords_of(table_i, m)[order] for m in METHODS})
+    coords = aligned_maps(coords, "pca")
+    latents, class_names = [], None
+    for i, model in enumerate(models):
+        z = read_latents(job.input[f"latents_{i}"])
+        latents.append(_rows(z, sample_ids, job.input[f"latents_{i}"], "compare page"))
+        class_names = class_names or list(z.class_names)
+    n = len(ids)
+    label_type = np.uint8 if len(class_names) <= 255 else np.uint16
+    arrays = {"ids": sample_ids.astype(np.int32), "label": ids["label"].to_numpy().astype(label_type)}
+    map_specs = []
+    for i, (model, xy) in enumerate(zip(models, coords)):
+        arrays[f"knn_{i}"] = model_neighbours([latents[i]], k)[0]
+        for m in METHODS:
+            arrays[f"xy_{i}_{m}"] = xy[m].astype(np.float32)
+            map_specs.append({"name": f"{model}/{m}", "array": f"xy_{i}_{m}", "method": m, "model": model,
+                              "knn": f"knn_{i}", "aligned": m == "pca" and i > 0})
+    scalars = []
+    for j, (a, b) in enumerate(pairs):
+        points = read_parquet(job.input[f"points_{j}"])
+        column = overlap_column(points)
+        rows = positions_of(points["sample_id"].to_numpy(), sample_ids, job.input[f"points_{j}"])
+        arrays[f"overlap_{j}"] = points[column].to_numpy(np.float32)[rows]
+        scalars.append({"mode": f"overlap:{j}", "array": f"overlap_{j}", "lo": 0.0, "hi": 1.0,
+                        "option": f"kNN overlap {a} vs {b}",
+                        "label": f"{a} vs {b}: Jaccard of the {column.rpartition('_k')[2]} nearest neighbours"})
+
+    sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
+    meta = {
+        "title": f"compared models on {dataset}", "kind": "embedding", "n": n, "k": int(k),
+        "class_names": class_names, "palette": class_palette(len(class_names)),
+        "maps": map_specs, "columns": len(METHODS), "models": [{"name": m, "knn": f"knn_{i}"}
+                                                               for i, m in enumerate(models)],
+        "scalars": scalars, "measures": measures_table(table), "point_size": float(point_size),
+        "importance": None,
+    }
+    write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])

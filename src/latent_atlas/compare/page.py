@@ -1,0 +1,66 @@
+"""The comparison page's arrays: what `compare_page` (compare.jobs) puts into the atlas renderer.
+
+Every compared model's PCA, t-SNE and UMAP maps of the same samples, one row of maps per model;
+the PCA maps turned to face the first model's (`procrustes_align`: PCA axes have arbitrary signs
+and, for close eigenvalues, an arbitrary rotation, so unaligned maps of two alike spaces can look
+mirrored); each model's k nearest latent neighbours of every sample (`model_neighbours`), which
+the page shows side by side on a click, marking those not shared by every model; per pair, each
+sample's neighbourhood overlap (from compare_pair's points table) as a colour mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import orthogonal_procrustes
+
+from latent_atlas.atlas.neighbours import nearest_neighbours
+
+
+def procrustes_align(reference: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """`coords` (n, 2) rotated (or reflected) and shifted onto `reference` (n, 2), no scaling.
+
+    The orthogonal R minimising ||(coords - mean) R - (reference - mean_ref)||_F
+    (`scipy.linalg.orthogonal_procrustes`), then moved to the reference's mean; distances within
+    the map are kept exactly. Returns (n, 2) float64.
+    """
+    ref = np.asarray(reference, np.float64)
+    xy = np.asarray(coords, np.float64)
+    if ref.shape != xy.shape:
+        raise ValueError(f"procrustes_align: reference {ref.shape} and coords {xy.shape} differ in shape")
+    centre = xy.mean(axis=0)
+    rotation, _ = orthogonal_procrustes(xy - centre, ref - ref.mean(axis=0))
+    return (xy - centre) @ rotation + ref.mean(axis=0)
+
+
+def aligned_maps(maps: Sequence[dict[str, np.ndarray]], method: str = "pca") -> list[dict[str, np.ndarray]]:
+    """Each model's maps (method -> (n, 2)) with `method`'s map aligned to the first model's."""
+    reference = maps[0][method]
+    return [{**m, method: procrustes_align(reference, m[method]) if i else np.asarray(m[method], np.float64)}
+            for i, m in enumerate(maps)]
+
+
+def model_neighbours(latents: Sequence[np.ndarray], k: int) -> list[np.ndarray]:
+    """Each model's k nearest latent neighbours (`atlas.neighbours.nearest_neighbours`) of every
+    sample: a list of (n, k) int32 row positions, nearest first; latents[i] is (n, d_i) on the
+    same samples in the same order."""
+    return [nearest_neighbours(z, int(k))[0].astype(np.int32) for z in latents]
+
+
+def measures_table(table: pd.DataFrame) -> dict:
+    """The compare table as the page's measures table: {columns, rows}, numbers rounded to 4
+    places (None where not finite); model_/epoch_ columns are left out (the names say them)."""
+    columns = [c for c in table.columns if not c.startswith(("model_", "epoch_"))]
+
+    def cell(value):
+        if isinstance(value, (str, np.str_)):
+            return str(value)
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() and abs(value) >= 1 else round(value, 4)
+
+    return {"columns": columns, "rows": [[cell(v) for v in row] for row in table[columns].itertuples(index=False)]}
