@@ -183,8 +183,10 @@ def _consistent(job: dict, bound: dict[str, str], models: dict) -> bool:
     """Whether a job is one of the jobs a key of the model or dataset `bound` names."""
     wc = job["wildcards"]
     if "model" in bound:
-        if "model" in wc:
-            return wc["model"] == bound["model"]
+        # a snapshot (model@epoch) is its model; a compared pair (a, b) belongs to both of its models
+        named = [wc[key].partition("@")[0] for key in ("model", "a", "b") if key in wc]
+        if named:
+            return bound["model"] in named
         return wc.get("dataset", models[bound["model"]]["dataset"]) == models[bound["model"]]["dataset"]
     if "dataset" in bound:
         return wc.get("dataset", bound["dataset"]) == bound["dataset"]

@@ -109,7 +109,8 @@ FV_OPTIMISER = ("featureviz.lr", "featureviz.output_objective", "featureviz.clip
                 "featureviz.tv_step")
 EXPLAIN_MAPS = ("explain.split", "explain.tsne", "explain.umap", "explain.pca.loading_components")
 # which pairs, so which jobs, there are (a model's snapshots are compared over training)
-COMPARED = ("compare.pairs", "compare.snapshots", "models.{model}.train.snapshots")
+COMPARED = ("compare.pairs", "compare.snapshots", "models.{model}.train.snapshots",
+            "models.{model}.train.epochs")  # the last snapshot is the trained model: not compared with it
 ATLAS_MODELS = ("atlas.models", "explain.models", "geometry.models")  # atlas.models defaults to the other two
 
 
