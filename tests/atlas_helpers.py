@@ -72,3 +72,25 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Fi
           seed=0, title="synthetic / m", point_size=settings["point_size"], thumbnails=settings["thumbnails"],
           importance="../importance/explorer.html")
     return files, page
+
+
+def open_page(browser, path: Path, width: int, height: int):
+    """An atlas-renderer page (the atlas, the comparison page) open in Chromium, once it is ready;
+    every request outside file:, data: and blob: is aborted and recorded in `page.blocked`, and
+    console errors in `page.errors`. Close it when done."""
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.blocked, pg.errors = [], []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.split(":", 1)[0] in ("file", "data", "blob"):
+            r.continue_()
+        else:
+            pg.blocked.append(r.request.url)
+            r.abort()
+
+    pg.route("**/*", route)
+    pg.goto(path.as_uri())
+    pg.wait_for_function("window.atlas.ready || window.atlas.error", timeout=30000)
+    return pg

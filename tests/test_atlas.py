@@ -17,7 +17,7 @@ from matplotlib.path import Path as Polygon
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from atlas_helpers import CLASSES, build_atlas
+from atlas_helpers import CLASSES, build_atlas, open_page
 from latent_atlas.atlas.jobs import atlas, thumbnail_rows
 from latent_atlas.atlas.neighbours import false_and_missing, jaccard, local_density, nearest_neighbours, overlap
 from latent_atlas.atlas.page import encode_array, quantise_latents
@@ -140,21 +140,7 @@ def page(built, browser):
     """The synthetic atlas open in Chromium; every request outside file:, data: and blob: is
     aborted and recorded, as are console errors."""
     _, path, _, _ = built
-    pg = browser.new_page(viewport={"width": 1400, "height": 760})
-    pg.blocked, pg.errors = [], []
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.split(":", 1)[0] in ("file", "data", "blob"):
-            r.continue_()
-        else:
-            pg.blocked.append(r.request.url)
-            r.abort()
-
-    pg.route("**/*", route)
-    pg.goto(path.as_uri())
-    pg.wait_for_function("window.atlas.ready || window.atlas.error", timeout=30000)
+    pg = open_page(browser, path, 1400, 760)
     yield pg
     pg.close()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_helpers import CLASSES, synthetic_inputs
+from atlas_helpers import CLASSES, open_page, synthetic_inputs
 from latent_atlas.atlas.neighbours import nearest_neighbours
 from latent_atlas.compare.jobs import compare_page
 from latent_atlas.compare.page import procrustes_align
@@ -90,21 +90,7 @@ def test_page_is_self_contained_and_deterministic(built, tmp_path):
 @pytest.fixture(scope="module")
 def page(built, browser):
     path = built[0]
-    pg = browser.new_page(viewport={"width": 1500, "height": 900})
-    pg.blocked, pg.errors = [], []
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.split(":", 1)[0] in ("file", "data", "blob"):
-            r.continue_()
-        else:
-            pg.blocked.append(r.request.url)
-            r.abort()
-
-    pg.route("**/*", route)
-    pg.goto(path.as_uri())
-    pg.wait_for_function("window.atlas.ready || window.atlas.error", timeout=30000)
+    pg = open_page(browser, path, 1500, 900)
     yield pg
     pg.close()
 
