@@ -141,6 +141,24 @@ def test_a_loaded_model_gives_the_native_tables(byom, name, fmt, caplog):
     outputs = ["latent"] if kind == "autoencoder" else ["features", "logits"]
     for output in outputs:
         assert f"{output} output, on cpu: path {path}" in caplog.text
+    # The compare stage says "identical": CKA 1, every neighbourhood kept, the probes exact.
+    measures = _compare_job(byom["root"] / name / "native" / "latents.parquet", folder / "latents.parquet", folder)
+    for column in ("linear_cka", "rbf_cka", "knn_overlap_k5"):
+        assert measures[column].iloc[0] == pytest.approx(1.0, abs=1e-6), column
+    assert measures["procrustes"].iloc[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def _compare_job(native: Path, loaded: Path, folder: Path) -> pd.DataFrame:
+    """The compare stage's pair job on a native model's latents and a loaded copy's; its measures."""
+    from latent_atlas.compare.jobs import compare_pair
+
+    out = Files(measures=str(folder / "measures.parquet"), points=str(folder / "points.parquet"),
+                dimensions=str(folder / "dimensions.parquet"))
+    compare_pair(Job(input=Files(latents_a=str(native), latents_b=str(loaded)), output=out,
+                     wildcards=Files(dataset="tiny", a="native", b="loaded")),
+                 seed=0, numeric_threads=1, split="all", max_samples=200, k=[5], rbf_max_samples=100, svcca_k=4,
+                 cv_folds=3)
+    return read_parquet(out.measures)
 
 
 def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
