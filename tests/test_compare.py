@@ -42,7 +42,7 @@ def test_snapshot_pairs_follow_training():
     ({"pairs": [["conv_ae", "nope"]]}, r"compare\.pairs\[0\]: 'nope' is not a defined model"),
     ({"pairs": [["conv_ae", "conv_ae"]]}, r"compare\.pairs\[0\]: compares 'conv_ae' with itself"),
     ({"pairs": [["conv_ae@3", "conv_vae"]]}, r"compare\.pairs\[0\]: 'conv_ae@3' is not a snapshot of conv_ae"),
-    ({"snapshots": ["conv_ae"]}, r"compare\.snapshots\[0\]: 'conv_ae' takes no training snapshots"),
+    ({"snapshots": ["dense_ae"]}, r"compare\.snapshots\[0\]: 'dense_ae' takes no training snapshots"),
 ])
 def test_config_errors_name_the_key(compare, message):
     with pytest.raises(ConfigError, match=message):
