@@ -4,14 +4,13 @@ their own in the config and the workflow."""
 
 from __future__ import annotations
 
-import copy
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-from conftest import TEST_CONFIG, run_snakemake
+from conftest import TEST_CONFIG
 from latent_atlas.config import ConfigError, check_config, model_entries
 from latent_atlas.data.store import save_dataset
 from latent_atlas.io import read_parquet_metadata
@@ -189,21 +188,21 @@ def test_snapshots_only_for_models_trained_here(tmp_path):
 
 def test_a_models_list_names_snapshots_its_model_declares():
     cfg = _config((1, 5))
-    cfg["geometry"]["models"] = ["dense_ae@5", "conv_ae"]
+    cfg["geometry"]["models"] = ["dense_ae@5", "conv_vae"]
     cfg["atlas"]["models"] = ["dense_ae@1"]
     check_config(cfg)
     cfg["geometry"]["models"] = ["dense_ae@7"]
     with pytest.raises(ConfigError, match=r"geometry\.models\[0\]: 'dense_ae@7' is not a snapshot of dense_ae "
                                           r"\(its train\.snapshots: \[1, 5\]\)"):
         check_config(cfg)
-    cfg["geometry"]["models"] = ["conv_ae", "conv_ae@5"]
-    with pytest.raises(ConfigError, match=r"geometry\.models\[1\]: 'conv_ae@5' is not a snapshot of conv_ae "
+    cfg["geometry"]["models"] = ["conv_vae", "conv_vae@5"]
+    with pytest.raises(ConfigError, match=r"geometry\.models\[1\]: 'conv_vae@5' is not a snapshot of conv_vae "
                                           r"\(its train\.snapshots: none\)"):
         check_config(cfg)
     cfg["geometry"]["models"] = ["dense@5"]
     with pytest.raises(ConfigError, match=r"geometry\.models\[0\]: 'dense@5' is not a defined model"):
         check_config(cfg)
-    cfg["geometry"]["models"] = ["conv_ae"]
+    cfg["geometry"]["models"] = ["conv_vae"]
     cfg["featureviz"]["models"] = ["dense_ae@5"]  # a snapshot runs what its model can
     with pytest.raises(ConfigError, match=r"featureviz\.models\[0\]: model 'dense_ae@5' cannot run featureviz"):
         check_config(cfg)
@@ -225,27 +224,19 @@ def test_a_snapshot_in_geometry_models_gets_its_own_jobs(tmp_path):
                               "geometry_umap", "geometry_random_points", "plot_geometry",
                               "plot_geometry_random_points"}
     assert ("train_with_snapshots", "dense_ae") in jobs and ("train", "dense_ae") not in jobs
-    assert ("train", "conv_ae") in jobs
+    assert ("train", "conv_vae") in jobs
     assert not any(model == "dense_ae@2" for _, model in jobs)
 
 
 @pytest.mark.slow
-def test_a_snapshot_runs_as_a_model(tmp_path):
-    """A small run: a dense AE trained 3 epochs keeping 2 and 3; dense_ae@3's model.pt is
-    dense_ae's byte for byte, and dense_ae@2's latents carry its own name and hash."""
-    cfg = {"seed": 0, "numeric_threads": 1,
-           "datasets": {"digits": {"source": "sklearn_digits"}},
-           "models": {"dense_ae": {"dataset": "digits", "arch": "dense_ae", "params": {"hidden": [], "latent_dim": 4},
-                                   "train": {"epochs": 3, "batch_size": 128, "snapshots": [2, 3]}}}}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
-    results = tmp_path / "results" / "digits"
-    run_snakemake(tmp_path, "--cores", "2", "results/digits/dense_ae@2/latents.parquet",
-                  "results/digits/dense_ae@3/model.pt", configfile=configfile)
-    assert (results / "dense_ae@3" / "model.pt").read_bytes() == (results / "dense_ae" / "model.pt").read_bytes()
-    assert sorted(p.name for p in (results / "dense_ae" / "snapshots").glob("*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
-    metadata = read_parquet_metadata(results / "dense_ae@2" / "latents.parquet")
-    assert metadata["model"] == "dense_ae@2"
-    assert metadata["config_hash"] == model_config_hash(fill_defaults(copy.deepcopy(cfg), schema_node("#")),
-                                                        "dense_ae@2")
-    assert not (results / "dense_ae" / "checkpoints").exists()
+def test_a_snapshot_runs_as_a_model(e2e_run):
+    """The test config's conv_ae keeps snapshots after epochs 5 and 15 (its last): conv_ae@15's
+    model.pt is conv_ae's byte for byte, and conv_ae@5's latents carry its own name and hash."""
+    results = e2e_run / "results" / "digits"
+    assert (results / "conv_ae@15" / "model.pt").read_bytes() == (results / "conv_ae" / "model.pt").read_bytes()
+    assert sorted(p.name for p in (results / "conv_ae" / "snapshots").glob("*.pt")) == ["epoch_15.pt", "epoch_5.pt"]
+    metadata = read_parquet_metadata(results / "conv_ae@5" / "latents.parquet")
+    assert metadata["model"] == "conv_ae@5"
+    cfg = fill_defaults(yaml.safe_load(TEST_CONFIG.read_text()), schema_node("#"))
+    assert metadata["config_hash"] == model_config_hash(cfg, "conv_ae@5") != model_config_hash(cfg, "conv_ae")
+    assert not (results / "conv_ae" / "checkpoints").exists()
