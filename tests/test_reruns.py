@@ -236,12 +236,22 @@ def test_the_comparison_finds_too_many_and_too_few_reruns():
                               {"jobs": [added, {**block, "run": "own"}]}, filled)) == 1
 
 
-def probe(workdir, configs: list[dict]) -> list[dict]:
+def probe(workdir, configs: list[dict], processes: int = 1) -> list[dict]:
+    """Dry runs of `configs` on the finished run in `workdir`, in order, in `processes` probe
+    processes at once (a dry run uses one core)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "rerun_probe.py"), str(workdir)],
-                          input=json.dumps(configs), capture_output=True, text=True, env=env, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    def run(chunk: list[dict]) -> list[dict]:
+        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "rerun_probe.py"), str(workdir)],
+                              input=json.dumps(chunk), capture_output=True, text=True, env=env, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    with ThreadPoolExecutor(processes) as pool:
+        lines = list(pool.map(run, [configs[i::processes] for i in range(processes)]))
+    return [lines[i % processes][i // processes] for i in range(len(configs))]
 
 
 @pytest.mark.slow
@@ -262,7 +272,7 @@ def test_every_key_reruns_exactly_its_readers(e2e_run):
         edits.append((key, value, config))
     assert set(skipped) <= {g for _, g, _ in leaf_keys(filled)} and len(edits) > 150
 
-    results = probe(e2e_run, [base] + [config for _, _, config in edits])
+    results = probe(e2e_run, [base] + [config for _, _, config in edits], processes=2)
     unchanged = [j for j in results[0]["jobs"] if j.get("run") and j["rule"] != "all"]
     assert not unchanged, f"the unedited config reruns {unchanged}"
 
