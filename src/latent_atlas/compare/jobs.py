@@ -150,8 +150,9 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
     label_type = np.uint8 if len(class_names) <= 255 else np.uint16
     arrays = {"ids": sample_ids.astype(np.int32), "label": ids["label"].to_numpy().astype(label_type)}
     map_specs = []
+    neighbours = model_neighbours(latents, k)
     for i, (model, xy) in enumerate(zip(models, coords)):
-        arrays[f"knn_{i}"] = model_neighbours([latents[i]], k)[0]
+        arrays[f"knn_{i}"] = neighbours[i]
         for m in METHODS:
             arrays[f"xy_{i}_{m}"] = xy[m].astype(np.float32)
             map_specs.append({"name": f"{model}/{m}", "array": f"xy_{i}_{m}", "method": m, "model": model,
