@@ -121,8 +121,7 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
     seeded with `seed`)."""
     from latent_atlas.atlas.jobs import page_thumbnails
     from latent_atlas.atlas.page import atlas_document, class_palette
-    from latent_atlas.compare.figures import overlap_column
-    from latent_atlas.compare.page import aligned_maps, measures_table, model_neighbours
+    from latent_atlas.compare.page import aligned_maps, measures_table, page_arrays
     from latent_atlas.explain.maps import coords_of, method_rows
     from latent_atlas.explain.samples import positions_of
     from latent_atlas.projections import METHODS
@@ -147,26 +146,8 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
         latents.append(_rows(z, sample_ids, job.input[f"latents_{i}"], "compare page"))
         class_names = class_names or list(z.class_names)
     n = len(ids)
-    label_type = np.uint8 if len(class_names) <= 255 else np.uint16
-    arrays = {"ids": sample_ids.astype(np.int32), "label": ids["label"].to_numpy().astype(label_type)}
-    map_specs = []
-    neighbours = model_neighbours(latents, k)
-    for i, (model, xy) in enumerate(zip(models, coords)):
-        arrays[f"knn_{i}"] = neighbours[i]
-        for m in METHODS:
-            arrays[f"xy_{i}_{m}"] = xy[m].astype(np.float32)
-            map_specs.append({"name": f"{model}/{m}", "array": f"xy_{i}_{m}", "method": m, "model": model,
-                              "knn": f"knn_{i}", "aligned": m == "pca" and i > 0})
-    scalars = []
-    for j, (a, b) in enumerate(pairs):
-        points = read_parquet(job.input[f"points_{j}"])
-        column = overlap_column(points)
-        rows = positions_of(points["sample_id"].to_numpy(), sample_ids, job.input[f"points_{j}"])
-        arrays[f"overlap_{j}"] = points[column].to_numpy(np.float32)[rows]
-        scalars.append({"mode": f"overlap:{j}", "array": f"overlap_{j}", "lo": 0.0, "hi": 1.0,
-                        "option": f"kNN overlap {a} vs {b}",
-                        "label": f"{a} vs {b}: Jaccard of the {column.rpartition('_k')[2]} nearest neighbours"})
-
+    points = [read_parquet(job.input[f"points_{j}"]) for j in range(len(pairs))]
+    arrays, map_specs, scalars = page_arrays(models, pairs, ids, coords, latents, points, class_names, k)
     sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
     meta = {
         "title": f"compared models on {dataset}", "kind": "embedding", "n": n, "k": int(k),

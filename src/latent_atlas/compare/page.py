@@ -5,7 +5,8 @@ the PCA maps turned to face the first model's (`procrustes_align`: PCA axes have
 and, for close eigenvalues, an arbitrary rotation, so unaligned maps of two alike spaces can look
 mirrored); each model's k nearest latent neighbours of every sample (`model_neighbours`), which
 the page shows side by side on a click, marking those not shared by every model; per pair, each
-sample's neighbourhood overlap (from compare_pair's points table) as a colour mode.
+sample's neighbourhood overlap (from compare_pair's points table) as a colour mode
+(`page_arrays` packs them all as the renderer's typed arrays).
 """
 
 from __future__ import annotations
@@ -64,3 +65,41 @@ def measures_table(table: pd.DataFrame) -> dict:
         return int(value) if value.is_integer() and abs(value) >= 1 else round(value, 4)
 
     return {"columns": columns, "rows": [[cell(v) for v in row] for row in table[columns].itertuples(index=False)]}
+
+
+def page_arrays(models: Sequence[str], pairs: Sequence[tuple[str, str]], ids: pd.DataFrame,
+                coords: Sequence[dict[str, np.ndarray]], latents: Sequence[np.ndarray],
+                points: Sequence[pd.DataFrame], class_names: Sequence[str],
+                k: int) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
+    """The page's typed arrays and their descriptions: (arrays, map specs, scalar colour modes).
+
+    `ids` (n rows: sample_id, label) orders every array; `coords[i]` is model i's maps (method ->
+    (n, 2)) and `latents[i]` its latent vectors (n, d_i), both in that order; `points[j]` is pair
+    j's per-point table from compare_pair (any order, matched by sample_id). Arrays: ids (int32),
+    label (uint8, or uint16 past 255 classes), xy_{i}_{method} (float32), knn_{i} (the `k` nearest
+    latent neighbours, int32 rows), overlap_{j} (float32 in [0, 1]).
+    """
+    from latent_atlas.compare.figures import overlap_column
+    from latent_atlas.explain.samples import positions_of
+    from latent_atlas.projections import METHODS
+
+    sample_ids = ids["sample_id"].to_numpy()
+    label_type = np.uint8 if len(class_names) <= 255 else np.uint16
+    arrays = {"ids": sample_ids.astype(np.int32), "label": ids["label"].to_numpy().astype(label_type)}
+    map_specs = []
+    neighbours = model_neighbours(latents, k)
+    for i, (model, xy) in enumerate(zip(models, coords)):
+        arrays[f"knn_{i}"] = neighbours[i]
+        for m in METHODS:
+            arrays[f"xy_{i}_{m}"] = xy[m].astype(np.float32)
+            map_specs.append({"name": f"{model}/{m}", "array": f"xy_{i}_{m}", "method": m, "model": model,
+                              "knn": f"knn_{i}", "aligned": m == "pca" and i > 0})
+    scalars = []
+    for j, ((a, b), table) in enumerate(zip(pairs, points)):
+        column = overlap_column(table)
+        rows = positions_of(table["sample_id"].to_numpy(), sample_ids, f"the points table of {a} vs {b}")
+        arrays[f"overlap_{j}"] = table[column].to_numpy(np.float32)[rows]
+        scalars.append({"mode": f"overlap:{j}", "array": f"overlap_{j}", "lo": 0.0, "hi": 1.0,
+                        "option": f"kNN overlap {a} vs {b}",
+                        "label": f"{a} vs {b}: Jaccard of the {column.rpartition('_k')[2]} nearest neighbours"})
+    return arrays, map_specs, scalars
