@@ -130,6 +130,15 @@ def test_hover_highlights_the_sample_on_every_map(page, built):
     for name in (f"{m}/{x}" for m in ("m1", "m2") for x in METHODS):
         assert _ring_near(page, name, page.evaluate(f"window.atlas.screenPosition({sid}, '{name}')")), name
     page.mouse.move(2, 2)
+    # atlas.hover (what benchmarks/compare_page.py times) does the same at once: lookup and rings
+    other = int(built[1][97])
+    pos = page.evaluate(f"window.atlas.screenPosition({other}, 'm2/umap')")
+    hover = page.evaluate(f"window.atlas.hover('m2/umap', {pos['x']}, {pos['y']})")
+    assert hover["id"] == other and hover["ms"] >= 0 and page.evaluate("window.atlas.hovered()") == other
+    for name in (f"{m}/{x}" for m in ("m1", "m2") for x in METHODS):
+        assert _ring_near(page, name, page.evaluate(f"window.atlas.screenPosition({other}, '{name}')")), name
+    page.evaluate("window.atlas.hover('m2/umap', -100, -100)")
+    assert page.evaluate("window.atlas.hovered()") is None
 
 
 def test_pair_selector_colours_by_overlap(page, built):
