@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import yaml
 
 from latent_atlas.models.archs import model_kind, model_offers, model_snapshots, model_source, source_settings
-from latent_atlas.schema import ConfigError, fill_defaults, schema_node, with_defaults
+from latent_atlas.schema import SAFE_LOADER, ConfigError, fill_defaults, schema_node, with_defaults
 
 # What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
 # every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
@@ -83,7 +83,7 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[st
     """Every schema violation of `config`, each as 'key.path: what was expected'."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.load(Path(schema_path).read_text(), Loader=SAFE_LOADER)
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
