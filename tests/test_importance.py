@@ -481,6 +481,28 @@ def test_figures_draw_the_table_values(tmp_path):
         impfig.plot_class(pixel, lat, 9, 2)
 
 
+@pytest.mark.parametrize("d", [32, 50])
+def test_every_bar_is_named_in_the_plotted_order(d):
+    """The class bar charts name every bar, in the order drawn (32 dimensions: matplotlib's own
+    ticks named every other one); past MAX_BARS the most important are drawn and the rest counted."""
+    import matplotlib.pyplot as plt
+
+    pixel, lat = _figure_tables(3, 3, d, n_classes=2)
+    shown = min(d, impfig.MAX_BARS)
+    for fig, axes in ((impfig.plot_class(pixel, lat, 1, 3), [0]), (impfig.plot_classes(pixel, lat, 3), [0, 4])):
+        fig.canvas.draw()
+        for i, cls in zip(axes, (1,) if len(axes) == 1 else (0, 1)):
+            ax = fig.axes[i]
+            ranked = lat[lat["class"] == cls].sort_values("importance", ascending=False)
+            heights = [b.get_height() for b in ax.patches]
+            np.testing.assert_allclose(heights, ranked["importance"].to_numpy()[:shown])
+            labels = [t.get_text() for t in ax.get_xticklabels()]
+            assert labels == [f"z{dim}" for dim in ranked["dim"].to_numpy()[:shown]]
+            assert list(ax.get_xticks()) == list(range(shown))
+            assert (ax.get_xlabel() == f"top {shown} of {d} dimensions ({d - shown} not shown)") == (d > shown)
+        plt.close(fig)
+
+
 def test_plan_reads_the_image_shape_from_the_store(tmp_path):
     np.save(tmp_path / "images.npy", np.zeros((3, 1, 28, 28), np.uint8))
     assert importance_plan.plan(tmp_path, 64)["n_blocks"] == 13

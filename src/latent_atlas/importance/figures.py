@@ -114,16 +114,28 @@ def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None, axes
     return fig
 
 
+# Bars a class's chart draws, each with its name; past this many, the most important ones.
+MAX_BARS = 40
+
+
 def _bar(ax, sub: pd.DataFrame, top: list[int], horizontal: bool = False):
-    """Latent importance of one class, sorted, with one-std error bars; top dimensions in red."""
+    """Latent importance of one class, sorted, with one-std error bars; top dimensions in red.
+
+    Every bar carries its dimension's name (a reader takes the named bars for the ranking); with
+    more than MAX_BARS dimensions the MAX_BARS most important are drawn and the axis says how
+    many are left out.
+    """
     sub = sub.sort_values(["importance", "dim"], ascending=[False, True], kind="stable")
+    left_out = max(0, len(sub) - MAX_BARS)
+    sub = sub.iloc[:MAX_BARS]
     colors = ["#c0392b" if d in top else "#7f8c8d" for d in sub["dim"]]
     pos = np.arange(len(sub))
     ax.bar(pos, sub["importance"], yerr=sub["std"], color=colors, width=0.8,
            error_kw={"elinewidth": 0.6, "capsize": 0})
-    step = max(1, len(sub) // 16)
-    ax.set_xticks(pos[::step])
-    ax.set_xticklabels([f"z{d}" for d in sub["dim"]][::step], rotation=90, fontsize=6)
+    ax.set_xticks(pos)
+    ax.set_xticklabels([f"z{d}" for d in sub["dim"]], rotation=90, fontsize=6 if len(sub) <= 24 else 5)
+    if left_out:
+        ax.set_xlabel(f"top {len(sub)} of {len(sub) + left_out} dimensions ({left_out} not shown)", fontsize=6)
     ax.set_ylabel("importance (MSE)", fontsize=7)
     ax.tick_params(axis="y", labelsize=6)
 
