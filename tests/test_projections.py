@@ -64,3 +64,25 @@ def test_subsample_indices_sorted_deterministic_stratified():
     assert not np.array_equal(a, subsample_indices(1000, 100, 8, labels=labels))
     assert np.array_equal(subsample_indices(50, 80, 0), np.arange(50))
     assert len(np.unique(subsample_indices(1000, 999, 1))) == 999
+
+
+def test_knn_indices_equal_umaps_own_with_ties():
+    """projections.knn_indices, which umap_fit has umap-learn use for small data sets, gives the
+    indices of umap's `fast_knn_indices` (its Python body: no numba compile), ties included
+    (duplicate samples: equal distances go to the lower index in both)."""
+    import umap.umap_
+    import umap.utils
+    from scipy.spatial.distance import cdist
+
+    from latent_atlas.projections import knn_indices, umap_fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).round(1)
+    x[60:70] = x[:10]  # duplicates: distance 0 ties
+    d = cdist(x, x)
+    for k in (1, 5, 16):
+        got = knn_indices(d, k)
+        assert got.dtype == np.int32 and got.shape == (120, k)
+        np.testing.assert_array_equal(got, umap.utils.fast_knn_indices.py_func(d, k))
+    umap_fit(x[:20], n_neighbors=5)
+    assert umap.umap_.fast_knn_indices is knn_indices  # the fit used it

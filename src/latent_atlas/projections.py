@@ -138,6 +138,7 @@ def umap_fit(X, *, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "
     """
     import umap  # imported here: numba compiles on import (~30 s per new process)
 
+    _use_numpy_knn_indices()
     X = _as_matrix(X)
     model = umap.UMAP(
         n_neighbors=int(max(2, min(n_neighbors, len(X) - 1))),
@@ -150,6 +151,30 @@ def umap_fit(X, *, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "
         verbose=False,
     )
     return model.fit(X)
+
+
+def knn_indices(distances: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Each row's `n_neighbors` smallest entries of a distance matrix, nearest first: (n, k) int32.
+
+    The same indices as umap-learn's `umap.utils.fast_knn_indices` (a stable argsort of each row,
+    so ties go to the lower index), in numpy.
+    """
+    return np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors].astype(np.int32)
+
+
+def _use_numpy_knn_indices() -> None:
+    """Let umap-learn find the neighbours of a small data set (< 4,096 samples: it computes all
+    distances, then `fast_knn_indices`) with `knn_indices`, which gives the same indices.
+
+    umap's function is numba with parallel=True, which numba compiles again in every new process
+    and cannot cache: 9 s of a 12 s fit of 300 points here, for milliseconds of work. Left as it
+    is if umap-learn's layout is not the one this was written for (0.5.x).
+    """
+    import umap.umap_
+    import umap.utils
+
+    if getattr(umap.umap_, "fast_knn_indices", None) is getattr(umap.utils, "fast_knn_indices", False):
+        umap.umap_.fast_knn_indices = knn_indices
 
 
 @dataclass
