@@ -56,3 +56,25 @@ def test_a_pair_of_two_datasets_shares_no_samples():
     with pytest.raises(ConfigError, match=r"compare\.pairs\[0\]: models 'conv_ae' \(dataset 'digits'\) and "
                                           r"'elsewhere' \(dataset 'other'\) share no samples"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("max_samples, compare_maps", [(300, ["mlp"]), (200, ["cnn", "mlp"])])
+def test_a_model_explain_maps_on_the_same_samples_reuses_explains_maps(tmp_path, max_samples, compare_maps):
+    """The test config explains the cnn on 300 test samples: comparing it on those 300 reads
+    explain's maps (no compare_maps job of its own), on 200 it maps them itself."""
+    import re
+
+    from conftest import run_snakemake
+
+    cfg = _config(pairs=[["cnn", "mlp"]], max_samples=max_samples)
+    assert cfg["explain"]["n_samples"] == 300 and cfg["explain"]["models"] == ["cnn"]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", "results/figures/digits/compare.html", configfile=config)
+    out = proc.stdout + proc.stderr
+    planned = sorted(re.findall(r"rule compare_maps:\n(?:.*\n)*?\s+wildcards: dataset=digits, model=(\w+)", out))
+    assert planned == compare_maps
+    page_inputs = re.search(r"rule compare_page:\n\s+input: (.*)", out).group(1)
+    cnn_maps = "explain" if "cnn" not in compare_maps else "compare"
+    assert f"results/digits/cnn/{cnn_maps}/maps.parquet" in page_inputs
+    assert "results/digits/mlp/compare/maps.parquet" in page_inputs

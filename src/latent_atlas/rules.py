@@ -112,6 +112,8 @@ EXPLAIN_MAPS = ("explain.split", "explain.tsne", "explain.umap", "explain.pca.lo
 COMPARED = ("compare.pairs", "compare.snapshots", "models.{model}.train.snapshots",
             "models.{model}.train.epochs")  # the last snapshot is the trained model: not compared with it
 ATLAS_MODELS = ("atlas.models", "explain.models", "geometry.models")  # atlas.models defaults to the other two
+# whether a compared model's maps are explain's (workflow compare_maps_of: same samples, same job)
+EXPLAIN_SAME_MAPS = ("explain.models", "explain.split", "explain.n_samples", "explain.samples.ids")
 
 
 def _keys(prefix: str, *names: str) -> tuple[str, ...]:
@@ -209,9 +211,11 @@ READS: dict[str, Reads] = {
                                            "cv_folds")),
                           via=COMPARED),
     "compare_table": Reads(via=COMPARED),
-    "plot_compare": Reads(("compare.show", *FIGURE), via=COMPARED),
+    # their maps are explain's where explain maps the same samples (compare_maps_of)
+    "plot_compare": Reads(("compare.show", *FIGURE), via=(*COMPARED, *EXPLAIN_SAME_MAPS)),
     # the comparison page: the first of compare.k, the atlas's point size and thumbnails
-    "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"), via=COMPARED),
+    "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"),
+                          via=(*COMPARED, *EXPLAIN_SAME_MAPS)),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }

@@ -31,6 +31,20 @@ def compare_table_inputs(wildcards):
     return compare_pair_files(wildcards.dataset, "measures")
 
 
+def compare_maps_of(dataset, model):
+    """A model's maps of the compared samples. They are explain's maps when explain maps the
+    model with the same split and sample count and no named samples (the same job on the same
+    samples with the same settings: byte for byte the same coordinates), else compare_maps'."""
+    if (
+        model in EXPLAIN["models"]
+        and EXPLAIN["split"] == COMPARE["split"]
+        and EXPLAIN["n_samples"] == COMPARE["max_samples"]
+        and not EXPLAIN["samples"]["ids"]
+    ):
+        return rules.explain_maps.output.maps.format(dataset=dataset, model=model)
+    return rules.compare_maps.output.maps.format(dataset=dataset, model=model)
+
+
 def compare_plot_inputs(wildcards):
     """The table, each pair's per-point overlap, dimensions and A's maps, and the images."""
     out = {
@@ -38,9 +52,7 @@ def compare_plot_inputs(wildcards):
         "data": dataset_store(wildcards.dataset),
     }
     for i, (a, _) in enumerate(compare_pairs_of(wildcards.dataset)):
-        out[f"maps_{i}"] = rules.compare_maps.output.maps.format(
-            dataset=wildcards.dataset, model=a.partition("@")[0]
-        )
+        out[f"maps_{i}"] = compare_maps_of(wildcards.dataset, a.partition("@")[0])
     for name in ("points", "dimensions"):
         for i, path in enumerate(compare_pair_files(wildcards.dataset, name)):
             out[f"{name}_{i}"] = path
@@ -57,9 +69,7 @@ def compare_page_inputs(wildcards):
     }
     models = rules_lib.compared_models(compare_pairs_of(dataset))
     for i, model in enumerate(models):
-        out[f"maps_{i}"] = rules.compare_maps.output.maps.format(
-            dataset=dataset, model=model
-        )
+        out[f"maps_{i}"] = compare_maps_of(dataset, model)
         out[f"latents_{i}"] = f"results/{dataset}/{model}/latents.parquet"
     for i, path in enumerate(compare_pair_files(dataset, "points")):
         out[f"points_{i}"] = path
