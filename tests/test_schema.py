@@ -59,3 +59,26 @@ def test_defaults_equal_what_snakemake_validate_fills(tmp_path):
     assert config["models"]["m"]["extract"] == defaults("#/$defs/model")["extract"]
     assert config["importance"] == defaults("#/properties/importance")
     assert config["geometry"] == defaults("#/properties/geometry")
+
+
+@pytest.mark.parametrize("path", sorted((SCHEMA_PATH.parents[2] / "config").rglob("*.yaml")), ids=lambda p: p.name)
+def test_validate_config_fills_what_snakemake_validate_fills(path):
+    """The workflow fills defaults with schema.validate_config (the schema read once); Snakemake's
+    validate() gives the same config for every shipped one, and both refuse a wrong type."""
+    import copy
+
+    import jsonschema
+    from snakemake.utils import validate
+
+    from latent_atlas.schema import validate_config
+
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict) or "datasets" not in config:
+        pytest.skip(f"{path.name} is not a workflow config")
+    ours, theirs = copy.deepcopy(config), copy.deepcopy(config)
+    validate_config(ours)
+    validate(theirs, schema=str(SCHEMA_PATH))
+    assert ours == theirs and ours != config
+    bad = {**copy.deepcopy(config), "seed": "zero"}
+    with pytest.raises(jsonschema.ValidationError, match="'zero' is not of type 'integer'"):
+        validate_config(bad)

@@ -1,7 +1,6 @@
 # Config validation, naming of results, and the registry of every stage's targets.
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from latent_atlas.config import (
     ConfigError,
@@ -12,13 +11,14 @@ from latent_atlas.config import (
 )
 import latent_atlas.rules as rules_lib
 from latent_atlas.models.archs import model_kind, model_offers, model_source
-from latent_atlas.schema import SCHEMA_PATH
+from latent_atlas.schema import SCHEMA_PATH, validate_config
 
-# Schema problems are reported with their key paths first; validate() then fills the defaults.
+# Schema problems are reported with their key paths first; validate_config (Snakemake's
+# validate(), on the schema read once) then fills the defaults.
 _errors = schema_errors(config, SCHEMA_PATH)
 if _errors:
     raise WorkflowError("Invalid config:\n  " + "\n  ".join(_errors))
-validate(config, schema=str(SCHEMA_PATH))
+validate_config(config)
 try:
     check_config(config, results="results")
 except ConfigError as err:
