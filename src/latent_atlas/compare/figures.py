@@ -140,20 +140,35 @@ def plot_overlap(pairs: Sequence[tuple[str, str]], points: Sequence[pd.DataFrame
     extra = f" (the first {shown} of {len(pairs)} pairs)" if len(pairs) > shown else ""
     fig.suptitle("Neighbourhoods kept from A to B; right: the samples whose neighbours change most" + extra,
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # 0.4 in at the top for the title
     return fig
 
 
 def plot_dimensions(pairs: Sequence[tuple[str, str]], dimensions: Sequence[pd.DataFrame]) -> plt.Figure:
-    """Per pair, the |correlation| of each matched dimension pair (Hungarian assignment), best first."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for (a, b), dims in zip(pairs, dimensions):
-        ax.plot(np.arange(1, len(dims) + 1), dims["abs_correlation"].to_numpy(), marker="o", ms=2.5,
-                label=f"{a} vs {b}")
+    """Per pair, the |correlation| of each matched dimension pair (Hungarian assignment), best first.
+
+    Pairs of models are solid lines in distinct colours; pairs with a training snapshot dashed, in
+    viridis order (many of them: one model over training); the legend sits beside the axes.
+    """
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    snapshot = ["@" in a or "@" in b for a, b in pairs]
+    models = plt.get_cmap("tab10")
+    later = plt.get_cmap("viridis")
+    n_snap = max(1, sum(snapshot))
+    i_model = i_snap = 0
+    for (a, b), dims, is_snap in zip(pairs, dimensions, snapshot):
+        if is_snap:
+            style = {"color": later(0.9 * i_snap / max(1, n_snap - 1)), "ls": "--"}
+            i_snap += 1
+        else:
+            style = {"color": models(i_model % 10), "ls": "-"}
+            i_model += 1
+        ax.plot(np.arange(1, len(dims) + 1), dims["abs_correlation"].to_numpy(), marker="o", ms=2.5, lw=1.2,
+                label=f"{a} vs {b}", **style)
     ax.set_xlabel("matched dimension pair (best first)")
     ax.set_ylabel("|correlation|")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=1 + len(pairs) // 8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Do single dimensions correspond? One-to-one matches of A's and B's dimensions")
     fig.tight_layout()
     return fig
