@@ -57,6 +57,10 @@ GALLERY = [
     (f"{FM}/dense_ae/importance_classes.png", "importance_classes.png"),
     (f"{FM}/dense_ae/importance_class_6.png", "importance_class_6.png"),
     (f"{FM}/dense_ae/importance_directional.png", "importance_directional.png"),
+    (f"{FM}/compare_cka.png", "compare_cka.png"),
+    (f"{FM}/compare_trajectory.png", "compare_trajectory.png"),
+    (f"{FM}/compare_overlap.png", "compare_overlap.png"),
+    (f"{FM}/compare_dimensions.png", "compare_dimensions.png"),
     (f"{FM}/mlp/featureviz_tv_sweep.png", "featureviz_tv_sweep.png", (0.0, 0.426)),  # title + 4 classes
     (f"{FM}/mlp/featureviz_gallery_layer7.png", "featureviz_gallery_layer7.png"),
     (f"{FM}/mlp/featureviz_unregularised.png", "featureviz_unregularised.png"),
@@ -73,6 +77,7 @@ CHROMIUM = "/usr/bin/chromium"
 # (page under a results tree, gallery file name, viewport (w, h), JavaScript condition to wait for).
 PAGES = [
     (f"{FM}/cnn/atlas.html", "atlas.png", (1400, 800), "window.atlas.ready || window.atlas.error"),
+    (f"{FM}/compare.html", "compare_page.png", (1500, 1000), "window.atlas.ready || window.atlas.error"),
     ("fashion_mnist/dense_ae/importance/explorer.html", "importance_explorer.png", (1200, 820),
      "document.querySelector('#maps .map canvas') !== null"),
     ("fsdd/fsdd_ae/importance/explorer.html", "fsdd_importance_explorer.png", (1200, 820),
