@@ -70,7 +70,7 @@ def test_validate_config_fills_what_snakemake_validate_fills(path):
     import jsonschema
     from snakemake.utils import validate
 
-    from latent_atlas.schema import validate_config
+    from latent_atlas.config import validate_config
 
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict) or "datasets" not in config:

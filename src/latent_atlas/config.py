@@ -6,13 +6,15 @@ checks how the parts refer to each other and raises ConfigError naming the key p
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from latent_atlas.models.archs import model_kind, model_offers, model_snapshots, model_source, source_settings
-from latent_atlas.schema import SAFE_LOADER, ConfigError, fill_defaults, schema_node, with_defaults
+from latent_atlas.schema import SAFE_LOADER, SCHEMA_PATH, ConfigError, _schema, fill_defaults, schema_node, with_defaults
 
 # What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
 # every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
@@ -77,6 +79,35 @@ def _check_snapshots(key: str, m: Mapping[str, Any]) -> None:
     if beyond:
         raise ConfigError(f"{key}: {beyond} beyond the last epoch (train.epochs: {trained}); a snapshot "
                           f"is taken after an epoch of training")
+
+
+@lru_cache(maxsize=None)
+def _default_filling_validator(path: str):
+    """A jsonschema validator of the schema at `path` that sets each missing property that has a
+    `default` before validating it: the recipe of jsonschema's FAQ that Snakemake's
+    `snakemake.utils.validate` uses (each default a copy here: the schema is cached)."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})(_schema(path))
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate `config` against the schema and fill its defaults in place, as Snakemake's
+    validate(config, schema) does (the same recipe; tests/test_schema.py compares the two on every
+    shipped config), without reading the schema again: Snakemake's reader parses it in pure
+    Python, 0.25 s at every start of the workflow, also in each SLURM job step. Raises
+    jsonschema's ValidationError; returns `config`."""
+    _default_filling_validator(str(schema_path)).validate(config)
+    return config
 
 
 def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[str]:

@@ -64,35 +64,6 @@ def fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     return instance
 
 
-@lru_cache(maxsize=None)
-def _default_filling_validator(path: str):
-    """A jsonschema validator of the schema at `path` that sets each missing property that has a
-    `default` before validating it: the recipe of jsonschema's FAQ that Snakemake's
-    `snakemake.utils.validate` uses (each default a copy here: the schema is cached)."""
-    from jsonschema import Draft202012Validator, validators
-
-    check_properties = Draft202012Validator.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from check_properties(validator, properties, instance, schema)
-
-    return validators.extend(Draft202012Validator, {"properties": set_defaults})(_schema(path))
-
-
-def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Validate `config` against the schema and fill its defaults in place, as Snakemake's
-    validate(config, schema) does (the same recipe; tests/test_schema.py compares the two on every
-    shipped config), without reading the schema again: Snakemake's reader parses it in pure
-    Python, 0.25 s at every start of the workflow, also in each SLURM job step. Raises
-    jsonschema's ValidationError; returns `config`."""
-    _default_filling_validator(str(schema_path)).validate(config)
-    return config
-
-
 def defaults(pointer: str) -> dict:
     """Defaults of the object at `pointer` in the schema, e.g. defaults("#/$defs/train")."""
     return fill_defaults({}, schema_node(pointer))

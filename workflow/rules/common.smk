@@ -8,10 +8,11 @@ from latent_atlas.config import (
     model_entries,
     schema_errors,
     section_refusal,
+    validate_config,
 )
 import latent_atlas.rules as rules_lib
 from latent_atlas.models.archs import model_kind, model_offers, model_source
-from latent_atlas.schema import SCHEMA_PATH, validate_config
+from latent_atlas.schema import SCHEMA_PATH
 
 # Schema problems are reported with their key paths first; validate_config (Snakemake's
 # validate(), on the schema read once) then fills the defaults.

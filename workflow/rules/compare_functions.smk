@@ -34,7 +34,8 @@ def compare_table_inputs(wildcards):
 def compare_maps_of(dataset, model):
     """A model's maps of the compared samples. They are explain's maps when explain maps the
     model with the same split and sample count and no named samples (the same job on the same
-    samples with the same settings: byte for byte the same coordinates), else compare_maps'."""
+    samples with the same settings: byte for byte the same coordinates), else compare_maps'.
+    """
     if (
         model in EXPLAIN["models"]
         and EXPLAIN["split"] == COMPARE["split"]
