@@ -4,10 +4,6 @@ Stage tests that check workflow outputs take `e2e_run` (the run's working direct
 running Snakemake themselves, so the whole pipeline runs once per test session. A second clean run
 (`second_run`) checks determinism; it goes through the SLURM executor on a test cluster when one
 can start, so that one run also checks that SLURM gives the local run's bytes.
-
-The SLURM run starts in the background as soon as the tests are collected (`BackgroundRun`): most
-of its time is each job's start (sbatch, a Snakemake job step, polling), and most tests run on one
-core, so it overlaps the rest of the session instead of adding its 8 minutes at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,84 +69,9 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@dataclass
-class SecondRun:
-    workdir: Path
-    executor: str  # "slurm" or "local"
-    output: str  # Snakemake's stdout + stderr
-
-
-class BackgroundRun:
-    """The session's second run of config/test.yaml on the SLURM test cluster, in a thread.
-
-    `start` (at the end of collection, when a selected test takes `second_run` and a cluster can
-    start) starts the cluster and the run; `result` waits for it and re-raises its failure;
-    `close` (session end) waits for the run and stops the cluster. The run's environment is
-    taken at `start`, before any test changes os.environ.
-    """
-
-    def __init__(self) -> None:
-        self.cluster: SlurmCluster | None = None
-        self.workdir: Path | None = None
-        self._thread: threading.Thread | None = None
-        self._proc: subprocess.CompletedProcess | None = None
-        self._error: BaseException | None = None
-
-    def start_cluster(self) -> SlurmCluster:
-        if self.cluster is None:
-            # A short path: munge's socket lives inside (UNIX socket paths are limited to ~107 bytes).
-            self.cluster = SlurmCluster(Path(tempfile.mkdtemp(prefix="la-slurm-")), gpus=2).__enter__()
-        return self.cluster
-
-    def start(self, workdir: Path) -> None:
-        from slurm_workflow import run_on_cluster
-
-        cluster, self.workdir = self.start_cluster(), workdir
-        env = {k: v for k, v in os.environ.items() if k not in ("LATENT_ATLAS_GPU_POOL", "SLURM_JOB_ID")}
-
-        def run() -> None:
-            try:
-                self._proc = run_on_cluster(cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400,
-                                            base_env=env)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the test that waits for it
-                self._error = err
-
-        self._thread = threading.Thread(target=run, name="second-run-on-slurm", daemon=True)
-        self._thread.start()
-
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
-    def result(self) -> SecondRun:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return SecondRun(self.workdir, "slurm", self._proc.stdout + self._proc.stderr)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=2500)
-        if self.cluster is not None:
-            cluster, self.cluster = self.cluster, None
-            cluster.__exit__(None, None, None)
-            assert not cluster.root.exists(), f"the SLURM test cluster left {cluster.root}"
-
-
-BACKGROUND = BackgroundRun()
-
-
-@pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the selected tests count
-def pytest_collection_modifyitems(session, config, items):
-    if any("second_run" in getattr(item, "fixturenames", ()) for item in items) and not missing_requirements():
-        config.add_cleanup(BACKGROUND.close)
-        BACKGROUND.start(Path(tempfile.mkdtemp(prefix="la-second-")))
-
-
 @pytest.fixture(scope="session")
-def slurm_cluster(request):
-    """A single-node SLURM cluster (munged, slurmctld, slurmd with two fake GPUs) for this session
-    (the background second run's when it runs; stopped at the end of the session).
+def slurm_cluster():
+    """A single-node SLURM cluster (munged, slurmctld, slurmd with two fake GPUs) for this session.
 
     Without the SLURM binaries (or root) the tests that take it skip with the install hint,
     except in CI (CI=true), where they fail.
@@ -162,21 +82,31 @@ def slurm_cluster(request):
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    if BACKGROUND.cluster is None:
-        request.config.add_cleanup(BACKGROUND.close)
-    return BACKGROUND.start_cluster()
+    # A short path: munge's socket lives inside (UNIX socket paths are limited to ~107 bytes).
+    root = Path(tempfile.mkdtemp(prefix="la-slurm-"))
+    with SlurmCluster(root, gpus=2) as cluster:
+        yield cluster
+    assert not root.exists()
+
+
+@dataclass
+class SecondRun:
+    workdir: Path
+    executor: str  # "slurm" or "local"
+    output: str  # Snakemake's stdout + stderr
 
 
 @pytest.fixture(scope="session")
 def second_run(request, tmp_path_factory) -> SecondRun:
     """A second run of config/test.yaml from a clean results/: through `--executor slurm` on the
-    test cluster when one can start (started in the background at collection: `BackgroundRun`;
-    in CI a missing cluster fails), else locally."""
-    if BACKGROUND.started:
-        return BACKGROUND.result()
-    if in_ci():
-        request.getfixturevalue("slurm_cluster")  # fails, naming what is missing
+    test cluster when one can start (or in CI, where a missing cluster fails), else locally."""
     workdir = tmp_path_factory.mktemp("second")
+    if not missing_requirements() or in_ci():
+        from slurm_workflow import run_on_cluster
+
+        cluster = request.getfixturevalue("slurm_cluster")
+        proc = run_on_cluster(cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400)
+        return SecondRun(workdir, "slurm", proc.stdout + proc.stderr)
     proc = run_snakemake(workdir, "--cores", "2", configfile=TEST_CONFIG, timeout=1200)
     return SecondRun(workdir, "local", proc.stdout + proc.stderr)
 

@@ -44,15 +44,14 @@ def profile_resources(profile: Path = PROFILE, partition: str = "main") -> tuple
 
 
 def run_on_cluster(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile",
-                   timeout: int = 900, base_env: dict | None = None) -> subprocess.CompletedProcess:
-    """`snakemake --workflow-profile profiles/slurm` in `workdir`, submitting to `cluster`, in the
-    environment `base_env` (default: os.environ now)."""
+                   timeout: int = 900) -> subprocess.CompletedProcess:
+    """`snakemake --workflow-profile profiles/slurm` in `workdir`, submitting to `cluster`."""
     defaults, per_rule = profile_resources()
     cmd = ["timeout", "-k", "15", str(timeout), SNAKEMAKE, "--snakefile", str(snakefile),
            "--directory", str(workdir), "--workflow-profile", str(PROFILE),
            "--default-resources", *defaults, "--set-resources", *per_rule,
            "--retries", "0", "--jobs", "4", *FAST_POLLING, *args]
-    env = cluster.env(dict(os.environ if base_env is None else base_env, PYTHONPATH=str(ROOT / "src")))
+    env = cluster.env(dict(os.environ, PYTHONPATH=str(ROOT / "src")))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 60)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake on SLURM failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
