@@ -152,6 +152,19 @@ BARE = """([w, h, dpr, map]) => {
 }"""
 
 
+def frame_medians(page, size: list, map_name: str, reps: int) -> tuple[float, float, float]:
+    """Median ms of a bare WebGL2 drawArrays of map `map_name`'s points in a canvas of the map's
+    `size` ([w, h, dpr]), and of a pan and a zoom frame of that map; interleaved, `reps` of each,
+    the first left out, so that load on the shared machine hits all three alike."""
+    page.evaluate(BARE, [size[0], size[1], size[2], map_name])
+    bare, pans, zooms = [], [], []
+    for r in range(reps):
+        bare.append(page.evaluate("window.bareFrame()"))
+        pans.append(page.evaluate(f"window.atlas.pan({map_name!r}, {7 if r % 2 else -7}, 3)"))
+        zooms.append(page.evaluate(f"window.atlas.zoom({map_name!r}, {1.1 if r % 2 else 1 / 1.1})"))
+    return statistics.median(bare[1:]), statistics.median(pans[1:]), statistics.median(zooms[1:])
+
+
 def measure(page_path: Path, reps: int) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -173,15 +186,10 @@ def measure(page_path: Path, reps: int) -> dict:
         out["build grids (ms)"] = timings["grid_ms"]
         size = page.evaluate("(() => { const c = document.querySelector('.map canvas'); return [c.clientWidth, c.clientHeight, devicePixelRatio]; })()")
         out["map canvas (CSS px)"] = f"{size[0]}x{size[1]} (dpr {size[2]})"
-        page.evaluate(BARE, [size[0], size[1], size[2], "tsne"])
-        bare, pans, zooms = [], [], []
-        for r in range(reps):  # interleaved, so load on the shared machine hits both alike
-            bare.append(page.evaluate("window.bareFrame()"))
-            pans.append(page.evaluate(f"window.atlas.pan(1, {7 if r % 2 else -7}, 3)"))
-            zooms.append(page.evaluate(f"window.atlas.zoom(1, {1.1 if r % 2 else 1 / 1.1})"))
-        out["bare drawArrays frame, median (ms)"] = statistics.median(bare[1:])
-        out["atlas pan frame, median (ms)"] = statistics.median(pans[1:])
-        out["atlas zoom frame, median (ms)"] = statistics.median(zooms[1:])
+        bare, pan, zoom = frame_medians(page, size, "tsne", reps)
+        out["bare drawArrays frame, median (ms)"] = bare
+        out["atlas pan frame, median (ms)"] = pan
+        out["atlas zoom frame, median (ms)"] = zoom
         out["pan / bare"] = out["atlas pan frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
         out["zoom / bare"] = out["atlas zoom frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
         page.evaluate("window.atlas.reset()")

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from atlas import BARE, CHROMIUM, CLASSES, fashion_mnist, synthetic_maps  # noqa: E402
+from atlas import CHROMIUM, CLASSES, fashion_mnist, frame_medians, synthetic_maps  # noqa: E402
 from latent_atlas.compare.jobs import compare_page  # noqa: E402
 from latent_atlas.compare.measures import knn_overlap  # noqa: E402
 from latent_atlas.data.store import save_dataset  # noqa: E402
@@ -133,15 +133,10 @@ def measure(page_path: Path, reps: int) -> dict:
         size = page.evaluate("(() => { const c = document.querySelector('.map canvas'); return [c.clientWidth, c.clientHeight, devicePixelRatio]; })()")
         out["map canvas (CSS px)"] = f"{size[0]}x{size[1]} (dpr {size[2]})"
         target = maps[1]  # the first model's t-SNE map
-        page.evaluate(BARE, [size[0], size[1], size[2], target])
-        bare, pans, zooms = [], [], []
-        for r in range(reps):  # interleaved, so load on the shared machine hits both alike
-            bare.append(page.evaluate("window.bareFrame()"))
-            pans.append(page.evaluate(f"window.atlas.pan({target!r}, {7 if r % 2 else -7}, 3)"))
-            zooms.append(page.evaluate(f"window.atlas.zoom({target!r}, {1.1 if r % 2 else 1 / 1.1})"))
-        out["bare drawArrays frame, median (ms)"] = statistics.median(bare[1:])
-        out["pan frame, median (ms)"] = statistics.median(pans[1:])
-        out["zoom frame, median (ms)"] = statistics.median(zooms[1:])
+        bare, pan, zoom = frame_medians(page, size, target, reps)
+        out["bare drawArrays frame, median (ms)"] = bare
+        out["pan frame, median (ms)"] = pan
+        out["zoom frame, median (ms)"] = zoom
         out["pan / bare"] = out["pan frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
         out["zoom / bare"] = out["zoom frame, median (ms)"] / out["bare drawArrays frame, median (ms)"]
         page.evaluate("window.atlas.reset()")
