@@ -11,10 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from latent_atlas.models.archs import model_kind, model_offers, model_snapshots, model_source, source_settings
-from latent_atlas.schema import SAFE_LOADER, SCHEMA_PATH, ConfigError, _schema, fill_defaults, schema_node, with_defaults
+from latent_atlas.schema import SCHEMA_PATH, ConfigError, fill_defaults, schema_node, with_defaults
 
 # What an analysis section needs of a model in its `models:` list: the model kinds it takes (None:
 # every kind, latents tables included) and what the model must offer (`archs.model_offers`). Every
@@ -97,7 +95,7 @@ def _default_filling_validator(path: str):
                     instance.setdefault(name, copy.deepcopy(sub["default"]))
         yield from check_properties(validator, properties, instance, schema)
 
-    return validators.extend(Draft202012Validator, {"properties": set_defaults})(_schema(path))
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})(schema_node("#", path))
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
@@ -114,7 +112,7 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[st
     """Every schema violation of `config`, each as 'key.path: what was expected'."""
     import jsonschema
 
-    schema = yaml.load(Path(schema_path).read_text(), Loader=SAFE_LOADER)
+    schema = schema_node("#", schema_path)  # the schema as read once per process
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
