@@ -1,5 +1,7 @@
 """Shared projections: shapes, determinism, subsampling."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,35 @@ def test_knn_indices_equal_umaps_own_with_ties():
         np.testing.assert_array_equal(got, umap.utils.fast_knn_indices.py_func(d, k))
     umap_fit(x[:20], n_neighbors=5)
     assert umap.umap_.fast_knn_indices is knn_indices  # the fit used it
+
+
+NUMBA_CACHE_PROBE = """
+import numpy as np
+from latent_atlas.numba_cache import enable_cache
+import umap.umap_ as u
+print(enable_cache("umap"), enable_cache("umap"), u.smooth_knn_dist._cache._cache_path)
+dist = np.sort(np.random.default_rng(0).random((50, 5)), axis=1)
+print(u.smooth_knn_dist(dist, 5.0)[0][:3].tolist(), sum(u.smooth_knn_dist.stats.cache_hits.values()))
+"""
+
+
+def test_numba_cache_keeps_umaps_compiled_code_for_the_next_process():
+    """enable_cache gives umap-learn's numba functions numba's disk cache where numba keeps it
+    (beside the package): after one process has compiled a function, the next loads it (a cache
+    hit) and computes the same numbers; a second call in a process enables nothing more."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+
+    def probe():
+        out = subprocess.run([sys.executable, "-c", NUMBA_CACHE_PROBE], env=env, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+        return out[-2].split(), out[-1].rsplit(" ", 1)
+
+    (enabled, again, folder), (values, _) = probe()
+    assert int(enabled) > 100 and int(again) == 0
+    assert any(p.name.startswith("umap_.smooth_knn_dist") for p in Path(folder).glob("*.nbi"))
+    _, (values2, hits) = probe()
+    assert int(hits) >= 1 and values2 == values

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
+from latent_atlas.numba_cache import enable_cache
+
 METHODS = ("pca", "tsne", "umap")
 
 TSNE_PARAMS = ("perplexity", "early_exaggeration", "n_iter", "early_exaggeration_iter",
@@ -136,7 +138,9 @@ def umap_fit(X, *, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "
     -------
     umap.UMAP, fitted: `.embedding_` of shape (n_samples, 2), `.transform(X_new)`.
     """
-    import umap  # imported here: numba compiles on import (~30 s per new process)
+    import umap  # imported here: ~3 s, and numba compiles its functions on the first fit
+
+    enable_cache("umap", "pynndescent")  # ... once per machine, not once per process (12-14 s)
 
     _use_numpy_knn_indices()
     X = _as_matrix(X)
@@ -166,9 +170,10 @@ def _use_numpy_knn_indices() -> None:
     """Let umap-learn find the neighbours of a small data set (< 4,096 samples: it computes all
     distances, then `fast_knn_indices`) with `knn_indices`, which gives the same indices.
 
-    umap's function is numba with parallel=True, which numba compiles again in every new process
-    and cannot cache: 9 s of a 12 s fit of 300 points here, for milliseconds of work. Left as it
-    is if umap-learn's layout is not the one this was written for (0.5.x).
+    umap's function is numba with parallel=True, which numba compiled again in every new process
+    (9 s of a 12 s fit of 300 points here, for milliseconds of work) before `enable_cache`; it
+    still skips that compilation in a fresh environment. Left as it is if umap-learn's layout is
+    not the one this was written for (0.5.x).
     """
     import umap.umap_
     import umap.utils

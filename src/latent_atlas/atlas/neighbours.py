@@ -13,8 +13,9 @@ the test config and the default run's atlases of 5,000 points are far below it, 
 keep their bytes); above it, it searches with NN-descent (pynndescent), seeded and
 single-threaded so that the same `random_state` gives the same neighbours on any machine. Its
 recall against the exact search is measured in benchmarks/compare.py (docs/benchmarks.md).
-pynndescent compiles its search with numba on the first call in a process (about 40 s); the
-exact search never imports it.
+pynndescent compiles its search with numba on the first call in a process: about 37 s in a fresh
+environment, ~15 s once `numba_cache` has kept what numba can cache on disk (its core search
+loop it cannot). The exact search never imports it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sklearn.neighbors import NearestNeighbors
 
 # Where NN-descent starts to pay for itself (benchmarks/compare.py, one core): brute force costs
 # 5.3e-11 s per multiply-add (67 s for 70,000 x 256), NN-descent 9-12 s at 70,000 points plus ~37 s
-# of numba compilation once per process, so a pair's two searches break even near 5e11.
+# of numba compilation once per process (15 s with a warm numba cache), so a pair's two searches
+# break even near 5e11.
 EXACT_MAX_COST = 5e11
 # NN-descent's recall falls with the degree of the graph it refines: below pynndescent's default
 # of 30 neighbours it drops steeply (recall@10 0.84 at 11, 0.98 at 20, 0.996 at 30 on latents like
@@ -83,6 +85,9 @@ def _nndescent_neighbours(X: np.ndarray, k: int, random_state: int) -> tuple[np.
     import numba
     import pynndescent
 
+    from latent_atlas.numba_cache import enable_cache
+
+    enable_cache("pynndescent")
     degree = min(max(k + 1, MIN_GRAPH_DEGREE), len(X) - 1)
     threads = numba.get_num_threads()
     try:
