@@ -2,6 +2,8 @@
 #   make run   - set up, then run the whole pipeline on the default config (config/config.yaml)
 #   make test  - set up, then run the test suite
 #   make test-fast - the unit tests alone (no end-to-end Snakemake runs, no SLURM cluster), ~4 min
+#   make test-slurm - the test config through a real one-node SLURM cluster, compared byte for byte
+#                     with a local run (determinism, and SLURM = local); ~12 min, CI runs it too
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test test-fast venv data system-deps lint benchmark report gallery clean
+.PHONY: run test test-fast test-slurm venv data system-deps lint benchmark report gallery clean
 
 venv: $(STAMP)
 
@@ -32,8 +34,14 @@ system-deps:
 run: $(STAMP) data
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/local $(SNAKEMAKE_ARGS)
 
+# Everything but the second, SLURM run of the test config (tests marked cluster_run).
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -m "not cluster_run" $(PYTEST_ARGS)
+
+# The session's local run of config/test.yaml and a second clean run through --executor slurm on a
+# test cluster, compared file by file (tests marked cluster_run).
+test-slurm: $(STAMP) system-deps
+	$(BIN)/python -m pytest -ra -m cluster_run $(PYTEST_ARGS)
 
 # Tests marked slow (end-to-end Snakemake runs, whole jobs at scale) or slurm (a real cluster) are
 # left out; the browser tests skip where Chromium is missing.

@@ -2,8 +2,9 @@
 
 Stage tests that check workflow outputs take `e2e_run` (the run's working directory) instead of
 running Snakemake themselves, so the whole pipeline runs once per test session. A second clean run
-(`second_run`) checks determinism; it goes through the SLURM executor on a test cluster when one
-can start, so that one run also checks that SLURM gives the local run's bytes.
+(`second_run`, tests marked `cluster_run`: `make test-slurm`, run by CI after `make test`) goes
+through the SLURM executor on a test cluster and checks both determinism and that SLURM gives the
+local run's bytes.
 """
 
 from __future__ import annotations
@@ -92,23 +93,18 @@ def slurm_cluster():
 @dataclass
 class SecondRun:
     workdir: Path
-    executor: str  # "slurm" or "local"
     output: str  # Snakemake's stdout + stderr
 
 
 @pytest.fixture(scope="session")
-def second_run(request, tmp_path_factory) -> SecondRun:
-    """A second run of config/test.yaml from a clean results/: through `--executor slurm` on the
-    test cluster when one can start (or in CI, where a missing cluster fails), else locally."""
-    workdir = tmp_path_factory.mktemp("second")
-    if not missing_requirements() or in_ci():
-        from slurm_workflow import run_on_cluster
+def second_run(slurm_cluster, tmp_path_factory) -> SecondRun:
+    """A second run of config/test.yaml from a clean results/, through `--executor slurm` on the
+    test cluster. Tests that take it are marked `cluster_run` (`make test-slurm`, and CI)."""
+    from slurm_workflow import run_on_cluster
 
-        cluster = request.getfixturevalue("slurm_cluster")
-        proc = run_on_cluster(cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400)
-        return SecondRun(workdir, "slurm", proc.stdout + proc.stderr)
-    proc = run_snakemake(workdir, "--cores", "2", configfile=TEST_CONFIG, timeout=1200)
-    return SecondRun(workdir, "local", proc.stdout + proc.stderr)
+    workdir = tmp_path_factory.mktemp("second")
+    proc = run_on_cluster(slurm_cluster, workdir, "--configfile", str(TEST_CONFIG), timeout=2400)
+    return SecondRun(workdir, proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")

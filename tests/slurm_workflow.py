@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 PROFILE = ROOT / "profiles" / "slurm"
+# snakemake with the plugin's status-check back-off capped (the test cluster's jobs take seconds).
+POLLING_SNAKEMAKE = ROOT / "tests" / "slurm" / "snakemake_polling.py"
 # The plugin waits `init` seconds before its first status check and then backs off by 10 s per
 # round in which no job finished; these keep a test run fast. `squeue` because the test cluster
 # has no accounting database (sacct would fail); MinJobAge=300 keeps finished jobs in squeue.
@@ -47,7 +49,7 @@ def run_on_cluster(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: 
                    timeout: int = 900) -> subprocess.CompletedProcess:
     """`snakemake --workflow-profile profiles/slurm` in `workdir`, submitting to `cluster`."""
     defaults, per_rule = profile_resources()
-    cmd = ["timeout", "-k", "15", str(timeout), SNAKEMAKE, "--snakefile", str(snakefile),
+    cmd = ["timeout", "-k", "15", str(timeout), sys.executable, str(POLLING_SNAKEMAKE), "--snakefile", str(snakefile),
            "--directory", str(workdir), "--workflow-profile", str(PROFILE),
            "--default-resources", *defaults, "--set-resources", *per_rule,
            "--retries", "0", "--jobs", "4", *FAST_POLLING, *args]

@@ -121,9 +121,12 @@ def test_end_to_end_outputs(e2e_run):
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.cluster_run
 def test_same_config_gives_identical_files(e2e_run, second_run):
     """A second run from a clean results/ gives byte-identical Parquet files and figures (the
-    second run goes through SLURM when the test cluster can start: see conftest.second_run)."""
+    second run goes through SLURM: see conftest.second_run; tests/test_slurm.py compares every
+    other file too)."""
     first = read_manifest(e2e_run / "results" / "figures" / "MANIFEST.tsv")
     second = read_manifest(second_run.workdir / "results" / "figures" / "MANIFEST.tsv")
     assert len(first) > 0
@@ -136,7 +139,7 @@ def test_same_config_gives_identical_files(e2e_run, second_run):
     a, b = parquet_hashes(e2e_run), parquet_hashes(second_run.workdir)
     assert a and a.keys() == b.keys()
     differing = [k for k in a if a[k] != b[k]]
-    assert not differing, f"{len(differing)} Parquet files differ ({second_run.executor} second run): {differing}"
+    assert not differing, f"{len(differing)} Parquet files differ (SLURM second run): {differing}"
 
 
 @pytest.mark.slow
