@@ -183,7 +183,7 @@ def test_a_loaded_torch_export_classifier_has_the_native_gradients(byom):
 @pytest.mark.parametrize("name", list(NATIVE))
 def test_explain_reads_the_first_layer_of_a_torch_export_program(byom, name, tmp_path):
     """explain_samples on a torch.export model gives the native model's first-layer activations
-    (read from the program's layer chain); a program that is no such chain stops the job."""
+    (read from the program's layer chain), also when the program normalises its input itself."""
     from latent_atlas.explain import jobs as explain
     from latent_atlas.models.networks import load_model
 
@@ -208,14 +208,18 @@ def test_explain_reads_the_first_layer_of_a_torch_export_program(byom, name, tmp
     assert loaded["first_layer"].any()
     np.testing.assert_array_equal(loaded["first_layer"], native["first_layer"])
 
-    folder = tmp_path / "shifted"  # a program that normalises its input itself: not a plain chain
+    # a program that normalises its input itself: the normalisation folds into the chain, so its
+    # first layer reads too (programs that are no chain are refused: tests/test_chain.py)
+    folder = tmp_path / "shifted"
     source = export_model(load_model(byom[name]["model_pt"]), folder, formats=("torch_export",),
                           normalised={"input_range": "-1,1"})["torch_export"]
     _import_job(byom["data"], {"dataset": "tiny", "kind": kind, "source": {**source, "input_range": "0,1"}},
                 name, folder / "model.pt")
-    with pytest.raises(ValueError, match=rf"model {name} \(.*shifted/model\.pt\): torch_export encoder: its first "
-                                         r"layer cannot be read .*; leave it out of explain\.models"):
-        samples(folder / "model.pt")
+    shifted, plain = load_model(folder / "model.pt"), load_model(tmp_path / "loaded" / "model.pt")
+    x = torch.rand(6, *shifted.input_shape)
+    with torch.no_grad():  # the shifted program computes the native network of (x + 1) / 2
+        torch.testing.assert_close(shifted.first_layer()[0](x), plain.first_layer()[0]((x + 1) / 2),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_input_normalisation_is_applied_before_the_encoder(byom):
@@ -230,7 +234,14 @@ def test_input_normalisation_is_applied_before_the_encoder(byom):
     loaded = load_model(folder / "model.pt")
     x = torch.rand(5, 1, 16, 16)
     torch.testing.assert_close(loaded.features(x), native.features(x), rtol=1e-6, atol=1e-6)
-    assert loaded.layer_sequence("features") is None and loaded.first_linear_split("features") is None
+    # the normalisation (the source's [-1, 1] and the graph's own (x - shift) / scale) folds into
+    # the layer chain, so the local importance path still applies
+    from latent_atlas.importance.engine import model_stack
+
+    stack, why = model_stack(loaded, "features")
+    assert stack is not None, why
+    with torch.no_grad():
+        torch.testing.assert_close(stack(x), native.features(x), rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -132,8 +132,14 @@ def section_refusal(section: str, spec: Mapping[str, Any]) -> str | None:
     if kinds is not None and kind not in kinds:
         what = "a table of latents" if kind == "latents" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
         return f"{section} takes {' and '.join(sorted(kinds))} models; it is {what}"
-    layered = ("train", "state_dict", "torch_export")  # torch_export: checked in the job (LoadedModel.first_layer)
+    layered = ("train", "state_dict", "torch_export")
     offers = model_offers(spec) | ({"layers"} if model_source(spec) in layered else set())
+    if "layers" in needs and model_source(spec) == "torch_export":
+        from latent_atlas.models.loaded import first_layer_refusal  # reads the program (torch)
+
+        why = first_layer_refusal(source_settings(spec), "source.encoder")
+        if why:
+            return why
     for need in needs:
         if need == "decoder|head":
             need = "decoder" if kind == "autoencoder" else "head"

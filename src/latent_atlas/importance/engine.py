@@ -144,7 +144,9 @@ def model_stack(model: nn.Module, output: str, device=None) -> tuple[LocalStack 
     else:
         return None, f"{type(model).__name__} describes no layer sequence"
     if layers is None:
-        return None, f"{getattr(model, 'arch', type(model).__name__)} is not convolutional"
+        refusal = getattr(model, "chain_refusal", None)
+        why = refusal(output) if callable(refusal) else ""
+        return None, why or f"{getattr(model, 'arch', type(model).__name__)} is not convolutional"
     try:
         return local_stack(layers, fn, shape, device), ""
     except ValueError as err:

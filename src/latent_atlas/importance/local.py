@@ -26,7 +26,7 @@ row runs instead, reading the cached values in place, broadcast over permutation
 A model is described by a `LocalStack` built from the list of layers its output function runs
 (`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
 AvgPool2d (dilation 1, ceil mode allowed), elementwise layers (activations, BatchNorm2d and
-Dropout in eval mode, Identity), then Flatten, a Linear, and any dense tail. Given the output
+Dropout in eval mode, Identity, `ChannelAffine`), then Flatten, a Linear, and any dense tail. Given the output
 function, the stack is checked to reproduce it on a seeded probe batch; a list that does not is
 refused (the caller falls back to `rows`).
 
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
+from latent_atlas.models.chain import ChannelAffine
 
 CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
 MAP_BYTES = 1 << 25  # the largest delta matrix of a convolution (bytes); larger ones run on windows
@@ -57,7 +58,7 @@ FULL_FRACTION = 0.85  # a pixel whose value changes in this share of rows runs o
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                nn.Mish, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.PReLU,
-               nn.Identity)
+               nn.Identity, ChannelAffine)
 EVAL_ONLY = (nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)
 
 

@@ -13,20 +13,26 @@ What each format carries:
 - state dict (`torch.save(model.state_dict())` of a built-in arch): weights only; the arch and its
   params come from the config. Everything a trained model has (every fast path, featureviz, explain).
 - torch.export (.pt2, `torch.export.save`): the graph and its weights, no Python code; needs a dynamic
-  batch dimension. Gradients work (featureviz). A program that is a chain of Conv2d / Linear / ReLU /
-  MaxPool2d / Flatten (as the built-in archs export) also gets the importance fast paths: its layers
-  are read from the graph as torch modules and checked against the program on a probe batch.
+  batch dimension. Gradients work (featureviz). A program that is a chain of layers (Conv2d,
+  Linear, BatchNorm, the common activations, max / average / global average pooling, Flatten,
+  dropout, and +, -, *, / by constants: `read_chain`) also gets the importance fast paths and
+  explain's first-layer reading: its layers are read from the graph as torch modules, BatchNorm
+  and the input normalisation are folded into the neighbouring layers (`models.chain`), and the
+  result is checked against the program on a probe batch. The node that stops the reading (a
+  residual add, an attention product, an op it does not know) is named in the importance log and
+  in the config check's refusal of such a model for explain.
 - ONNX (.onnx): the graph and its weights, run by onnxruntime, so Keras / TensorFlow (tf2onnx) and
   JAX exports run as their authors' runtime runs them, with no converter that might miss an op or
   change a result. onnxruntime gives no gradients and no torch layers: importance takes the rows
   path, featureviz is refused in config validation. For the fast paths export with torch.export.
 Input normalisation (`input_range`, `mean`, `std`) is applied before the encoder; decoder outputs are
-mapped back from `input_range` to [0, 1]. The fast paths need no normalisation (they read the first
-layer as given).
+mapped back from `input_range` to [0, 1]. The layer chain starts with that normalisation, folded
+into the first layer where that is exact.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -40,6 +46,7 @@ import torch
 from torch import nn
 
 from latent_atlas.errors import clean, one_line, summary
+from latent_atlas.models.chain import ChannelAffine, fold_chain
 from latent_atlas.runtime import log
 
 PROGRAMS = ("encoder", "decoder", "head")
@@ -261,41 +268,56 @@ class LoadedModel(nn.Module):
         return OrderedDict(features=self.features(x))
 
     # --- fast paths of permutation importance -------------------------------------------------
-    def _chain(self, name: str) -> list[nn.Module] | None:
+    def _chain(self, name: str) -> tuple[list[nn.Module] | None, str]:
+        """Program `name` as a folded layer chain of [0, 1] images (the encoder with the input
+        normalisation first), or None and why not."""
         program = self.programs.get(name)
-        if not isinstance(program, nn.Module) or not self.identity_input:
-            return None
+        if not isinstance(program, nn.Module):
+            return None, f"{self.arch} {name}: onnxruntime runs the graph only as a whole"
         which = self.settings.get("latent_output", 0) if name == "encoder" else 0
-        return layer_chain(program, which)
+        layers, why = read_chain(program, which)
+        if layers is None:
+            return None, f"{self.arch} {name}: {why}"
+        if name == "encoder" and not self.identity_input:
+            layers = [ChannelAffine(self.in_scale.reshape(-1), self.in_shift.reshape(-1)), *layers]
+        try:
+            return fold_chain(layers, self.input_shape if name == "encoder" else None), ""
+        except ValueError as err:
+            return None, f"{self.arch} {name}: {err}"
 
-    def _layers(self, output: str) -> list[nn.Module] | None:
+    def _layers(self, output: str) -> tuple[list[nn.Module] | None, str]:
         expected = {"autoencoder": ("latent",), "classifier": ("features", "logits")}[self.kind]
         if output not in expected:
             raise ValueError(f"{self.arch} {self.kind}: output must be {' or '.join(expected)}, got {output!r}")
-        layers = self._chain("encoder")
+        layers, why = self._chain("encoder")
         if layers is None or output != "logits":
-            return layers
-        head = self._chain("head") if "head" in self.programs else None
-        return None if head is None else layers + head
+            return layers, why
+        if "head" not in self.programs:
+            return None, f"{self.arch}: the logits come from the encoder's output {self.settings['logits_output']!r}"
+        head, why = self._chain("head")
+        return (None, why) if head is None else (layers + head, "")
+
+    def chain_refusal(self, output: str) -> str:
+        """Why the output's layers cannot be read as a chain ("" when they can)."""
+        return self._layers(output)[1]
 
     def first_layer(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-        """The encoder's first Conv2d or Linear with the ReLU after it, as a function of [0, 1] images
-        (the input normalisation applied first), and 'conv' or 'dense': the explain stage's
-        first-layer activations. Read from a torch.export program that is a layer chain
-        (`layer_chain`); ValueError for an ONNX graph or any other program."""
-        program = self.programs["encoder"]
-        layers = layer_chain(program, self.settings.get("latent_output", 0)) if isinstance(program, nn.Module) else None
+        """The encoder's first Conv2d or Linear (BatchNorm and the input normalisation folded in)
+        with the activation after it, as a function of [0, 1] images, and 'conv' or 'dense': the
+        explain stage's first-layer activations. Read from a torch.export program that is a layer
+        chain (`read_chain`); ValueError naming the node that stops the reading otherwise."""
+        layers, why = self._chain("encoder")
         first = next((i for i, m in enumerate(layers or []) if isinstance(m, (nn.Conv2d, nn.Linear))), None)
         if first is None:
-            raise ValueError(f"{self.arch} encoder: its first layer cannot be read (explain needs a torch.export "
-                             f"program that is a chain of Conv2d, Linear, ReLU, MaxPool2d and Flatten)")
-        end = first + 1 + int(first + 1 < len(layers) and isinstance(layers[first + 1], nn.ReLU))
+            raise ValueError(f"{why or self.arch + ' encoder: no Conv2d or Linear'}; explain reads the first layer "
+                             f"of a torch.export program that is a chain of layers (models/loaded.py, read_chain)")
+        end = first + 1 + int(first + 1 < len(layers) and isinstance(layers[first + 1], _ACTIVATION_MODULES))
         stack = nn.Sequential(*layers[:end])
-        return (lambda x: stack(self._prepare(x))), "conv" if isinstance(layers[first], nn.Conv2d) else "dense"
+        return stack, "conv" if isinstance(layers[first], nn.Conv2d) else "dense"
 
     def first_linear_split(self, output: str):
         """(first Linear, rest) when the program is Flatten -> Linear -> supported layers; else None."""
-        layers = self._layers(output)
+        layers, _ = self._layers(output)
         if not layers or len(layers) < 2 or not isinstance(layers[0], nn.Flatten) \
                 or not isinstance(layers[1], nn.Linear) or any(isinstance(m, nn.Conv2d) for m in layers):
             return None
@@ -303,32 +325,94 @@ class LoadedModel(nn.Module):
 
     def layer_sequence(self, output: str):
         """The program's layers as torch modules when it is convolutional; else None."""
-        layers = self._layers(output)
+        layers, _ = self._layers(output)
         if not layers or not any(isinstance(m, nn.Conv2d) for m in layers):
             return None
         return layers
 
 
 def layer_chain(program: nn.Module, output: int = 0) -> list[nn.Module] | None:
-    """The layers of an exported program that is a plain chain of Conv2d, Linear, ReLU, MaxPool2d
-    and Flatten (aten ops on one input, each feeding the next), as torch modules sharing the
-    program's weights; None for any other graph (the stages then use the program as a function).
+    """The layers of an exported program that is a plain chain (`read_chain`), or None."""
+    return read_chain(program, output)[0]
+
+
+_ACTIVATIONS = {
+    "relu": lambda a: nn.ReLU(), "tanh": lambda a: nn.Tanh(), "sigmoid": lambda a: nn.Sigmoid(),
+    "silu": lambda a: nn.SiLU(), "elu": lambda a: nn.ELU(alpha=float(a[1] if a[1] is not None else 1.0)),
+    "gelu": lambda a: nn.GELU(approximate=a[1] if isinstance(a[1], str) else "none"),
+    "leaky_relu": lambda a: nn.LeakyReLU(float(a[1] if a[1] is not None else 0.01)),
+    "hardtanh": lambda a: nn.Hardtanh(float(a[1] if a[1] is not None else -1.0),
+                                      float(a[2] if a[2] is not None else 1.0)),
+}
+_ACTIVATION_MODULES = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.GELU, nn.LeakyReLU, nn.Hardtanh)
+_IDENTITY = ("dropout", "clone", "contiguous", "alias", "detach")
+_ARITHMETIC = {"sub": "sub", "add": "add", "mul": "mul", "div": "div", "rsub": "rsub"}
+
+
+def _op(fn) -> tuple[str, str]:
+    """(name, overload) of an aten op ('conv2d', 'default'); ('', '') for anything else."""
+    schema = getattr(fn, "_schema", None)
+    if schema is None or not schema.name.startswith("aten::"):
+        return "", ""
+    return schema.name[len("aten::"):], schema.overload_name or "default"
+
+
+def _shape(node) -> tuple | None:
+    val = getattr(node, "meta", {}).get("val")
+    return None if val is None else tuple(int(d) if isinstance(d, int) else None for d in val.shape)
+
+
+def _affine_of(name: str, operand, shape: tuple | None) -> ChannelAffine | str:
+    """x (op) operand as a ChannelAffine, or why not: the operand is a number, or a constant tensor
+    with one value per channel (broadcast against x of `shape`: (C,) against (B, C), (C, 1, 1) or
+    (1, C, 1, 1) against (B, C, H, W))."""
+    value = torch.as_tensor(operand, dtype=torch.float32).detach().cpu()
+    flat = value.reshape(-1)
+    if len(flat) > 1:
+        padded = [1] * ((len(shape) if shape else 0) - value.dim()) + list(value.shape)
+        if not shape or len(padded) != len(shape) or padded[1] != shape[1] or \
+                any(d != 1 for i, d in enumerate(padded) if i != 1):
+            return f"a constant of shape {tuple(value.shape)} that is not one value per channel"
+    one, zero = torch.ones_like(flat), torch.zeros_like(flat)
+    scale, shift = {"add": (one, flat), "sub": (one, -flat), "mul": (flat, zero), "div": (1 / flat, zero),
+                    "rsub": (-one, flat)}[name]
+    return ChannelAffine(scale, shift)
+
+
+def read_chain(program: nn.Module, output: int = 0) -> tuple[list[nn.Module] | None, str]:
+    """The layers of an exported program that is a plain chain (aten ops on one input, each
+    feeding the next), as torch modules sharing the program's weights, and "" -- or None and the
+    node that stops the reading, named ("node 'add_1' (aten.add.Tensor) reads two activations
+    (a residual or branching block)").
+
+    Read: Conv2d, Linear, BatchNorm (eval), ReLU / LeakyReLU / GELU / SiLU / ELU / Tanh / Sigmoid /
+    Hardtanh, MaxPool2d, AvgPool2d, adaptive average pooling and a mean over the map (global
+    average pooling) where they are a fixed pooling window, Flatten (also view / reshape to
+    (batch, -1)), dropout and copies (dropped: eval mode), and +, -, *, / by a number or a
+    per-channel constant (an input normalisation). `fold_chain` then folds BatchNorm and the
+    affine steps into the neighbouring layers.
     """
     graph = getattr(program, "graph", None)
-    if graph is None or output != 0:
-        return None
-    aten = torch.ops.aten
-    params = dict(program.named_parameters())
+    if graph is None:
+        return None, f"{type(program).__name__} has no graph"
+    if output != 0:
+        return None, f"the chain reader reads a program's only output, not output {output!r}"
+    tensors = {**dict(program.named_buffers()), **dict(program.named_parameters())}
     attrs = {}
     layers: list[nn.Module] = []
     current = None
     for node in graph.nodes:
         if node.op == "get_attr":
-            attrs[node.name] = params.get(node.target)
+            attrs[node.name] = tensors.get(node.target)
+            if attrs[node.name] is None:
+                try:
+                    attrs[node.name] = _fetch(program, node.target)
+                except AttributeError:
+                    pass
             continue
         if node.op == "placeholder":
             if current is not None:
-                return None
+                return None, f"the program takes several inputs (node {node.name!r})"
             current = node
             continue
         if node.op == "call_module":  # the input guards of an unlifted program
@@ -336,42 +420,177 @@ def layer_chain(program: nn.Module, output: int = 0) -> list[nn.Module] | None:
         if node.op == "output":
             outs = node.args[0]
             outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-            return layers if len(outs) == 1 and outs[0] is current else None
-        if node.op != "call_function" or not node.args or node.args[0] is not current:
-            return None
-        args = list(node.args) + [None] * 8
-        fn = node.target
-        if fn == aten.relu.default:
-            layer = nn.ReLU()
-        elif fn == aten.flatten.using_ints and args[1] == 1 and args[2] in (None, -1):
-            layer = nn.Flatten()
-        elif fn == aten.linear.default:
-            w, b = attrs.get(getattr(args[1], "name", None)), attrs.get(getattr(args[2], "name", None))
-            if w is None or (args[2] is not None and b is None):
-                return None
-            layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
-            layer.weight, layer.bias = w, b
-        elif fn == aten.conv2d.default:
-            w, b = attrs.get(getattr(args[1], "name", None)), attrs.get(getattr(args[2], "name", None))
-            if w is None or (args[2] is not None and b is None):
-                return None
-            stride, padding, dilation = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1])
-            groups = args[6] or 1
-            layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride),
-                              padding=tuple(padding), dilation=tuple(dilation), groups=groups,
-                              bias=b is not None, device="meta")
-            layer.weight, layer.bias = w, b
-        elif fn == aten.max_pool2d.default:
-            kernel = args[1]
-            layer = nn.MaxPool2d(tuple(kernel), stride=tuple(args[2] or kernel), padding=tuple(args[3] or [0, 0]),
-                                 dilation=tuple(args[4] or [1, 1]), ceil_mode=bool(args[5]))
-        else:
-            return None
-        if node.kwargs:
-            return None
-        layers.append(layer)
+            if len(outs) != 1 or outs[0] is not current:
+                return None, "the program returns several outputs, or one that is not its last layer"
+            return layers, ""
+        name, overload = _op(node.target) if node.op == "call_function" else ("", "")
+        where = f"node {node.name!r} ({node.target})"
+        if node.op == "call_function" and node.target.__name__ == "getitem" and name == "":
+            if node.args[0] is current and node.args[1] == 0:
+                continue  # output 0 of a batch norm that returns (y, mean, invstd)
+            return None, f"{where}: takes output {node.args[1]} of {node.args[0]}"
+        if node.op != "call_function" or not name:
+            return None, f"{where}: not an aten operation"
+        reads = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
+        if not node.args or node.args[0] is not current:
+            if name in _ARITHMETIC and len(node.args) == 2 and node.args[1] is current:
+                pass  # rsub-like: number (op) x
+            else:
+                return None, f"{where}: does not read the previous layer's output"
+        if len(reads) > 1:
+            return None, f"{where}: reads {len(reads)} activations (a residual or branching block)"
+        layer = _layer(node, name, overload, attrs, current)
+        if isinstance(layer, str):
+            return None, f"{where}: {layer}"
+        layers.extend(layer)
         current = node
-    return None
+    return None, "the graph has no output node"
+
+
+def _fetch(program: nn.Module, target: str):
+    obj = program
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _tensor_arg(arg, attrs):
+    """A node argument that is a weight: the tensor it names (None for None, False if unknown)."""
+    if arg is None:
+        return None
+    return attrs.get(getattr(arg, "name", None), False)
+
+
+def _layer(node, name: str, overload: str, attrs, current) -> list[nn.Module] | str:
+    """The torch module(s) that compute one aten node of a chain, or why it cannot be read."""
+    args = list(node.args) + [None] * 8
+    kwargs = dict(node.kwargs)
+    shape_in = _shape(current) if hasattr(current, "meta") else None
+    if name in _ACTIVATIONS:
+        if name == "gelu" and "approximate" in kwargs:
+            args[1] = kwargs.pop("approximate")
+        if kwargs:
+            return f"keyword arguments {sorted(kwargs)} are not read"
+        return [_ACTIVATIONS[name](args)]
+    if kwargs:
+        return f"keyword arguments {sorted(kwargs)} are not read"
+    if name in _IDENTITY:
+        if name == "dropout" and args[2]:
+            return "dropout in training mode"
+        return []
+    if name in _ARITHMETIC:
+        if overload not in ("Tensor", "Scalar"):
+            return f"aten.{name}.{overload} is not read"
+        if name in ("add", "sub") and len(node.args) > 2 and node.args[2] not in (None, 1):
+            return "add/sub with alpha is not read"
+        other = node.args[1] if node.args[0] is current else node.args[0]
+        if node.args[0] is not current:  # constant (op) x
+            if name == "div":
+                return "a constant divided by the activation is not read"
+            name = "rsub" if name == "sub" else name
+        if isinstance(other, torch.fx.Node):
+            other = attrs.get(other.name)
+            if other is None:
+                return "an operand that is not a constant"
+        affine = _affine_of(name, other, shape_in)
+        return affine if isinstance(affine, str) else [affine]
+    if name in ("flatten",):
+        if args[1] == 1 and args[2] in (None, -1):
+            return [nn.Flatten()]
+        return f"flatten({args[1]}, {args[2]}) is not a flatten to (batch, features)"
+    if name in ("view", "reshape", "_unsafe_view"):
+        target = list(args[1] or [])
+        out = _shape(node)
+        if len(target) == 2 and out is not None and shape_in is not None and len(out) == 2 and                 all(isinstance(d, int) for d in shape_in[1:]) and out[1] == int(np.prod(shape_in[1:])):
+            return [nn.Flatten()]
+        return f"{name} to {target} is not a flatten to (batch, features)"
+    if name == "linear":
+        w, b = _tensor_arg(args[1], attrs), _tensor_arg(args[2], attrs)
+        if w is False or b is False or w is None:
+            return "its weight or bias is not a parameter of the program"
+        layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
+        layer.weight, layer.bias = w, b
+        return [layer]
+    if name == "conv2d":
+        w, b = _tensor_arg(args[1], attrs), _tensor_arg(args[2], attrs)
+        if w is False or b is False or w is None:
+            return "its weight or bias is not a parameter of the program"
+        stride, padding, dilation = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1])
+        if isinstance(padding, str):
+            return f"padding={padding!r} is not read (give the padding as numbers)"
+        groups = args[6] or 1
+        layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride),
+                          padding=tuple(padding), dilation=tuple(dilation), groups=groups,
+                          bias=b is not None, device="meta")
+        layer.weight, layer.bias = w, b
+        return [layer]
+    if name in ("batch_norm", "_native_batch_norm_legit_no_training"):
+        training = args[5] if name == "batch_norm" else False
+        if training:
+            return "batch norm in training mode (export the model in eval mode)"
+        w, b, mean, var = (_tensor_arg(args[i], attrs) for i in (1, 2, 3, 4))
+        if any(v is False for v in (w, b, mean, var)) or mean is None or var is None:
+            return "its statistics or affine parameters are not tensors of the program"
+        eps = float(args[7] if name == "batch_norm" else args[6])
+        kind = nn.BatchNorm2d if shape_in is not None and len(shape_in) == 4 else nn.BatchNorm1d
+        bn = kind(len(mean), eps=eps, affine=w is not None, device="meta")
+        if w is not None:
+            bn.weight, bn.bias = w, b
+        bn.running_mean, bn.running_var = mean, var
+        bn.eval()
+        return [bn]
+    if name == "max_pool2d":
+        kernel = args[1]
+        return [nn.MaxPool2d(tuple(kernel), stride=tuple(args[2] or kernel), padding=tuple(args[3] or [0, 0]),
+                             dilation=tuple(args[4] or [1, 1]), ceil_mode=bool(args[5]))]
+    if name == "avg_pool2d":
+        kernel = args[1]
+        if args[6] is not None:
+            return "avg_pool2d with divisor_override is not read"
+        return [nn.AvgPool2d(tuple(kernel), stride=tuple(args[2] or kernel), padding=tuple(args[3] or [0, 0]),
+                             ceil_mode=bool(args[4]), count_include_pad=True if args[5] is None else bool(args[5]))]
+    if name in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d", "mean"):
+        if shape_in is None or len(shape_in) != 4 or None in shape_in[2:]:
+            return "pooling of a map whose size the program does not record"
+        h, w = shape_in[2:]
+        if name == "mean":
+            dims = sorted(d % 4 for d in (args[1] or []))
+            if dims != [2, 3]:
+                return f"a mean over dims {args[1]} (only the mean over the map is read)"
+            pool = nn.AvgPool2d((h, w))
+            return [pool] if args[2] else [pool, nn.Flatten()]
+        out_h, out_w = (list(args[1]) * 2)[:2] if len(args[1]) == 1 else args[1]
+        if h % out_h or w % out_w:
+            return f"adaptive pooling of {h}x{w} to {out_h}x{out_w} (not a fixed window)"
+        return [nn.AvgPool2d((h // out_h, w // out_w))]
+    return f"aten.{name}.{overload} is not read by the chain reader"
+
+
+def first_layer_refusal(source: Mapping[str, Any], key: str) -> str | None:
+    """Why explain cannot read the first layer of a torch.export encoder (`source`, a model's
+    source settings), checked when the config is: the node that stops the chain reader. None when
+    it can, and when the file cannot be read here (the import job then reports that)."""
+    path = Path(source["encoder"])
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _first_layer_refusal(str(path), (stat.st_mtime_ns, stat.st_size), source.get("latent_output") or 0,
+                                key) or None
+
+
+@functools.lru_cache(maxsize=32)
+def _first_layer_refusal(path: str, stamp: tuple, output, key: str) -> str:
+    try:
+        program = _torch_export_program(read_file(path, key), f"{key} ({path})")
+    except (OSError, ValueError):
+        return ""
+    layers, why = read_chain(program, output)
+    if layers is None:
+        return f"its encoder {path} cannot be read as a chain of layers: {why}"
+    if not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layers):
+        return f"its encoder {path} has no Conv2d or Linear layer"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
