@@ -52,7 +52,11 @@ def main() -> None:
                                                         "0006: 64 central pixels)")
     parser.add_argument("--full-block", action="store_true",
                         help="an importance block as the workflow runs it: 64 pixels, n_perm 4, every test image")
+    parser.add_argument("--batchnorm", action="store_true",
+                        help="only the user's BatchNorm CNN: its fast path against its rows path (issue 25)")
     args = parser.parse_args()
+    if args.batchnorm:
+        return batchnorm_cnn(args.quick)
     n = 2000 if args.quick else 10000
     set_determinism(0, 2)
     torch.manual_seed(0)
@@ -113,6 +117,62 @@ def main() -> None:
             path = "local" if loaded.layer_sequence("latent" if kind == "autoencoder" else "features") is not None else "rows"
             print(f"| {arch} | {name} | {imports[name]:.2f} | {load:.3f} | {ext:.2f} | {ext / base[1]:.3f} | "
                   f"{imp:.2f} | {path} | {imp / base[2]:.3f} |")
+
+
+def batchnorm_cnn(quick: bool) -> None:
+    """A CNN as users train it (input normalisation in the graph, stride-2 Conv2d + BatchNorm2d +
+    ReLU blocks, average pooling, a 64-D feature layer with BatchNorm1d; BatchNorm statistics
+    randomised), exported with torch.export (and ONNX where the converter maps it), imported as
+    the workflow does: one importance block of its features on the fast path `auto` takes against
+    the rows path, interleaved, best of 3, with the largest difference of their values."""
+    from latent_atlas.importance.engine import model_stack, pixel_importance
+    from latent_atlas.models.loaded import import_record, model_from_record
+    from model_helpers import UserCNN, randomise_batch_norms
+
+    set_determinism(0, 2)
+    torch.manual_seed(0)
+    n, pixels = (500, np.arange(300, 316)) if quick else (1000, np.arange(64 * 6, 64 * 7))
+    images = np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)
+    model = randomise_batch_norms(UserCNN(channels=1, size=28))
+    tmp = Path(tempfile.mkdtemp(prefix="byom-bn-bench-"))
+    sources = {}
+    for fmt in ("torch_export", "onnx"):
+        head = torch.nn.Linear(64, 10).eval()
+        if fmt == "torch_export":
+            batch = {0: torch.export.Dim("batch")}
+            for name, module, shape in (("encoder", model, (1, 28, 28)), ("head", head, (64,))):
+                program = torch.export.export(module, (torch.rand(4, *shape),), dynamic_shapes=(batch,))
+                torch.export.save(program, tmp / f"{name}.pt2")
+            sources[fmt] = {"encoder": str(tmp / "encoder.pt2"), "head": str(tmp / "head.pt2")}
+        else:
+            for name, module, shape in (("encoder", model, (1, 28, 28)), ("head", head, (64,))):
+                torch.onnx.export(module, (torch.rand(4, *shape),), str(tmp / f"{name}.onnx"), dynamo=False,
+                                  input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+            sources[fmt] = {"encoder": str(tmp / "encoder.onnx"), "head": str(tmp / "head.onnx")}
+    print(f"{n} synthetic 28x28 images, {len(pixels)} pixels, n_perm 4, numeric_threads 2, torch {torch.__version__}; "
+          f"best of 3\n")
+    print("| source | fast path | fast (s) | rows (s) | speed-up | max rel. diff |")
+    print("|---|---|---|---|---|---|")
+    for fmt, files in sources.items():
+        source = {"format": fmt, **files, "latent_output": 0, "logits_output": None, "input_name": None,
+                  "input_range": None, "mean": None, "std": None}
+        loaded = model_from_record(import_record("user", "classifier", source, images, 10,
+                                                 [str(k) for k in range(10)], "synthetic"))
+        stack, why = model_stack(loaded, "features")
+        runs = {"fast": [], "rows": []}
+        results = {}
+        for _ in range(3):
+            for name in runs:
+                t = time.perf_counter()
+                results[name] = pixel_importance(loaded.features, images, pixels, n_perm=4, seed=0,
+                                                 stack=stack if name == "fast" else None,
+                                                 method="auto" if name == "fast" else "rows", device="cpu")
+                runs[name].append(time.perf_counter() - t)
+        fast, rows = min(runs["fast"]), min(runs["rows"])
+        a, b = results["fast"].per_permutation, results["rows"].per_permutation
+        diff = float(np.abs(a - b).max() / np.abs(b).max())
+        print(f"| {fmt} | {results['fast'].method}{'' if stack is not None else ' (' + why + ')'} | {fast:.2f} | "
+              f"{rows:.2f} | {rows / fast:.1f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":

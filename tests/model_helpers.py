@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from latent_atlas.data.store import Dataset
 
@@ -115,3 +116,35 @@ def pickled_call(path: Path, func, *args) -> Path:
 
     torch.save({"x": Call()}, path)
     return path
+
+
+def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so that folding them is tested."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen))
+            m.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.3)
+            if m.affine:
+                m.weight.data.copy_(torch.randn(n, generator=gen))
+                m.bias.data.copy_(torch.randn(n, generator=gen))
+    return model.eval()
+
+
+class UserCNN(nn.Module):
+    """A CNN as users train it: input normalisation, stride-2 Conv2d + BatchNorm2d + ReLU blocks,
+    a 64-D feature layer (Linear + BatchNorm1d + ReLU)."""
+
+    def __init__(self, channels=3, size=16, act=nn.ReLU):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406][:channels]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225][:channels]).view(1, -1, 1, 1))
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), act(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), act(),
+            nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16 * (size // 8) ** 2, 64), nn.BatchNorm1d(64), act(),
+            nn.Dropout(0.3))
+
+    def forward(self, x):
+        return self.body((x - self.mean) / self.std)

@@ -413,6 +413,13 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
     the cached read window clipped to the map, where the change goes, padding, divisor)."""
     step = stack.steps[j]
     ((ra, rb), (ca, cb)), ((oya, oyb), (oxa, oxb)), ((ya, yb), (xa, xb)) = layer_plan
+    # The changed region can reach rows or columns this step never reads (the last ones of a map
+    # that a floor-mode pooling or a strided convolution leaves out): they change no output, and
+    # the incoming window is cropped to the part the step reads.
+    clipped = max(ra, ya), min(rb, yb), max(ca, xa), min(cb, xb)
+    crop = None if clipped == (ra, rb, ca, cb) else \
+        (clipped[0] - ra, clipped[1] - ra + 1, clipped[2] - ca, clipped[3] - ca + 1)
+    ra, rb, ca, cb = clipped
     n_changed = (rb - ra + 1) * (cb - ca + 1)
     out_hw = (oyb - oya + 1, oxb - oxa + 1)
     map_bytes = 4 * inp.shape[1] * n_changed * out.shape[1] * out_hw[0] * out_hw[1]
@@ -423,13 +430,13 @@ def _step_plan(stack, j, layer_plan, inp, out, divisor, maps):
             maps[key] = _delta_map(step, inp.shape[1], ((ra - ya, rb - ya), (ca - xa, cb - xa)), out_hw)
         old_in = inp[:, :, ra:rb + 1, ca:cb + 1].reshape(len(inp), -1).contiguous()
         old_out = out[:, :, oya:oyb + 1, oxa:oxb + 1].contiguous()
-        return ("delta", old_in, old_out, maps[key])
+        return ("delta", old_in, old_out, maps[key], crop)
     h, w = inp.shape[2:]
     y0, y1, x0, x1 = max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)
     ctx = inp[:, :, y0:y1 + 1, x0:x1 + 1].contiguous()
     pad = (x0 - xa, xb - x1, y0 - ya, yb - y1)
     div = divisor[:, :, oya:oyb + 1, oxa:oxb + 1] if divisor is not None else None
-    return ("window", ctx, (ra - y0, rb - y0 + 1, ca - x0, cb - x0 + 1), pad, div)
+    return ("window", ctx, (ra - y0, rb - y0 + 1, ca - x0, cb - x0 + 1), pad, div, crop)
 
 
 def _propagate(stack, steps, rows, win):
@@ -440,8 +447,12 @@ def _propagate(stack, steps, rows, win):
         if sp is None:
             # win is always a fresh tensor of this call (never cached values): ReLU in place.
             win = torch.relu_(win) if type(step) is nn.ReLU else step(win)
-        elif sp[0] == "delta":
-            _, old_in, old_out, mat = sp
+            continue
+        if sp[-1] is not None:
+            cy0, cy1, cx0, cx1 = sp[-1]
+            win = win[:, :, cy0:cy1, cx0:cx1]
+        if sp[0] == "delta":
+            _, old_in, old_out, mat, _ = sp
             if isinstance(rows, slice):
                 old_in, old_out = old_in[rows], old_out[rows]
                 m = len(old_in)
@@ -454,7 +465,7 @@ def _propagate(stack, steps, rows, win):
             base = old_out.index_select(0, rows)
             win = torch.addmm(base.reshape(len(rows), -1), change, mat).view(base.shape)
         else:
-            _, ctx, (y0, y1, x0, x1), pad, div = sp
+            _, ctx, (y0, y1, x0, x1), pad, div, _ = sp
             if isinstance(rows, slice):
                 ctx = ctx[rows].repeat(len(win) // len(ctx[rows]), 1, 1, 1)
             else:
