@@ -120,7 +120,8 @@ def _assert_tables_close(loaded: dict, native: dict, exact: bool) -> None:
 def test_a_loaded_model_gives_the_native_tables(byom, name, fmt, caplog):
     """Latents, predictions / reconstructions, pixel and latent importance of the imported model
     equal the native model's: bit for bit for the state dict and torch.export (same torch ops, the
-    same fast paths); to 1e-5 of the largest value for ONNX (onnxruntime's kernels, rows path)."""
+    same fast paths); to 1e-5 of the largest value for ONNX (onnxruntime's kernels; importance on
+    the same fast paths, through the graph converted with onnx2torch)."""
     arch, kind = NATIVE[name]
     folder = byom["root"] / name / fmt
     folder.mkdir()
@@ -137,7 +138,7 @@ def test_a_loaded_model_gives_the_native_tables(byom, name, fmt, caplog):
         hidden = native["hidden"]
         native = {**native, "hidden": hidden[[c for c in hidden.columns if not c.startswith("conv")]]}
     _assert_tables_close(tables, native, exact=fmt != "onnx")
-    path = {"dense": "kernel", "cnn": "local"}[name] if fmt != "onnx" else "rows"
+    path = {"dense": "kernel", "cnn": "local"}[name]  # ONNX too: converted, checked and read as a chain
     outputs = ["latent"] if kind == "autoencoder" else ["features", "logits"]
     for output in outputs:
         assert f"{output} output, on cpu: path {path}" in caplog.text

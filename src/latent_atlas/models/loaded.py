@@ -21,10 +21,12 @@ What each format carries:
   result is checked against the program on a probe batch. The node that stops the reading (a
   residual add, an attention product, an op it does not know) is named in the importance log and
   in the config check's refusal of such a model for explain.
-- ONNX (.onnx): the graph and its weights, run by onnxruntime, so Keras / TensorFlow (tf2onnx) and
-  JAX exports run as their authors' runtime runs them, with no converter that might miss an op or
-  change a result. onnxruntime gives no gradients and no torch layers: importance takes the rows
-  path, featureviz is refused in config validation. For the fast paths export with torch.export.
+- ONNX (.onnx): the graph and its weights (external data read into the record), run by
+  onnxruntime, so Keras / TensorFlow (tf2onnx) and JAX exports run as their authors' runtime runs
+  them, with no converter that might miss an op or change a result. onnxruntime gives no gradients:
+  featureviz is refused in config validation. For the importance fast paths a graph that is a layer
+  chain is converted with onnx2torch, checked against onnxruntime on a probe batch and read as
+  layers (`models.onnx_chain`); any other graph takes the rows path, with the reason logged.
 Input normalisation (`input_range`, `mean`, `std`) is applied before the encoder; decoder outputs are
 mapped back from `input_range` to [0, 1]. The layer chain starts with that normalisation, folded
 into the first layer where that is exact.
@@ -149,6 +151,8 @@ class OnnxProgram:
                              f"(inputs: {', '.join(inputs)})")
         self.input = inputs[input_name] if input_name else next(iter(inputs.values()))
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.data, self.where = data, where
+        self.chains: dict = {}  # output -> (layers or None, why): the graph read through onnx2torch
 
     def input_dims(self) -> list:
         """The image input's dimensions: ints, or None where the graph leaves them open."""
@@ -272,10 +276,13 @@ class LoadedModel(nn.Module):
         """Program `name` as a folded layer chain of [0, 1] images (the encoder with the input
         normalisation first), or None and why not."""
         program = self.programs.get(name)
-        if not isinstance(program, nn.Module):
-            return None, f"{self.arch} {name}: onnxruntime runs the graph only as a whole"
         which = self.settings.get("latent_output", 0) if name == "encoder" else 0
-        layers, why = read_chain(program, which)
+        if isinstance(program, OnnxProgram):
+            layers, why = self._onnx_chain(name, program, which)
+        elif isinstance(program, nn.Module):
+            layers, why = read_chain(program, which)
+        else:
+            return None, f"{self.arch} {name}: the program is no torch module"
         if layers is None:
             return None, f"{self.arch} {name}: {why}"
         if name == "encoder" and not self.identity_input:
@@ -284,6 +291,23 @@ class LoadedModel(nn.Module):
             return fold_chain(layers, self.input_shape if name == "encoder" else None), ""
         except ValueError as err:
             return None, f"{self.arch} {name}: {err}"
+
+    def _onnx_chain(self, name: str, program: "OnnxProgram", which) -> tuple[list[nn.Module] | None, str]:
+        """An ONNX graph as torch layers: converted with onnx2torch, checked against onnxruntime on a
+        seeded probe batch (models.onnx_chain), then read as a chain; once per program."""
+        if which not in program.chains:
+            from latent_atlas.models.onnx_chain import read_torch_chain, torch_from_onnx
+
+            if which not in (0, None):
+                program.chains[which] = (None, f"the chain reader reads a graph's only output, not {which!r}")
+            else:
+                shape = self.input_shape if name == "encoder" else (self.latent_dim,)
+                probe = torch.rand((4, *shape), generator=torch.Generator().manual_seed(0))
+                if name == "encoder":
+                    probe = self._prepare(probe)
+                module, why = torch_from_onnx(program.data, probe, program.where)
+                program.chains[which] = (None, why) if module is None else read_torch_chain(module)
+        return program.chains[which]
 
     def _layers(self, output: str) -> tuple[list[nn.Module] | None, str]:
         expected = {"autoencoder": ("latent",), "classifier": ("features", "logits")}[self.kind]
@@ -668,7 +692,10 @@ def import_record(name: str, kind: str, source: Mapping[str, Any], images: np.nd
     """
     fmt, key = source["format"], f"models.{name}.source"
     files = {p: source[p] for p in PROGRAMS if source.get(p)}
-    data = {p: read_file(path, f"{key}.{p}") for p, path in files.items()}
+    read = read_file
+    if fmt == "onnx":  # its external data (the .onnx.data file torch.onnx.export writes) goes into the record
+        from latent_atlas.models.onnx_chain import onnx_bytes as read  # onnx_chain imports this module
+    data = {p: read(path, f"{key}.{p}") for p, path in files.items()}
     where = {p: f"{key}.{p} ({files[p]})" for p in files}
     settings = {k: source.get(k) for k in SETTINGS}
     programs = _programs(fmt, data, settings, where)
