@@ -193,6 +193,48 @@ def snakemake_wall(cores: int, workdir: Path, forcerun: bool) -> float:
     return time.perf_counter() - t
 
 
+MEMORY_PROBE = """
+import resource, sys, numpy as np, torch
+from latent_atlas.importance.engine import model_stack, pixel_importance
+from latent_atlas.models.networks import build_model
+size, method, budget, n, threads = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+model = build_model("conv_ae", (3, size, size), 10, {"channels": [32, 64, 128, 256], "latent_dim": 256}).eval()
+images = np.random.default_rng(0).random((n, 3, size, size), dtype=np.float32)
+stack = model_stack(model, "latent")[0] if method == "local" else None
+hw = size * size
+pixels = np.arange(hw // 2 - 32, hw // 2 + 32) if method == "local" else np.arange(hw // 2 - 4, hw // 2 + 4)
+r = pixel_importance(model.encode, images, pixels, n_perm=4, seed=0, stack=stack, method=method, device="cpu",
+                     memory_mb=budget)
+mp = r.memory_plan
+print(mp.rss_mb, mp.predicted_peak_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, mp.batch_size,
+      (mp.cache_bytes or 0) / 2**20)
+"""
+
+
+def print_memory(threads: int, quick: bool = False) -> None:
+    """importance.memory_mb on the 96x96 study AE (3x96x96, 32-64-128-256, 256-D) and the same
+    network at 64x64: one block of central pixels, n_perm 4, on the local path (64 pixels, every
+    image) and the rows path (8 pixels, 200 images: it re-encodes every changed image), each in a
+    fresh process, its plan's predicted peak against getrusage's measured one."""
+    n = 500 if quick else 2000
+    print(f"{n} synthetic images (rows path: 200), 64 central pixels (rows path: 8), n_perm 4, {threads} threads; "
+          f"each case a fresh process\n")
+    print("| image | path | memory_mb | held before (MB) | rows per pass | local cache (MB) | predicted peak (MB) | "
+          "measured peak (MB) | predicted / measured |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    for size in (64, 96):
+        for method in ("local", "rows"):
+            for budget in (1500, 2000):
+                images = n if method == "local" else 200
+                out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(size), method, str(budget), str(images),
+                                      str(threads)], env=env, capture_output=True, text=True, check=True).stdout
+                rss, predicted, peak, rows, cache = map(float, out.split())
+                print(f"| 3x{size}x{size} | {method} | {budget} | {rss:.0f} | {rows:.0f} | {cache:.0f} | "
+                      f"{predicted:.0f} | {peak:.0f} | {predicted / peak:.2f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer images and pixels (about a minute)")
@@ -202,8 +244,12 @@ def main(argv=None):
     ap.add_argument("--conv-only", action="store_true",
                     help="only the conv encoders' naive / rows / local table (a few minutes)")
     ap.add_argument("--only", help="engine-vs-naive table: only the encoders whose name contains this")
+    ap.add_argument("--memory", action="store_true",
+                    help="only importance.memory_mb: the plan's predicted peak against the measured one")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.memory:
+        return print_memory(args.threads, quick=args.quick)
     if args.conv_only:
         conv_rows = []
         for name, model, output, x, pixels in conv_models():

@@ -171,7 +171,8 @@ READS: dict[str, Reads] = {
     # importance
     "importance_plan": Reads(("importance.block_size",), via=("importance.models",)),
     "importance_block": Reads((*SEEDED, *_keys("importance", "block_size", "max_samples", "device", "method",
-                                               "n_perm", "batch_size", "sign_threshold", "confidence")),
+                                               "n_perm", "batch_size", "memory_mb", "sign_threshold",
+                                               "confidence")),
                               via=("importance.models", "importance.classifier_logits")),
     "importance_gather": Reads(via=("importance.models", "importance.block_size")),
     "importance_gather_logits": Reads(via=("importance.models", "importance.block_size",

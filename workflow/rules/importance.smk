@@ -55,6 +55,7 @@ rule importance_block:
         method=IMPORTANCE["method"],
         n_perm=IMPORTANCE["n_perm"],
         batch_size=IMPORTANCE["batch_size"],
+        memory_mb=IMPORTANCE["memory_mb"],
         sign_threshold=IMPORTANCE["sign_threshold"],
         confidence=IMPORTANCE["confidence"],
     script:

@@ -37,7 +37,8 @@ from torch import nn
 
 from latent_atlas.devices import batches, infer, model_device
 from latent_atlas.importance.kernels import KernelPlan, kernel_importance, kernel_plan
-from latent_atlas.importance.local import LocalStack, local_importance, local_stack
+from latent_atlas.importance.local import CACHE_BYTES, LocalStack, local_importance, local_stack
+from latent_atlas.importance.memory import plan_block
 from latent_atlas.importance.streams import LATENT_STREAM, PIXEL_STREAM, fill_permutation, permutation
 from latent_atlas.importance.tables import LatentImportance, PixelImportance
 
@@ -208,6 +209,7 @@ def pixel_importance(
     device: str | torch.device | None = None,
     sign_threshold: float = 0.0,
     confidence: float = 0.95,
+    memory_mb: float | None = None,
 ) -> PixelImportance:
     """Permutation importance of pixels for each output dimension of `model_fn`.
 
@@ -230,6 +232,9 @@ def pixel_importance(
         available, else CPU).
     sign_threshold : |slope| at or below which the sign is 0.
     confidence : level of the t confidence interval of the mean over permutations.
+    memory_mb : the job's peak memory to plan for (`importance.memory`): sizes the local path's
+        cache chunks and the other paths' rows per pass (batch_size stays the upper bound); the
+        plan is the result's `memory_plan`. None: chunks of `local.CACHE_BYTES`, rows of batch_size.
 
     Returns
     -------
@@ -248,6 +253,10 @@ def pixel_importance(
     device = torch.device(device) if device is not None else model_device(model_fn)
     xflat = x.reshape(n, c * hw)
     method, plan = choose_method(method, split, device, stack)
+    memory_plan, cache_bytes = None, CACHE_BYTES
+    if memory_mb is not None:
+        memory_plan = plan_block(memory_mb, method, model_fn, (c, h, w), n, batch_size, stack, device)
+        batch_size, cache_bytes = memory_plan.batch_size, memory_plan.cache_bytes or CACHE_BYTES
 
     # Pixel columns (N, C, P) in image order: channel c of pixel i sits at c * hw + i.
     cols = np.stack([xflat[:, ch * hw + pixels] for ch in range(c)], axis=1)
@@ -257,7 +266,7 @@ def pixel_importance(
         # The local path's activation cache gives the unpermuted outputs too (the stack
         # reproduces model_fn), so the images go through the model once.
         local_values, z0 = local_importance(stack, x, cols[:, :, active], pixels[active], n_perm, seed,
-                                            batch_size, device, return_base=True)
+                                            batch_size, device, return_base=True, cache_bytes=cache_bytes)
     else:
         z0 = infer(model_fn, x, batch_size, device)
     z0_t = torch.as_tensor(z0, device=device)
@@ -277,7 +286,7 @@ def pixel_importance(
             values[active] = kernel_importance(split[0], plan, *args)
     mean, std, lo, hi = summarise_permutations(values, confidence)
     slope, sign = slope_and_sign(cols.mean(axis=1), z0.astype(np.float64), sign_threshold)
-    return PixelImportance(pixels, values, mean, std, lo, hi, slope, sign, (c, h, w), method)
+    return PixelImportance(pixels, values, mean, std, lo, hi, slope, sign, (c, h, w), method, memory_plan)
 
 
 @torch.no_grad()

@@ -83,7 +83,7 @@ def method_stack(method: str, model, model_name: str, output: str, split, device
 
 def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int], *, logits: bool,
                 method: str, n_perm: int, batch_size: int, sign_threshold: float, confidence: float,
-                seed: int, device) -> pd.DataFrame:
+                seed: int, device, memory_mb: float | None = None) -> pd.DataFrame:
     """Pixel importance of a block of pixels (one shard) for every output of a model.
 
     Parameters
@@ -92,8 +92,8 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
     images : ndarray of shape (N, C, H, W), its evaluation images.
     pixels : flat pixel indices row * W + col of the block.
     logits : also the class outputs of a classifier (importance.classifier_logits).
-    method, n_perm, batch_size, sign_threshold, confidence : the `importance` settings
-        (`engine.pixel_importance`).
+    method, n_perm, batch_size, sign_threshold, confidence, memory_mb : the `importance`
+        settings (`engine.pixel_importance`).
 
     Returns
     -------
@@ -108,7 +108,13 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
         result = pixel_importance(
             output_function(model, output), images, pixels, n_perm=n_perm, seed=seed,
             split=split, stack=stack, method=path, batch_size=batch_size, device=device,
-            sign_threshold=sign_threshold, confidence=confidence)
+            sign_threshold=sign_threshold, confidence=confidence, memory_mb=memory_mb)
+        if result.memory_plan is not None:
+            mp = result.memory_plan
+            log.info("memory plan (importance.memory_mb %g): %d MB held before the block, %d rows per pass%s, "
+                     "predicted peak %.0f MB%s", memory_mb, mp.rss_mb, mp.batch_size,
+                     f", local cache of {mp.cache_bytes / 2**20:.0f} MB" if mp.cache_bytes else "",
+                     mp.predicted_peak_mb, f" ({mp.note})" if mp.note else "")
         log.info("%d pixels from %d, output %s, %d images on %s: method %s, %.2f s", len(pixels),
                  pixels[0], output, len(images), device, result.method, time.perf_counter() - start)
         frames.append(pixel_frame(result, output))

@@ -41,7 +41,7 @@ def _model_and_evaluation_set(job: Job, device: str, max_samples: int | None, se
 
 def importance_block(job: Job, *, seed: int, numeric_threads: int, block_size: int, max_samples: int | None,
                      device: str, logits: bool, method: str, n_perm: int, batch_size: int,
-                     sign_threshold: float, confidence: float) -> None:
+                     memory_mb: float, sign_threshold: float, confidence: float) -> None:
     """One shard: pixel importance of block `{block}` (of `block_size` pixels) for every output of
     the model (the class outputs too when `logits`), with the `importance` settings of the same
     names (block_table)."""
@@ -55,8 +55,8 @@ def importance_block(job: Job, *, seed: int, numeric_threads: int, block_size: i
         raise ValueError(f"block {block} out of range: {h}x{w} images in blocks of "
                          f"{block_size} give {len(blocks)} blocks")
     table = block_table(model, job.wildcards.model, images, blocks[block], logits=logits, method=method,
-                        n_perm=n_perm, batch_size=batch_size, sign_threshold=sign_threshold,
-                        confidence=confidence, seed=int(seed), device=device)
+                        n_perm=n_perm, batch_size=batch_size, memory_mb=memory_mb,
+                        sign_threshold=sign_threshold, confidence=confidence, seed=int(seed), device=device)
     write_parquet(table, job.output[0], metadata={"block": block})
 
 

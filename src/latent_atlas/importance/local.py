@@ -52,7 +52,11 @@ from torch import nn
 from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 from latent_atlas.models.chain import ChannelAffine
 
-CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes)
+CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes), without a memory budget
+# A job's memory grows by about this many times the chunk's cache (the cache itself, the copies of
+# its windows sliced per pixel, the transients of computing it): measured with
+# `python benchmarks/importance.py --memory` (docs/benchmarks.md).
+CACHE_FACTOR = 2.0
 MAP_BYTES = 1 << 25  # the largest delta matrix of a convolution (bytes); larger ones run on windows
 FULL_FRACTION = 0.85  # a pixel whose value changes in this share of rows runs on all rows, ungathered
 
@@ -268,13 +272,31 @@ def _window_op(step: _Window, ctx: torch.Tensor, divisor) -> torch.Tensor:
     return sums if divisor is None else sums / divisor
 
 
+def cache_per_image(stack: LocalStack, image_shape, device=None) -> int:
+    """Bytes of the activation cache of one image (every window step's input and output, the
+    flattened map and the first Linear's pre-activation, float32)."""
+    probe = torch.zeros((1, *image_shape), device=device or "cpu")
+    with torch.no_grad():
+        inputs, outputs, final, pre = stack.activations(probe)
+    return 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
+
+
+def cache_plan(stack: LocalStack, image_shape, n_images: int, memory_bytes: float, device=None) -> tuple[int, int]:
+    """(images per chunk, predicted working bytes) of the local path within `memory_bytes`: the
+    chunk whose cache times `CACHE_FACTOR` fits (at least one image)."""
+    per_image = cache_per_image(stack, image_shape, device)
+    chunk = max(1, min(int(n_images), int(memory_bytes / CACHE_FACTOR) // per_image))
+    return chunk, int(CACHE_FACTOR * chunk * per_image)
+
+
 @torch.no_grad()
 def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_size, device,
-                     return_base=False):
+                     return_base=False, cache_bytes: int = CACHE_BYTES):
     """Per (pixel, permutation) mean squared change of every output, (P, n_perm, d) float64, and
     with `return_base` the unpermuted outputs (N, d) float32 on the CPU as well.
 
     x : ndarray (N, C, H, W); cols : (N, C, P) the pixels' columns; pixels : flat indices.
+    cache_bytes : the activation cache of one chunk of images (`cache_plan`).
     """
     n, c, h, w = x.shape
     x_t = torch.as_tensor(x)
@@ -287,7 +309,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
         probe = out
     inputs, outputs, final, pre = stack.activations(x_t[:1].to(device))
     per_image = 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
-    chunk = max(1, min(n, CACHE_BYTES // per_image))
+    chunk = max(1, min(n, int(cache_bytes) // per_image))
     divisors = [_divisor(s, *size_in, size_out, device) if isinstance(s, _Window) and s.kind == "avg"
                 else None for s, size_in, size_out in shapes]
     fc, fh, fw = final.shape[1:]

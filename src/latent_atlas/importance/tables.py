@@ -29,6 +29,7 @@ class PixelImportance:
     sign : ndarray of shape (P, d) int8 in {-1, 0, 1}: sign of the slope where |slope| > threshold.
     image_shape : (C, H, W).
     method : the path that computed it.
+    memory_plan : the `importance.memory.MemoryPlan` it ran under (None without a budget).
     """
 
     pixels: np.ndarray
@@ -41,6 +42,7 @@ class PixelImportance:
     sign: np.ndarray
     image_shape: tuple[int, int, int]
     method: str
+    memory_plan: object = None
 
     @property
     def directional(self) -> np.ndarray:
