@@ -55,3 +55,41 @@ def test_a_budget_sizes_the_local_chunks_and_the_rows_and_changes_no_value(conv_
     held = current_rss() / MB
     roomy = plan_block(held + 4000, "rows", conv_ae.encode, (1, 28, 28), 60, 512)
     assert roomy.batch_size == 512 and roomy.note == ""  # batch_size stays the upper bound
+
+
+MEMORY_PROBE = """
+import resource, sys, numpy as np, torch
+from latent_atlas.importance.engine import model_stack, pixel_importance
+from latent_atlas.importance.memory import MB, current_rss
+from latent_atlas.models.networks import build_model
+size, method = int(sys.argv[1]), sys.argv[2]
+torch.manual_seed(0)
+torch.set_num_threads(1)
+model = build_model("conv_ae", (3, size, size), 2, {"channels": [32, 64, 128, 256], "latent_dim": 64}).eval()
+images = np.random.default_rng(0).random((600 if method == "local" else 100, 3, size, size), dtype=np.float32)
+stack = model_stack(model, "latent")[0] if method == "local" else None
+budget = current_rss() / MB + 400  # 400 MB of work beyond what the process holds
+pixels = np.arange(size * size // 2, size * size // 2 + (8 if method == "local" else 2))
+r = pixel_importance(model.encode, images, pixels, n_perm=2, seed=0, stack=stack, method=method, device="cpu",
+                     memory_mb=budget)
+print(r.memory_plan.rss_mb, r.memory_plan.predicted_peak_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["local", "rows"])
+def test_the_plans_predicted_peak_is_within_20_percent_of_the_measured_one(method):
+    """A block in a fresh process at two image sizes, with 400 MB of work planned: the plan's
+    predicted peak against getrusage's (benchmarks/importance.py --memory measures the study AE)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    for size in (48, 64):
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(size), method], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        held, predicted, measured = map(float, out)
+        assert measured - held > 200, (size, held, measured)  # the block's work is a real part of the peak
+        assert 0.8 <= predicted / measured <= 1.2, (size, method, held, predicted, measured)
