@@ -442,11 +442,7 @@ def read_chain(program: nn.Module, output: int = 0) -> tuple[list[nn.Module] | N
         if node.op == "call_module":  # the input guards of an unlifted program
             continue
         if node.op == "output":
-            outs = node.args[0]
-            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-            if len(outs) != 1 or outs[0] is not current:
-                return None, "the program returns several outputs, or one that is not its last layer"
-            return layers, ""
+            return chain_end(node, current, layers, "program")
         name, overload = _op(node.target) if node.op == "call_function" else ("", "")
         where = f"node {node.name!r} ({node.target})"
         if node.op == "call_function" and node.target.__name__ == "getitem" and name == "":
@@ -469,6 +465,16 @@ def read_chain(program: nn.Module, output: int = 0) -> tuple[list[nn.Module] | N
         layers.extend(layer)
         current = node
     return None, "the graph has no output node"
+
+
+def chain_end(node, current, layers: list[nn.Module], what: str) -> tuple[list[nn.Module] | None, str]:
+    """What a chain reader returns at the graph's output node: the layers when the graph returns
+    the last layer's output alone, else None and why."""
+    outs = node.args[0]
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    if len(outs) != 1 or outs[0] is not current:
+        return None, f"the {what} returns several outputs, or one that is not its last layer"
+    return layers, ""
 
 
 def _fetch(program: nn.Module, target: str):

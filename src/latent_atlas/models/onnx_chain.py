@@ -44,7 +44,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from latent_atlas.errors import summary
-from latent_atlas.models.loaded import OnnxProgram, _affine_of, read_file
+from latent_atlas.models.loaded import OnnxProgram, _affine_of, chain_end, read_file
 
 ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5.15 maps
 _DOMAIN = "latent_atlas"  # ops moved out of the standard domain for our own converters
@@ -326,11 +326,7 @@ def read_torch_chain(module: torch.fx.GraphModule) -> tuple[list[nn.Module] | No
             constants[node] = module.get_buffer(node.target)
             continue
         if node.op == "output":
-            outs = node.args[0]
-            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-            if len(outs) != 1 or outs[0] is not current:
-                return None, "the graph returns several outputs, or one that is not its last layer"
-            return layers, ""
+            return chain_end(node, current, layers, "graph")
         if node.op == "call_function" and node.target is operator.getitem:
             if node.args == (current, 0):
                 continue  # output 0 of a node with several (Dropout's mask, BatchNorm's statistics)
