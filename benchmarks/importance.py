@@ -194,8 +194,9 @@ def snakemake_wall(cores: int, workdir: Path, forcerun: bool) -> float:
 
 
 MEMORY_PROBE = """
-import resource, sys, numpy as np, torch
+import sys, numpy as np, torch
 from latent_atlas.importance.engine import model_stack, pixel_importance
+from latent_atlas.importance.memory import peak_rss
 from latent_atlas.models.networks import build_model
 size, method, budget, n, threads = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
@@ -207,7 +208,7 @@ pixels = np.arange(hw // 2 - 32, hw // 2 + 32) if method == "local" else np.aran
 r = pixel_importance(model.encode, images, pixels, n_perm=4, seed=0, stack=stack, method=method, device="cpu",
                      memory_mb=budget)
 mp = r.memory_plan
-print(mp.rss_mb, mp.predicted_peak_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, mp.batch_size,
+print(mp.rss_mb, mp.predicted_peak_mb, peak_rss() / 2**20, mp.batch_size,
       (mp.cache_bytes or 0) / 2**20)
 """
 
@@ -216,7 +217,7 @@ def print_memory(threads: int, quick: bool = False) -> None:
     """importance.memory_mb on the 96x96 study AE (3x96x96, 32-64-128-256, 256-D) and the same
     network at 64x64: one block of central pixels, n_perm 4, on the local path (64 pixels, every
     image) and the rows path (8 pixels, 200 images: it re-encodes every changed image), each in a
-    fresh process, its plan's predicted peak against getrusage's measured one."""
+    fresh process, its plan's predicted peak against the measured one (VmHWM)."""
     n = 500 if quick else 2000
     print(f"{n} synthetic images (rows path: 200), 64 central pixels (rows path: 8), n_perm 4, {threads} threads; "
           f"each case a fresh process\n")

@@ -38,6 +38,19 @@ ROWS_FACTOR = 1.45
 MIN_WORK = 64 * MB  # the working set when the budget is already spent before the block
 
 
+def peak_rss() -> int:
+    """The process's peak resident memory (bytes): /proc/self/status VmHWM, else getrusage.
+
+    VmHWM belongs to the address space, which exec replaces; getrusage's ru_maxrss survives exec
+    on Linux, so in a process started from a large one (a test run) it reports the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def current_rss() -> int:
     """The process's resident memory now (bytes): /proc/self/statm, else the peak so far."""
     try:
