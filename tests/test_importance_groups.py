@@ -48,3 +48,48 @@ def test_benjamini_hochberg_matches_scipy():
     assert benjamini_hochberg(p, 0.1).tolist() == [[True, False], [True, False]]
     with pytest.raises(ValueError, match="false discovery rate"):
         benjamini_hochberg(p, 0)
+
+
+def test_groups_of_one_pixel_are_todays_pixels_bit_for_bit():
+    import torch
+
+    from latent_atlas.importance.engine import pixel_importance
+    from latent_atlas.importance.groups import naive_group_importance
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 5), torch.nn.Tanh()).eval()
+    images = np.random.default_rng(0).random((30, 2, 6, 6), dtype=np.float32)
+    pixels = [0, 7, 20, 35]
+    want = pixel_importance(net, images, pixels, n_perm=3, seed=4, method="naive").per_permutation
+    got = naive_group_importance(net, images, [np.array([p]) for p in pixels], n_perm=3, seed=4)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_two_identical_pixels_marginal_and_grouped():
+    """Pixels a and b always equal (perfectly correlated); the model reads a only: z = 3 x_a.
+    Expected: a's marginal score is 9 mean_n (x_a[pi(n)] - x_a[n])^2 under a's permutation pi,
+    b's is exactly 0 (the model ignores it), and the group {a, b} -- permuted jointly, with a's
+    permutation, a being its first pixel -- scores exactly a's marginal score."""
+    from latent_atlas.importance.engine import pixel_importance
+    from latent_atlas.importance.groups import naive_group_importance
+    from latent_atlas.importance.streams import permutation
+
+    rng = np.random.default_rng(1)
+    images = rng.random((50, 1, 4, 4), dtype=np.float32)
+    a, b = 5, 10
+    images.reshape(50, 16)[:, b] = images.reshape(50, 16)[:, a]
+
+    def model(x):
+        return 3 * x.reshape(len(x), -1)[:, a:a + 1]
+
+    marginal = pixel_importance(model, images, [a, b], n_perm=2, seed=7, method="naive", device="cpu")
+    grouped = naive_group_importance(model, images, [np.array([a, b])], n_perm=2, seed=7, device="cpu")
+    xa = images.reshape(50, 16)[:, a].astype(np.float64)
+    for k in range(2):
+        pi = permutation(7, a, k, 50)
+        expected = 9 * np.mean((xa[pi] - xa) ** 2)
+        assert marginal.per_permutation[0, k, 0] == pytest.approx(expected, rel=1e-6)
+    assert np.all(marginal.per_permutation[1] == 0)
+    np.testing.assert_array_equal(grouped[0], marginal.per_permutation[0])
+    with pytest.raises(ValueError, match="share their first pixel"):
+        naive_group_importance(model, images, [np.array([a, b]), np.array([a])], n_perm=1)

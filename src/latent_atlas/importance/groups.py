@@ -12,8 +12,15 @@ the permuted images keep the group's inside intact and only its relation to the 
 A group's score is drawn on the image grid by `on_grid`: each pixel shows the mean score of the
 groups that contain it (for a partition, its group's score).
 
-This module is the groups' geometry and multiple testing (`benjamini_hochberg`); the engine's
-joint permutation and the stage's settings build on it.
+A group's permutation k is its first (smallest) pixel's permutation k: the stream keyed by (seed,
+pixel, k). So a group of one pixel is exactly that pixel (today's per-pixel tables, bit for bit),
+and a group that adds pixels the model ignores scores exactly its first pixel's score. Distinct
+groups of a partition, or of a patch layout (one top-left pixel each), never share a stream.
+
+`naive_group_importance` is the reference loop for groups (as `engine._naive` is for pixels): per
+group and permutation, every image's group pixels are replaced by those of the permuted image,
+and the images are encoded again. The engine's fast paths and the stage's settings build on it
+and on the groups' geometry and multiple testing (`benjamini_hochberg`) here.
 """
 
 from __future__ import annotations
@@ -72,6 +79,45 @@ def on_grid(values: np.ndarray, groups: list[np.ndarray], height: int, width: in
         grid = (m @ flat) / counts[:, None]
     grid[counts == 0] = np.nan
     return grid.reshape((height, width) + values.shape[1:])
+
+
+def first_pixels(groups: list[np.ndarray]) -> np.ndarray:
+    """Each group's first (smallest) pixel, whose permutation stream the group uses; ValueError
+    when two groups share one (their permutations would be the same)."""
+    firsts = np.array([int(np.min(g)) for g in groups], dtype=np.int64)
+    if len(np.unique(firsts)) != len(firsts):
+        raise ValueError("two pixel groups share their first pixel, so they would share their permutations")
+    return firsts
+
+
+def naive_group_importance(model_fn, images, groups: list[np.ndarray], *, n_perm: int = 4, seed: int = 0,
+                           batch_size: int = 8192, device=None) -> np.ndarray:
+    """The reference loop of group permutation importance: (G, n_perm, d) float64, the mean over
+    images of the squared change of each output when the group's pixels (all channels) are
+    replaced, jointly, by those of the permuted images (permutation k of the group's first pixel).
+    """
+    import torch
+
+    from latent_atlas.devices import infer, model_device
+    from latent_atlas.importance.streams import permutation
+
+    x = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+    if x.ndim != 4 or len(x) < 2:
+        raise ValueError(f"images must have shape (N, C, H, W) with N >= 2, got {x.shape}")
+    n, c, h, w = x.shape
+    device = torch.device(device) if device is not None else model_device(model_fn)
+    z0 = torch.as_tensor(infer(model_fn, x, batch_size, device), device=device)
+    out = np.zeros((len(groups), n_perm, z0.shape[1]))
+    flat = x.reshape(n, c, h * w)
+    for g, (pixels, first) in enumerate(zip(groups, first_pixels(groups))):
+        pixels = np.asarray(pixels, dtype=np.int64)
+        for k in range(n_perm):
+            perm = permutation(seed, int(first), k, n)
+            xp = flat.copy()
+            xp[:, :, pixels] = flat[perm][:, :, pixels]
+            z = torch.as_tensor(infer(model_fn, xp.reshape(n, c, h, w), batch_size, device), device=device)
+            out[g, k] = ((z - z0).double() ** 2).mean(dim=0).cpu().numpy()
+    return out
 
 
 def benjamini_hochberg(pvalues, q: float = 0.05) -> np.ndarray:
