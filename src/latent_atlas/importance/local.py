@@ -26,8 +26,8 @@ row runs instead, reading the cached values in place, broadcast over permutation
 A model is described by a `LocalStack` built from the list of layers its output function runs
 (`local_stack`): Conv2d (any stride, padding and groups; dilation 1, zero padding), MaxPool2d and
 AvgPool2d (dilation 1, ceil mode allowed), elementwise layers (activations, BatchNorm2d and
-Dropout in eval mode, Identity, `ChannelAffine`), then Flatten, a Linear, and any dense tail. Given the output
-function, the stack is checked to reproduce it on a seeded probe batch; a list that does not is
+Dropout in eval mode, Identity, `ChannelAffine`), then Flatten, a Linear, and any dense tail.
+Given the output function, the stack is checked to reproduce it on a seeded probe batch; a list that does not is
 refused (the caller falls back to `rows`).
 
 Memory: the cache holds, per image, the input and output of every convolution and pooling, the
@@ -272,13 +272,16 @@ def _window_op(step: _Window, ctx: torch.Tensor, divisor) -> torch.Tensor:
     return sums if divisor is None else sums / divisor
 
 
+def _cache_bytes(inputs, outputs, final, pre) -> int:
+    """Bytes of the activation cache `stack.activations` returned (float32)."""
+    return 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
+
+
 def cache_per_image(stack: LocalStack, image_shape, device=None) -> int:
     """Bytes of the activation cache of one image (every window step's input and output, the
     flattened map and the first Linear's pre-activation, float32)."""
-    probe = torch.zeros((1, *image_shape), device=device or "cpu")
     with torch.no_grad():
-        inputs, outputs, final, pre = stack.activations(probe)
-    return 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
+        return _cache_bytes(*stack.activations(torch.zeros((1, *image_shape), device=device or "cpu")))
 
 
 def cache_plan(stack: LocalStack, image_shape, n_images: int, memory_bytes: float, device=None) -> tuple[int, int]:
@@ -308,7 +311,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
         shapes.append((step, tuple(probe.shape[2:]), tuple(out.shape[2:])))
         probe = out
     inputs, outputs, final, pre = stack.activations(x_t[:1].to(device))
-    per_image = 4 * (sum(t.numel() for t in inputs + outputs if t is not None) + final.numel() + pre.numel())
+    per_image = _cache_bytes(inputs, outputs, final, pre)
     chunk = max(1, min(n, int(cache_bytes) // per_image))
     divisors = [_divisor(s, *size_in, size_out, device) if isinstance(s, _Window) and s.kind == "avg"
                 else None for s, size_in, size_out in shapes]

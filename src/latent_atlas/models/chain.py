@@ -60,11 +60,10 @@ class ChannelAffine(nn.Module):
 
     def expanded(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """scale and shift as length-n vectors (a single value repeated)."""
-        return self.scale.expand(n) if len(self.scale) == 1 else self.scale, \
-            self.shift.expand(n) if len(self.shift) == 1 else self.shift
+        return self.scale.expand(n), self.shift.expand(n)
 
     def extra_repr(self) -> str:
-        return f"channels={max(len(self.scale), len(self.shift))}"
+        return f"channels={len(self.scale)}"
 
 
 def batch_norm_affine(bn: nn.Module) -> ChannelAffine:

@@ -386,7 +386,7 @@ def _shape(node) -> tuple | None:
     return None if val is None else tuple(int(d) if isinstance(d, int) else None for d in val.shape)
 
 
-def _affine_of(name: str, operand, shape: tuple | None) -> ChannelAffine | str:
+def constant_affine(name: str, operand, shape: tuple | None) -> ChannelAffine | str:
     """x (op) operand as a ChannelAffine, or why not: the operand is a number, or a constant tensor
     with one value per channel (broadcast against x of `shape`: (C,) against (B, C), (C, 1, 1) or
     (1, C, 1, 1) against (B, C, H, W))."""
@@ -421,18 +421,12 @@ def read_chain(program: nn.Module, output: int = 0) -> tuple[list[nn.Module] | N
         return None, f"{type(program).__name__} has no graph"
     if output != 0:
         return None, f"the chain reader reads a program's only output, not output {output!r}"
-    tensors = {**dict(program.named_buffers()), **dict(program.named_parameters())}
     attrs = {}
     layers: list[nn.Module] = []
     current = None
     for node in graph.nodes:
         if node.op == "get_attr":
-            attrs[node.name] = tensors.get(node.target)
-            if attrs[node.name] is None:
-                try:
-                    attrs[node.name] = _fetch(program, node.target)
-                except AttributeError:
-                    pass
+            attrs[node.name] = _fetch(program, node.target)  # a parameter, buffer or constant
             continue
         if node.op == "placeholder":
             if current is not None:
@@ -478,9 +472,10 @@ def chain_end(node, current, layers: list[nn.Module], what: str) -> tuple[list[n
 
 
 def _fetch(program: nn.Module, target: str):
+    """The attribute at dotted path `target` of the program (None when it has none)."""
     obj = program
     for part in target.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
     return obj
 
 
@@ -522,16 +517,18 @@ def _layer(node, name: str, overload: str, attrs, current) -> list[nn.Module] | 
             other = attrs.get(other.name)
             if other is None:
                 return "an operand that is not a constant"
-        affine = _affine_of(name, other, shape_in)
+        affine = constant_affine(name, other, shape_in)
         return affine if isinstance(affine, str) else [affine]
-    if name in ("flatten",):
+    if name == "flatten":
         if args[1] == 1 and args[2] in (None, -1):
             return [nn.Flatten()]
         return f"flatten({args[1]}, {args[2]}) is not a flatten to (batch, features)"
     if name in ("view", "reshape", "_unsafe_view"):
         target = list(args[1] or [])
         out = _shape(node)
-        if len(target) == 2 and out is not None and shape_in is not None and len(out) == 2 and                 all(isinstance(d, int) for d in shape_in[1:]) and out[1] == int(np.prod(shape_in[1:])):
+        flattens = (len(target) == 2 and out is not None and len(out) == 2 and shape_in is not None
+                    and all(isinstance(d, int) for d in shape_in[1:]) and out[1] == int(np.prod(shape_in[1:])))
+        if flattens:
             return [nn.Flatten()]
         return f"{name} to {target} is not a flatten to (batch, features)"
     if name == "linear":

@@ -44,7 +44,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from latent_atlas.errors import summary
-from latent_atlas.models.loaded import OnnxProgram, _affine_of, chain_end, read_file
+from latent_atlas.models.loaded import OnnxProgram, chain_end, constant_affine, read_file
 
 ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5.15 maps
 _DOMAIN = "latent_atlas"  # ops moved out of the standard domain for our own converters
@@ -269,7 +269,7 @@ def _torch_layer(layer: nn.Module, node: torch.fx.Node, current: torch.fx.Node,
             op, other = ("rsub" if op == "sub" else op), first
         if other not in constants:
             return "an operand that is not a constant"
-        affine = _affine_of(op, constants[other], shape_in)
+        affine = constant_affine(op, constants[other], shape_in)
         return affine if isinstance(affine, str) else [affine]
     if isinstance(layer, OnnxReshape):
         if shape_in is not None and shape_out is not None and len(shape_out) == 2 and \
