@@ -30,6 +30,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from latent_atlas.importance.local import CACHE_FACTOR, cache_plan
+
 MB = 1 << 20
 # The rows path's memory per row over `forward_row_bytes`'s count (the gathered and the cloned copy
 # of the input rows, the allocator's and the convolutions' working space): measured 1.39-1.56 on the
@@ -101,8 +103,8 @@ def forward_row_bytes(model_fn, image_shape, device=None) -> int | None:
 
 @dataclass
 class MemoryPlan:
-    """How a block fits `memory_mb`: rows per forward pass (the non-local paths), images per
-    chunk of the local cache (`cache_bytes`: its byte budget), and the predicted peak."""
+    """How a block fits `memory_mb`: rows per forward pass (the non-local paths), the local path's
+    cache bytes per chunk of images (None on the other paths), and the predicted peak."""
     batch_size: int
     cache_bytes: int | None
     rss_mb: float
@@ -114,14 +116,12 @@ class MemoryPlan:
 def plan_block(memory_mb: float, method: str, model_fn, image_shape, n_images: int, batch_size: int,
                stack=None, device=None) -> MemoryPlan:
     """The memory plan of one block on `method`'s path (module docstring)."""
-    from latent_atlas.importance.local import CACHE_FACTOR, cache_plan
-
     rss = current_rss()
     work = max(MIN_WORK, memory_mb * MB - rss)
     note = "" if memory_mb * MB - rss >= MIN_WORK else \
         f"the job holds {rss / MB:.0f} MB before the block, over importance.memory_mb {memory_mb:g}"
     if method == "local":
-        chunk, used = cache_plan(stack, image_shape, n_images, work, device)
+        _, used = cache_plan(stack, image_shape, n_images, work, device)
         return MemoryPlan(batch_size, int(used / CACHE_FACTOR), rss / MB, used / MB, (rss + used) / MB, note)
     row = forward_row_bytes(model_fn, image_shape, device)
     if row is None:
