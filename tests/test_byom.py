@@ -591,18 +591,23 @@ def _native_importance(data: str, model_pt: Path, classifier: bool, section: dic
         return importance_settings(job_function, settings, kind="classifier" if classifier else "autoencoder", seed=0)
 
     plan = str(folder / "plan.json")
-    importance.importance_plan(Job(input=Files([data]), output=Files([plan])), block_size=settings["block_size"])
+    importance.importance_plan(Job(input=Files([data]), output=Files([plan])),
+                               **rule_settings(importance.importance_plan))
     blocks = [str(folder / f"block_{b:04d}.parquet") for b in range(read_json(plan)["n_blocks"])]
     for block in blocks:
-        importance.importance_block(Job(input=Files(data=data, model=str(model_pt)), output=Files([block]),
+        importance.importance_block(Job(input=Files(data=data, model=str(model_pt), plan=plan), output=Files([block]),
                                         wildcards=Files(dataset="digits", model="native", block=block[-12:-8])),
                                     **rule_settings(importance.importance_block))
     outputs = ["primary"] + (["logits"] if classifier and settings["classifier_logits"] else [])
     tables = {}
     for output in outputs:
-        path = folder / f"pixel_importance{'' if output == 'primary' else '_logits'}.parquet"
-        importance.importance_gather(Job(input=Files(blocks), output=Files([str(path)]),
-                                         wildcards=Files(dataset="digits", model="native")), output_name=output)
+        suffix = "" if output == "primary" else "_logits"
+        path = folder / f"pixel_importance{suffix}.parquet"
+        importance.importance_gather(Job(input=Files(shards=blocks, plan=plan),
+                                         output=Files(pixel=str(path), group=str(folder / f"group_importance{suffix}.parquet")),
+                                         wildcards=Files(dataset="digits", model="native", analysis="importance")),
+                                     output_name=output, min_effect=settings["min_effect"], fdr=settings["fdr"],
+                                     permutation=settings["permutation"])
         tables[path.stem] = read_parquet(path)
     path = folder / "latent_importance.parquet"
     importance.latent_importance(Job(input=Files(data=data, model=str(model_pt)), output=Files([str(path)]),

@@ -190,3 +190,89 @@ def test_explorer_in_chromium_ticks_hz_and_seconds(browser, tmp_path):
     assert (left["label"], bottom["label"]) == ("time (s)", "frequency (Hz)")
     assert not errors, errors
     page.close()
+
+
+def _tested_tables():
+    """_tables with the significance test: declared where importance > 0.005 (z3 nowhere), and
+    an interval over images and permutations."""
+    pixel, latent = _tables()
+    pixel["group"] = pixel["pixel"]
+    pixel["se"] = pixel["std"] * 2
+    pixel["interval_low"] = pixel["importance"] - 2 * pixel["se"]
+    pixel["interval_high"] = pixel["importance"] + 2 * pixel["se"]
+    pixel["p_value"] = np.where(pixel["importance"] > 0.005, 1e-4, 0.5)
+    pixel["significant"] = pixel["importance"] > 0.005
+    return pixel, latent
+
+
+def test_explorer_data_carries_the_mask_of_tested_tables_only():
+    pixel, latent = _tested_tables()
+    data = explorer_data(pixel, latent, "digits", 2, 4, fdr=0.05)
+    assert data["fdr"] == 0.05
+    declared = np.array(data["declared"])
+    assert declared.shape == (D, H * W) and set(np.unique(declared)) == {0, 1}
+    at = pixel["dim"].to_numpy(), pixel["row"].to_numpy() * W + pixel["col"].to_numpy()
+    np.testing.assert_array_equal(declared[at], pixel["significant"].astype(int))  # row * W + col
+    assert data["pixel"]["interval_low"][0][W - 1] == pytest.approx(1.0 - 0.4)
+    assert data["pixel"]["interval_high"][0][W - 1] == pytest.approx(1.0 + 0.4)
+
+    old, _ = _tables()  # a table written before the test: the data of older pages
+    data = explorer_data(old, latent, "digits", 2, 4, fdr=0.05)
+    assert "declared" not in data and "fdr" not in data
+    assert sorted(data["pixel"]) == ["directional", "importance", "std"]
+    tested = explorer_data(pixel.drop(columns=["group", "se", "interval_low", "interval_high",
+                                               "p_value", "significant"]), latent, "digits", 2, 4)
+    assert tested == data
+
+
+def test_explorer_in_chromium_greys_undeclared_pixels(browser, tmp_path):
+    """Tested tables: undeclared pixels grey by default, the checkbox shows the unmasked map, the
+    readout gives the interval over images and permutations; older tables: no mask control."""
+    pixel, latent = _tested_tables()
+    path = tmp_path / "explorer.html"
+    write_explorer(pixel, latent, path, title="digits / dense_ae", top_k=2, n_perm=4, fdr=0.05)
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#maps .map")
+    assert page.is_visible("#unmasked") and not page.is_checked("#unmasked")
+    assert page.inner_text("#masknote") == "not declared at FDR 0.05"
+
+    def grey():  # (H, W) bools of the first map: drawn in the mask's grey
+        return np.array(page.evaluate("""() => {
+          const cv = document.querySelector('#maps .map canvas');
+          const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data, out = [];
+          for (let i = 0; i < d.length; i += 4) out.push(d[i] === 217 && d[i + 1] === 217 && d[i + 2] === 217);
+          return out; }""")).reshape(H, W)
+
+    dim = int(page.eval_on_selector("#maps .map", "e => e.dataset.dim"))
+    sub = pixel[pixel["dim"] == dim]
+    undeclared = np.zeros((H, W), dtype=bool)
+    undeclared[sub["row"], sub["col"]] = ~sub["significant"].to_numpy()
+    assert undeclared.any() and not undeclared.all()
+    np.testing.assert_array_equal(grey(), undeclared)
+    page.check("#unmasked")
+    assert not grey().any() and not page.is_visible("#masklegend")
+    page.uncheck("#unmasked")
+    assert page.is_visible("#masklegend")
+
+    box = page.locator("#maps .map canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * (W - 0.5) / W, box["y"] + box["height"] * 0.5 / H)
+    tip = page.locator("#tooltip").inner_text()
+    assert "interval over images and permutations [0.6000, 1.400]" in tip and tip.endswith(", declared")
+    assert "±" not in tip
+    assert not errors, errors
+    page.close()
+
+    old, _ = _tables()
+    write_explorer(old, latent, path, title="digits / dense_ae", top_k=2, n_perm=4)
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(path.as_uri())
+    page.wait_for_selector("#maps .map")
+    assert not page.is_visible("#unmasked") and not page.is_visible("#masklegend")
+    assert not grey().any()
+    page.mouse.move(box["x"] + box["width"] * (W - 0.5) / W, box["y"] + box["height"] * 0.5 / H)
+    tip = page.locator("#tooltip").inner_text()
+    assert "± 0.1000" in tip and "interval" not in tip and "declared" not in tip
+    page.close()

@@ -11,7 +11,7 @@ from torch import nn
 from latent_atlas.importance import engine, jobs, kernels, streams, tables
 from latent_atlas.importance import figures as impfig
 from latent_atlas.importance import plan as importance_plan
-from latent_atlas.io import read_json, read_parquet, read_parquet_metadata
+from latent_atlas.io import read_json, read_parquet, read_parquet_metadata, write_json
 from latent_atlas.models.archs import arch_kind
 from latent_atlas.runtime import Files, Job
 from latent_atlas.schema import with_defaults
@@ -152,23 +152,29 @@ def test_fast_paths_equal_naive(kind):
 
 @pytest.mark.parametrize("c", [1, 3])
 def test_linear_kernel_equals_the_gram_formula_on_the_same_permutations(c):
-    """The identity-rest kernel: mean_n (sum_ch dx_ch w_chj)^2 over the pixel's seeded permutation."""
+    """The identity-rest kernel: mean_n (sum_ch dx_ch w_chj)^2 over the pixel's seeded permutation,
+    and every image's terms: the squared changes of the rows it is in, as either image of the pair."""
     rng = np.random.default_rng(3)
     n_pix, n, d = 5, 200, 4
     cols = np.ascontiguousarray(rng.integers(0, 4, size=(n_pix, c, n)) / 3.0)
     wcols = rng.normal(size=(n_pix, c, d))
     pixels = np.arange(10, 10 + n_pix, dtype=np.int64)
+    perms = np.stack([np.stack([streams.permutation(7, int(p), k, n) for k in range(3)]) for p in pixels])
     fast = np.zeros((n_pix, 3, d))
-    kernels._kernel_linear(cols, wcols, 7, pixels, 3, fast)
+    terms = np.zeros((n_pix, n, d))
+    kernels._kernel_linear(cols, wcols, perms, fast, terms)
     expected = np.zeros_like(fast)
-    perm = np.empty(n, dtype=np.int64)
+    expected_terms = np.zeros_like(terms)
     for p in range(n_pix):
         for k in range(3):
-            streams.fill_permutation(perm, 7, 1, pixels[p], k)
+            perm = perms[p, k]
             dz = (cols[p][:, perm] - cols[p]).T @ wcols[p]  # (n, d)
             expected[p, k] = (dz ** 2).mean(axis=0)
+            np.add.at(expected_terms[p], np.arange(n), dz ** 2)
+            np.add.at(expected_terms[p], perm, dz ** 2)
     assert fast.max() > 0
     np.testing.assert_allclose(fast, expected, rtol=1e-12)
+    np.testing.assert_allclose(terms, expected_terms, rtol=1e-12)
 
 
 def _conv_stack(kind, c, seed=0):
@@ -413,7 +419,9 @@ def _figure_tables(h=5, w=4, d=6, n_classes=3, seed=0):
     res = tables.PixelImportance(np.arange(h * w), rng.random((h * w, 2, d)), rng.random((h * w, d)),
                                  rng.random((h * w, d)), np.zeros((h * w, d)), np.zeros((h * w, d)),
                                  rng.standard_normal((h * w, d)),
-                                 rng.choice([-1, 0, 1], size=(h * w, d)).astype(np.int8), (1, h, w), "x")
+                                 rng.choice([-1, 0, 1], size=(h * w, d)).astype(np.int8), (1, h, w), "x",
+                                 se=np.zeros((h * w, d)), interval_low=np.zeros((h * w, d)),
+                                 interval_high=np.zeros((h * w, d)))
     lat = tables.latent_frame(tables.LatentImportance(
         np.arange(n_classes), None, rng.random((n_classes, d)), rng.random((n_classes, d)) * 0.1,
         np.zeros((n_classes, d)), np.zeros((n_classes, d))), ["a", "b", "c"][:n_classes])
@@ -523,7 +531,17 @@ def _model_files(tmp_path, arch):
     save_dataset(ds, tmp_path / "tiny")
     torch.manual_seed(0)
     save_model(build_model(arch, (1, 16, 16), 3, TINY_PARAMS[arch]), tmp_path / f"{arch}.pt", ds.class_names)
-    return Files(data=str(tmp_path / "tiny"), model=str(tmp_path / f"{arch}.pt"))
+    write_json(importance_plan.plan(tmp_path / "tiny", 64), tmp_path / "plan.json")
+    return Files(data=str(tmp_path / "tiny"), model=str(tmp_path / f"{arch}.pt"), plan=str(tmp_path / "plan.json"))
+
+
+def _gather(shards, plan, name, out_dir, **settings):
+    """Rule importance_gather (or _logits, by `name`): the pixel and group tables in `out_dir`."""
+    outputs = Files(pixel=str(out_dir / f"{name}.parquet"), group=str(out_dir / f"{name}_groups.parquet"))
+    jobs.importance_gather(_job(Files(shards=list(shards), plan=plan), outputs, analysis="importance"),
+                           output_name=name, min_effect=settings.get("min_effect", 0.01),
+                           fdr=settings.get("fdr", 0.05), permutation=settings.get("permutation", "marginal"))
+    return outputs
 
 
 def _job(inputs, outputs, model="tiny_model", **wildcards):
@@ -597,7 +615,7 @@ def test_auto_picks_the_path_that_applies_and_logs_it(tmp_path, caplog, arch, ou
     assert list(shard["output"].unique()) == expected
     for name in ("primary", "logits") if arch == "mlp_classifier" else ("primary",):
         # rules importance_gather and importance_gather_logits: the same job, output_name differs
-        jobs.importance_gather(_job(Files([out]), Files([str(tmp_path / f"{name}.parquet")])), output_name=name)
+        _gather([out], inputs.plan, name, tmp_path)
         table = read_parquet(tmp_path / f"{name}.parquet")
         assert read_parquet_metadata(tmp_path / f"{name}.parquet")["output"] == (output if name == "primary" else name)
         assert sorted(table["pixel"].unique()) == list(range(64, 128)) and "output" not in table
@@ -614,14 +632,16 @@ def test_jobs_write_the_stage_files(tmp_path):
     settings = with_defaults({"device": "cpu", "n_perm": 2, "block_size": 100, "max_samples": 15,
                               "classes": [2], "top_k": 2}, "#/properties/importance", "importance")
     d = tmp_path / "importance"
-    jobs.importance_plan(Job(input=Files([inputs.data]), output=Files([str(d / "plan.json")])), block_size=100)
+    _run(jobs.importance_plan, Job(input=Files([inputs.data]), output=Files([str(d / "plan.json")])), settings)
+    inputs = Files(data=inputs.data, model=inputs.model, plan=str(d / "plan.json"))
     n_blocks = read_json(d / "plan.json")["n_blocks"]
     assert n_blocks == 3
     shards = [str(d / f"block_{b:04d}.parquet") for b in range(n_blocks)]
     for b, shard in enumerate(shards):
         _run(jobs.importance_block, _job(inputs, Files([shard]), block=f"{b:04d}"), settings)
     pixel_path, latent_path = str(d / "pixel_importance.parquet"), str(d / "latent_importance.parquet")
-    jobs.importance_gather(_job(Files(shards), Files([pixel_path])), output_name="primary")
+    _gather(shards, inputs.plan, "primary", d)
+    pixel_path = str(d / "primary.parquet")
     _run(jobs.latent_importance, _job(inputs, Files([latent_path])), settings)
 
     images, labels, _ = evaluation_set(load_dataset(inputs.data).test(), 15, 3)
@@ -629,7 +649,8 @@ def test_jobs_write_the_stage_files(tmp_path):
     whole = tables.pixel_frame(engine.pixel_importance(model.encode, images, n_perm=2, seed=3,
                                                        split=model.first_linear_split("latent")))
     pixel = read_parquet(pixel_path)
-    pd.testing.assert_frame_equal(pixel, whole.drop(columns="output"))
+    pd.testing.assert_frame_equal(pixel.drop(columns=["p_value", "significant"]), whole.drop(columns="output"))
+    assert pixel["significant"].any() and not pixel["significant"].all()
     assert read_parquet_metadata(pixel_path)["n_shards"] == 3
     latent = read_parquet(latent_path)
     assert sorted(latent["class"].unique()) == sorted(np.unique(labels))
@@ -639,7 +660,7 @@ def test_jobs_write_the_stage_files(tmp_path):
     _run(jobs.importance_explorer, _job(tables_in, Files([str(d / "explorer.html")])), settings)
     assert "tiny / tiny_model" in (d / "explorer.html").read_text()
     figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}
-    jobs.plot_importance(_job(tables_in, Files(figs)), top_k=2, classes=[2])
+    jobs.plot_importance(_job(tables_in, Files(figs)), top_k=2, classes=[2], fdr=0.05)
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figs)
 
 

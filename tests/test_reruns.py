@@ -65,6 +65,7 @@ EDITS = {
     "compare.snapshots": [],
     "gpu.pool": "none",
     "gpu.lock_dir": ".snakemake/other-gpu-slots",
+    "importance.variants": {"patch": {"groups": "patch"}},
 }
 
 

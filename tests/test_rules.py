@@ -82,7 +82,8 @@ def test_readers_bind_the_model_or_dataset_of_a_key():
     found = rules.readers("models.cnn.train.lr")
     assert found["train"] == ("keys", {"model": "cnn"})
     assert "plot_model_classifier" not in found  # a figure does not read the training settings
-    assert rules.readers("importance.top_k").keys() == {"importance_explorer", "plot_importance", "figure_manifest"}
+    assert rules.readers("importance.top_k").keys() == {"importance_explorer", "plot_importance",
+                                                        "plot_importance_variants", "figure_manifest"}
     assert rules.readers("geometry.projections.tsne.sample_sizes")["geometry_tsne"] == ("via", {})
     assert rules.readers("gpu.pool") == {}  # machine settings: nothing reruns
 

@@ -120,6 +120,11 @@ def _keys(prefix: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{prefix}.{name}" for name in names)
 
 
+# The importance settings that make a group layout (the plan's); importance.variants override them
+# and the permutation per analysis (workflow analysis_settings).
+GROUPING = _keys("importance", "groups", "patch", "superpixel")
+
+
 READS: dict[str, Reads] = {
     # data
     "prepare_data": Reads(("seed", "datasets.{dataset}")),
@@ -169,19 +174,24 @@ READS: dict[str, Reads] = {
                            "explain.pca.top_contributors", "explain.samples.max_maps", *FIGURE),
                           via=("explain.models",)),
     # importance
-    "importance_plan": Reads(("importance.block_size",), via=("importance.models",)),
-    "importance_block": Reads((*SEEDED, *_keys("importance", "block_size", "max_samples", "device", "method",
-                                               "n_perm", "batch_size", "memory_mb", "sign_threshold",
-                                               "confidence")),
-                              via=("importance.models", "importance.classifier_logits")),
-    "importance_gather": Reads(via=("importance.models", "importance.block_size")),
-    "importance_gather_logits": Reads(via=("importance.models", "importance.block_size",
-                                           "importance.classifier_logits")),
+    "importance_plan": Reads(("importance.block_size", *GROUPING), via=("importance.models", "importance.variants")),
+    "importance_block": Reads((*SEEDED, *_keys("importance", "max_samples", "device", "method", "n_perm", "batch_size",
+                                               "memory_mb", "sign_threshold", "confidence", "permutation")),
+                              # the conditional settings only where the permutation is conditional
+                              via=("importance.models", "importance.classifier_logits", "importance.block_size",
+                                   *GROUPING, "importance.conditional", "importance.variants")),
+    "importance_gather": Reads(_keys("importance", "min_effect", "fdr", "permutation"),
+                               via=("importance.models", "importance.block_size", *GROUPING, "importance.variants")),
+    "importance_gather_logits": Reads(_keys("importance", "min_effect", "fdr", "permutation"),
+                                      via=("importance.models", "importance.block_size", *GROUPING,
+                                           "importance.variants", "importance.classifier_logits")),
     "latent_importance": Reads((*SEEDED, *_keys("importance", "max_samples", "device", "n_perm", "batch_size",
                                                 "confidence")),
                                via=("importance.models",)),
-    "importance_explorer": Reads(("importance.top_k", "importance.n_perm"), via=("importance.models",)),
-    "plot_importance": Reads(("importance.top_k", "importance.classes", *FIGURE), via=("importance.models",)),
+    "importance_explorer": Reads(_keys("importance", "top_k", "n_perm", "fdr"), via=("importance.models",)),
+    "plot_importance": Reads((*_keys("importance", "top_k", "classes", "fdr"), *FIGURE), via=("importance.models",)),
+    "plot_importance_variants": Reads((*_keys("importance", "top_k", "fdr"), *FIGURE),
+                                      via=("importance.models", "importance.variants")),
     # featureviz
     "featureviz_unregularised": Reads((*SEEDED, *FV_OPTIMISER, "featureviz.unregularised"),
                                       via=("featureviz.models",)),

@@ -3,6 +3,35 @@
 from latent_atlas.io import read_json
 
 IMPORTANCE = config["importance"]
+# The main analysis (importance/) and each variant (importance_<name>/).
+ANALYSIS = "importance(?:_[a-z0-9]+)?"
+VARIANT_KEYS = ("groups", "patch", "superpixel", "permutation", "conditional")
+
+
+def analysis_settings(analysis):
+    """The grouping and permutation settings of an analysis: the main one's, with a variant's
+    own (importance.variants.<name>) over them."""
+    name = analysis.partition("_")[2]
+    if name and name not in IMPORTANCE["variants"]:
+        raise ValueError(f"no importance variant {name!r} (importance.variants)")
+    own = IMPORTANCE["variants"][name] if name else {}
+    return {key: own.get(key, IMPORTANCE[key]) for key in VARIANT_KEYS}
+
+
+def importance_setting(key):
+    """A params function: the analysis's value of `key` (analysis_settings)."""
+
+    def setting(wildcards):
+        return analysis_settings(wildcards.analysis)[key]
+
+    return setting
+
+
+def importance_conditional(wildcards):
+    """The conditional settings where the analysis permutes conditionally, else None (marginal
+    analyses do not read them)."""
+    settings = analysis_settings(wildcards.analysis)
+    return settings["conditional"] if settings["permutation"] == "conditional" else None
 
 
 def importance_block_paths(wildcards):
@@ -13,6 +42,7 @@ def importance_block_paths(wildcards):
         rules.importance_block,
         dataset=wildcards.dataset,
         model=wildcards.model,
+        analysis=wildcards.analysis,
         block=blocks,
     )
 
@@ -22,6 +52,22 @@ def importance_logits(wildcards):
     `importance.classifier_logits` is set (autoencoders have none, and do not read the key).
     """
     return is_classifier(wildcards.model) and IMPORTANCE["classifier_logits"]
+
+
+def importance_variant_tables(wildcards):
+    """The main analysis's pixel table, then each variant's (importance.variants order)."""
+    return [
+        f"results/{wildcards.dataset}/{wildcards.model}/{analysis}/pixel_importance.parquet"
+        for analysis in [
+            "importance",
+            *(f"importance_{v}" for v in IMPORTANCE["variants"]),
+        ]
+    ]
+
+
+def importance_variant_labels(wildcards):
+    """Column titles of the variants figure: the main analysis, then each variant by name."""
+    return ["main", *IMPORTANCE["variants"]]
 
 
 def importance_figure(what, caption=None):
@@ -47,6 +93,13 @@ def importance_targets():
         ]
         if is_classifier(model) and IMPORTANCE["classifier_logits"]:
             final.append(rules.importance_gather_logits)
+        if IMPORTANCE["variants"]:
+            final.append(rules.plot_importance_variants)
         for producer in final:
-            out += outputs(producer, dataset=MODELS[model]["dataset"], model=model)
+            out += outputs(
+                producer,
+                dataset=MODELS[model]["dataset"],
+                model=model,
+                analysis="importance",
+            )
     return out

@@ -39,6 +39,8 @@ from latent_atlas.devices import batches, infer, model_device
 from latent_atlas.importance.kernels import KernelPlan, kernel_importance, kernel_plan
 from latent_atlas.importance.local import CACHE_BYTES, LocalStack, local_importance, local_stack
 from latent_atlas.importance.memory import plan_block
+from latent_atlas.importance.groups import context_clusters, first_pixels, within_clusters
+from latent_atlas.importance.inference import interval, standard_error
 from latent_atlas.importance.streams import LATENT_STREAM, PIXEL_STREAM, fill_permutation, permutation
 from latent_atlas.importance.tables import LatentImportance, PixelImportance
 
@@ -195,11 +197,65 @@ def _as_images(images) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _as_groups(pixels, groups, hw: int, h: int, w: int) -> list[np.ndarray]:
+    """The groups to compute: `groups` as sorted int64 arrays, or each of `pixels` (default: all)
+    alone."""
+    if groups is None:
+        pixels = np.arange(hw, dtype=np.int64) if pixels is None else np.asarray(pixels, dtype=np.int64)
+        if pixels.ndim != 1 or (len(pixels) and (pixels.min() < 0 or pixels.max() >= hw)):
+            raise ValueError(f"pixels must be flat indices in [0, {hw}) for images {h}x{w}")
+        return [pixels[i:i + 1] for i in range(len(pixels))]
+    if pixels is not None:
+        raise ValueError("give pixels or groups, not both")
+    out = []
+    for i, g in enumerate(groups):
+        g = np.unique(np.asarray(g, dtype=np.int64))
+        if g.ndim != 1 or not len(g) or g[0] < 0 or g[-1] >= hw:
+            raise ValueError(f"group {i} must hold flat pixel indices in [0, {hw}) for images {h}x{w}")
+        out.append(g)
+    return out
+
+
+class GroupPermutations:
+    """Permutation k of each group: its first pixel's stream (`streams`), or with `clusters` (a
+    label array (N,) per group) that stream moved within the group's context clusters
+    (`groups.within_clusters`: conditional permutation)."""
+
+    def __init__(self, firsts: np.ndarray, seed: int, n: int, clusters: list[np.ndarray] | None = None):
+        self.firsts, self.seed, self.n, self.clusters = np.asarray(firsts, dtype=np.int64), int(seed), int(n), clusters
+
+    def __call__(self, g: int, k: int) -> np.ndarray:
+        perm = np.empty(self.n, dtype=np.int64)
+        fill_permutation(perm, self.seed, PIXEL_STREAM, int(self.firsts[g]), int(k))
+        return perm if self.clusters is None else within_clusters(perm, self.clusters[g])
+
+    def block(self, g0: int, g1: int, n_perm: int) -> np.ndarray:
+        """(g1 - g0, n_perm, N) int64."""
+        return np.stack([np.stack([self(g, k) for k in range(n_perm)]) for g in range(g0, g1)])
+
+
+def entry_indices(groups: list[np.ndarray], c: int, hw: int) -> tuple[np.ndarray, np.ndarray]:
+    """(G, M) flat indices ch * hw + pixel of each group's entries (pixel-major, channels inside)
+    into the images' (N, C * H * W) view, padded to the largest group's M with the group's first
+    entry, and the (G, M) mask of real entries. The group columns are 0 at padded entries, so a
+    padded entry always carries a zero change (it adds exactly 0 to its first entry)."""
+    m = c * max(len(g) for g in groups)
+    idx = np.empty((len(groups), m), dtype=np.int64)
+    valid = np.zeros((len(groups), m), dtype=bool)
+    for i, g in enumerate(groups):
+        e = (g[:, None] + hw * np.arange(c)[None, :]).ravel()
+        idx[i, :len(e)], idx[i, len(e):] = e, e[0]
+        valid[i, :len(e)] = True
+    return idx, valid
+
+
 def pixel_importance(
     model_fn: Callable[[torch.Tensor], torch.Tensor],
     images: np.ndarray,
     pixels: Sequence[int] | None = None,
     *,
+    groups: Sequence[np.ndarray] | None = None,
+    conditional: dict | None = None,
     n_perm: int = 4,
     seed: int = 0,
     split=None,
@@ -211,34 +267,40 @@ def pixel_importance(
     confidence: float = 0.95,
     memory_mb: float | None = None,
 ) -> PixelImportance:
-    """Permutation importance of pixels for each output dimension of `model_fn`.
+    """Permutation importance of pixels, or of groups of pixels, for each output of `model_fn`.
 
     Parameters
     ----------
     model_fn : callable mapping a float32 tensor (B, C, H, W) to (B, d) (e.g. `model.encode`);
         it must already live on `device`.
     images : ndarray of shape (N, C, H, W), the evaluation images (the test split).
-    pixels : flat pixel indices row * W + col to compute (default: all H * W).
-    n_perm : permutations per pixel (the paper: 4).
-    seed : base of the random streams; permutation k of pixel i depends on (seed, i, k) only.
+    pixels : flat pixel indices row * W + col to compute, each alone (default: all H * W).
+    groups : instead of pixels, groups of flat pixel indices (`importance.groups`), each permuted
+        jointly: the same permutation of the images for all its pixels and channels.
+    conditional : None (marginal permutations) or {"ring": r, "clusters": k}: permute each group
+        within k-means clusters of its context ring (`groups.context_clusters`).
+    n_perm : permutations per group (the paper: 4).
+    seed : base of the random streams; permutation k of a group depends on (seed, its first
+        pixel, k) (and its context clusters) only.
     split : `(linear, rest)` from `model.first_linear_split(...)` enabling the rank-1 paths.
     stack : the `LocalStack` of a convolutional model (`model_stack`) enabling the local path.
-    method : "naive" (re-encode every image per pixel and permutation: the reference),
-        "rows" (only changed rows, batched), "rank1" (rank-1 first layer, batched), "kernel"
+    method : "naive" (re-encode every image per group and permutation: the reference),
+        "rows" (only changed rows, batched), "rank1" (rank-k first layer, batched), "kernel"
         (compiled, CPU, identity/ReLU/ReLU+Linear rests), "local" (receptive-field windows,
         conv models) or "auto" (`choose_method`).
     batch_size : rows per forward pass (bounds memory).
     device : torch device (default: the device of the function's module, else CUDA when
         available, else CPU).
     sign_threshold : |slope| at or below which the sign is 0.
-    confidence : level of the t confidence interval of the mean over permutations.
+    confidence : level of the t interval over permutations and of the interval over images and
+        permutations (`inference`).
     memory_mb : the job's peak memory to plan for (`importance.memory`): sizes the local path's
         cache chunks and the other paths' rows per pass (batch_size stays the upper bound); the
         plan is the result's `memory_plan`. None: chunks of `local.CACHE_BYTES`, rows of batch_size.
 
     Returns
     -------
-    PixelImportance
+    PixelImportance (its `groups` set when groups were given)
     """
     if n_perm < 1:
         raise ValueError(f"n_perm must be >= 1, got {n_perm}")
@@ -247,94 +309,134 @@ def pixel_importance(
     x = _as_images(images)
     n, c, h, w = x.shape
     hw = h * w
-    pixels = np.arange(hw, dtype=np.int64) if pixels is None else np.asarray(pixels, dtype=np.int64)
-    if pixels.ndim != 1 or (len(pixels) and (pixels.min() < 0 or pixels.max() >= hw)):
-        raise ValueError(f"pixels must be flat indices in [0, {hw}) for images {h}x{w}")
+    grouped = groups is not None
+    groups = _as_groups(pixels, groups, hw, h, w)
+    firsts = first_pixels(groups)
     device = torch.device(device) if device is not None else model_device(model_fn)
     xflat = x.reshape(n, c * hw)
     method, plan = choose_method(method, split, device, stack)
-    memory_plan, cache_bytes = None, CACHE_BYTES
-    if memory_mb is not None:
-        memory_plan = plan_block(memory_mb, method, model_fn, (c, h, w), n, batch_size, stack, device)
-        batch_size, cache_bytes = memory_plan.batch_size, memory_plan.cache_bytes or CACHE_BYTES
-
-    # Pixel columns (N, C, P) in image order: channel c of pixel i sits at c * hw + i.
-    cols = np.stack([xflat[:, ch * hw + pixels] for ch in range(c)], axis=1)
-    constant = np.all(cols.max(axis=0) == cols.min(axis=0), axis=0)
+    idx, valid = entry_indices(groups, c, hw)
+    # Group columns (N, M, G): entry m of group g (pixel-major, channels inside; padded entries
+    # are 0 in every image, so they never change).
+    gcols = xflat[:, idx.T]
+    gcols[:, ~valid.T] = 0.0
+    constant = np.all(gcols.max(axis=0) == gcols.min(axis=0), axis=0)
     active = np.flatnonzero(~constant)
+    memory_plan, cache_bytes = None, CACHE_BYTES
+    # Every image's terms (sum over permutations, both roles of the image), float32 (inference).
+    held = 4 * len(active) * n * _output_width(model_fn, x[:1], device)
+    if memory_mb is not None:
+        memory_plan = plan_block(memory_mb, method, model_fn, (c, h, w), n, batch_size, stack, device,
+                                 held_bytes=held)
+        batch_size, cache_bytes = memory_plan.batch_size, memory_plan.cache_bytes or CACHE_BYTES
+    clusters = None
+    if conditional is not None and len(active):
+        clusters = [context_clusters(xflat.reshape(n, c, hw), groups[a], h, w, ring=int(conditional["ring"]),
+                                     n_clusters=int(conditional["clusters"]), seed=seed) for a in active]
+    perms = GroupPermutations(firsts[active], seed, n, clusters)
+    act_groups = [groups[a] for a in active]
     if method == "local" and len(active):
         # The local path's activation cache gives the unpermuted outputs too (the stack
         # reproduces model_fn), so the images go through the model once.
-        local_values, z0 = local_importance(stack, x, cols[:, :, active], pixels[active], n_perm, seed,
-                                            batch_size, device, return_base=True, cache_bytes=cache_bytes)
+        local_values, local_terms, z0 = local_importance(stack, x, act_groups, perms, n_perm, batch_size, device,
+                                                         return_base=True, cache_bytes=cache_bytes)
     else:
         z0 = infer(model_fn, x, batch_size, device)
     z0_t = torch.as_tensor(z0, device=device)
     d = z0.shape[1]
-    values = np.zeros((len(pixels), n_perm, d), dtype=np.float64)
+    values = np.zeros((len(groups), n_perm, d), dtype=np.float64)
+    terms = np.zeros((len(groups), n, d), dtype=np.float32)
     if len(active):
-        args = (x, cols[:, :, active], pixels[active], n_perm, seed, batch_size)
+        args = (x, gcols[:, :, active], idx[active], perms, n_perm, batch_size)
         if method == "naive":
-            values[active] = _naive(model_fn, *args, device, z0_t)
+            values[active], terms[active] = _naive(model_fn, *args, device, z0_t)
         elif method == "rows":
-            values[active] = _rows(model_fn, *args, device, z0_t)
+            values[active], terms[active] = _rows(model_fn, *args, device, z0_t)
         elif method == "rank1":
-            values[active] = _rank1(split, *args, device, z0_t)
+            values[active], terms[active] = _rank1(split, *args, device, z0_t)
         elif method == "local":
-            values[active] = local_values
+            values[active], terms[active] = local_values, local_terms
         else:
-            values[active] = kernel_importance(split[0], plan, *args)
+            values[active], terms[active] = kernel_importance(split[0], plan, x, gcols[:, :, active], idx[active],
+                                                              perms, n_perm, batch_size)
     mean, std, lo, hi = summarise_permutations(values, confidence)
-    slope, sign = slope_and_sign(cols.mean(axis=1), z0.astype(np.float64), sign_threshold)
-    return PixelImportance(pixels, values, mean, std, lo, hi, slope, sign, (c, h, w), method, memory_plan)
+    se = standard_error(terms, mean, n_perm)
+    low, high = interval(mean, se, confidence)
+    if valid.all():
+        xmean = gcols.mean(axis=1)
+    else:
+        xmean = (gcols * valid.T[None]).sum(axis=1) / valid.sum(axis=1)[None]
+    slope, sign = slope_and_sign(xmean, z0.astype(np.float64), sign_threshold)
+    return PixelImportance(firsts, values, mean, std, lo, hi, slope, sign, (c, h, w), method, memory_plan,
+                           se=se, interval_low=low, interval_high=high, groups=groups if grouped else None,
+                           conditional=conditional)
+
+
+def _output_width(model_fn, probe: np.ndarray, device) -> int:
+    """d, the width of the function's output (one probe image)."""
+    return int(infer(model_fn, probe, 1, device).shape[1])
+
+
+def _add_terms(terms, pair, rows, src, sq, n_perm, n):
+    """Add each changed row's squared change to the terms of both images of its pair: the row's
+    own image and the image its group values came from (`inference`)."""
+    g = pair // n_perm * n
+    sq = sq.float()
+    terms.index_add_(0, g + rows, sq)
+    terms.index_add_(0, g + src, sq)
 
 
 @torch.no_grad()
-def _naive(model_fn, x, cols, pixels, n_perm, seed, batch_size, device, z0):
-    """Reference: for each pixel and permutation, shuffle the pixel in all N images, re-encode."""
-    n, c, h, w = x.shape
-    out = np.zeros((len(pixels), n_perm, z0.shape[1]))
-    for p, pix in enumerate(pixels):
-        r, col = divmod(int(pix), w)
+def _naive(model_fn, x, gcols, idx, perms, n_perm, batch_size, device, z0):
+    """Reference: per group and permutation, replace the group's pixels of every image by those
+    of the permuted image and encode all images again."""
+    n = x.shape[0]
+    xflat = x.reshape(n, -1)
+    out = np.zeros((len(idx), n_perm, z0.shape[1]))
+    terms = torch.zeros(len(idx) * n, z0.shape[1], device=device)
+    every = torch.arange(n, device=device)
+    for g, entries in enumerate(idx):
         for k in range(n_perm):
-            perm = permutation(seed, int(pix), k, n)
-            xp = x.copy()
-            xp[:, :, r, col] = x[perm, :, r, col]
-            z = torch.as_tensor(infer(model_fn, xp, batch_size, device), device=device)
-            out[p, k] = ((z - z0).double() ** 2).mean(dim=0).cpu().numpy()
-    return out
+            perm = perms(g, k)
+            xp = xflat.copy()
+            xp[:, entries] = xflat[perm][:, entries]
+            z = torch.as_tensor(infer(model_fn, xp.reshape(x.shape), batch_size, device), device=device)
+            sq = (z - z0).double() ** 2
+            out[g, k] = sq.mean(dim=0).cpu().numpy()
+            _add_terms(terms, g * n_perm, every, torch.as_tensor(perm, device=device), sq, n_perm, n)
+    return out, terms.view(len(idx), n, -1).cpu().numpy()
 
 
-def _changed_rows(cols, pixels, n_perm, seed):
-    """Yield (pair index, rows, dx (rows, C)) of every (pixel, permutation) pair, pixel-major."""
-    n = cols.shape[0]
-    perm = np.empty(n, dtype=np.int64)
-    for p, pix in enumerate(pixels):
-        col = cols[:, :, p]
+def _changed_rows(gcols, perms, n_perm):
+    """Yield (pair index, rows, source rows, dx (rows, M)) of every (group, permutation) pair,
+    group-major: the rows whose group values change, where they come from, and the change."""
+    for g in range(gcols.shape[2]):
+        col = gcols[:, :, g]
         for k in range(n_perm):
-            fill_permutation(perm, seed, PIXEL_STREAM, int(pix), k)
+            perm = perms(g, k)
             dx = col[perm] - col
             rows = np.flatnonzero(np.any(dx != 0, axis=1))
-            yield p * n_perm + k, rows, dx[rows]
+            yield g * n_perm + k, rows, perm[rows], dx[rows]
 
 
-def _chunks(cols, pixels, n_perm, seed, batch_size):
+def _chunks(gcols, perms, n_perm, batch_size):
     """Group the changed rows of all pairs into chunks of at most batch_size rows."""
-    buf_pair, buf_rows, buf_dx, size = [], [], [], 0
-    for pair, rows, dx in _changed_rows(cols, pixels, n_perm, seed):
+    buf_pair, buf_rows, buf_src, buf_dx, size = [], [], [], [], 0
+    for pair, rows, src, dx in _changed_rows(gcols, perms, n_perm):
         start = 0
         while start < len(rows):
             take = min(len(rows) - start, batch_size - size)
             buf_pair.append(np.full(take, pair, dtype=np.int64))
             buf_rows.append(rows[start:start + take])
+            buf_src.append(src[start:start + take])
             buf_dx.append(dx[start:start + take])
             size += take
             start += take
             if size == batch_size:
-                yield np.concatenate(buf_pair), np.concatenate(buf_rows), np.concatenate(buf_dx)
-                buf_pair, buf_rows, buf_dx, size = [], [], [], 0
+                yield tuple(np.concatenate(b) for b in (buf_pair, buf_rows, buf_src, buf_dx))
+                buf_pair, buf_rows, buf_src, buf_dx, size = [], [], [], [], 0
     if size:
-        yield np.concatenate(buf_pair), np.concatenate(buf_rows), np.concatenate(buf_dx)
+        yield tuple(np.concatenate(b) for b in (buf_pair, buf_rows, buf_src, buf_dx))
 
 
 def _accumulate(acc, pair, diff):
@@ -342,44 +444,51 @@ def _accumulate(acc, pair, diff):
 
 
 @torch.no_grad()
-def _rows(model_fn, x, cols, pixels, n_perm, seed, batch_size, device, z0):
-    """Re-encode only the images whose pixel changed, many pairs per forward pass."""
+def _rows(model_fn, x, gcols, idx, perms, n_perm, batch_size, device, z0):
+    """Re-encode only the images whose group values changed, many pairs per forward pass."""
     n, c, h, w = x.shape
-    hw = h * w
-    xflat = torch.as_tensor(x.reshape(n, c * hw))
-    acc = torch.zeros(len(pixels) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
-    for pair, rows, dx in _chunks(cols, pixels, n_perm, seed, batch_size):
+    xflat = torch.as_tensor(x.reshape(n, -1))
+    idx_t = torch.as_tensor(idx)
+    acc = torch.zeros(len(idx) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
+    terms = torch.zeros(len(idx) * n, z0.shape[1], device=device)
+    for pair, rows, src, dx in _chunks(gcols, perms, n_perm, batch_size):
         pair_t = torch.as_tensor(pair)
         rows_t = torch.as_tensor(rows)
         xb = xflat[rows_t].clone()
-        pix = torch.as_tensor(pixels)[pair_t // n_perm]
-        for ch in range(c):
-            xb[torch.arange(len(rows)), ch * hw + pix] += torch.as_tensor(dx[:, ch])
+        entries = idx_t[pair_t // n_perm]
+        for m in range(idx.shape[1]):
+            xb[torch.arange(len(rows)), entries[:, m]] += torch.as_tensor(dx[:, m])
         z = model_fn(xb.view(-1, c, h, w).to(device)).float()
-        _accumulate(acc, pair_t.to(device), z - z0[rows_t.to(device)])
-    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+        diff = z - z0[rows_t.to(device)]
+        _accumulate(acc, pair_t.to(device), diff)
+        _add_terms(terms, pair_t.to(device), rows_t.to(device), torch.as_tensor(src, device=device),
+                   diff.double().square(), n_perm, n)
+    return (acc / n).view(len(idx), n_perm, -1).cpu().numpy(), terms.view(len(idx), n, -1).cpu().numpy()
 
 
 @torch.no_grad()
-def _rank1(split, x, cols, pixels, n_perm, seed, batch_size, device, z0):
-    """Rank-1 update of the first dense layer's pre-activation; only changed rows; batched."""
+def _rank1(split, x, gcols, idx, perms, n_perm, batch_size, device, z0):
+    """Rank-k update of the first dense layer's pre-activation (k: the group's entries); only
+    changed rows; batched."""
     linear, rest = split
-    n, c, h, w = x.shape
-    hw = h * w
+    n = x.shape[0]
     a0 = torch.as_tensor(infer(linear, x.reshape(n, -1), batch_size, device), device=device)
     weight = linear.weight.detach().float().to(device)  # (h, C*H*W)
-    acc = torch.zeros(len(pixels) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
-    pixels_t = torch.as_tensor(pixels, device=device)
-    for pair, rows, dx in _chunks(cols, pixels, n_perm, seed, batch_size):
+    acc = torch.zeros(len(idx) * n_perm, z0.shape[1], dtype=torch.float64, device=device)
+    terms = torch.zeros(len(idx) * n, z0.shape[1], device=device)
+    idx_t = torch.as_tensor(idx, device=device)
+    for pair, rows, src, dx in _chunks(gcols, perms, n_perm, batch_size):
         pair_t = torch.as_tensor(pair, device=device)
         rows_t = torch.as_tensor(rows, device=device)
         dx_t = torch.as_tensor(dx, device=device)
-        pix = pixels_t[pair_t // n_perm]
+        entries = idx_t[pair_t // n_perm]
         pre = a0[rows_t]
-        for ch in range(c):
-            pre = pre + dx_t[:, ch:ch + 1] * weight[:, ch * hw + pix].T
-        _accumulate(acc, pair_t, rest(pre).float() - z0[rows_t])
-    return (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
+        for m in range(idx.shape[1]):
+            pre = pre + dx_t[:, m:m + 1] * weight[:, entries[:, m]].T
+        diff = rest(pre).float() - z0[rows_t]
+        _accumulate(acc, pair_t, diff)
+        _add_terms(terms, pair_t, rows_t, torch.as_tensor(src, device=device), diff.double().square(), n_perm, n)
+    return (acc / n).view(len(idx), n_perm, -1).cpu().numpy(), terms.view(len(idx), n, -1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------

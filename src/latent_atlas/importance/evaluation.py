@@ -81,19 +81,23 @@ def method_stack(method: str, model, model_name: str, output: str, split, device
     return None, ""
 
 
-def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int], *, logits: bool,
+def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int] | None, *, logits: bool,
                 method: str, n_perm: int, batch_size: int, sign_threshold: float, confidence: float,
-                seed: int, device, memory_mb: float | None = None) -> pd.DataFrame:
-    """Pixel importance of a block of pixels (one shard) for every output of a model.
+                seed: int, device, memory_mb: float | None = None, groups=None, group_ids=None,
+                conditional: dict | None = None) -> pd.DataFrame:
+    """Importance of a block of pixels or groups (one shard) for every output of a model.
 
     Parameters
     ----------
     model : a model of `latent_atlas.models.networks`, on `device`.
     images : ndarray of shape (N, C, H, W), its evaluation images.
-    pixels : flat pixel indices row * W + col of the block.
+    pixels : flat pixel indices row * W + col of the block (each alone), or None with `groups`.
     logits : also the class outputs of a classifier (importance.classifier_logits).
     method, n_perm, batch_size, sign_threshold, confidence, memory_mb : the `importance`
         settings (`engine.pixel_importance`).
+    groups : the block's groups (flat pixel indices each), permuted jointly; group_ids: their
+        indices in the model's group layout (default: the pixels).
+    conditional : None (marginal) or {"ring", "clusters"} (conditional permutations).
 
     Returns
     -------
@@ -106,8 +110,8 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
         path = configured_method(method, model_name, output, split, device, stack, why)
         start = time.perf_counter()
         result = pixel_importance(
-            output_function(model, output), images, pixels, n_perm=n_perm, seed=seed,
-            split=split, stack=stack, method=path, batch_size=batch_size, device=device,
+            output_function(model, output), images, pixels, groups=groups, conditional=conditional, n_perm=n_perm,
+            seed=seed, split=split, stack=stack, method=path, batch_size=batch_size, device=device,
             sign_threshold=sign_threshold, confidence=confidence, memory_mb=memory_mb)
         if result.memory_plan is not None:
             mp = result.memory_plan
@@ -115,9 +119,11 @@ def block_table(model, model_name: str, images: np.ndarray, pixels: Sequence[int
                      "predicted peak %.0f MB%s", memory_mb, mp.rss_mb, mp.batch_size,
                      f", local cache of {mp.cache_bytes / 2**20:.0f} MB" if mp.cache_bytes else "",
                      mp.predicted_peak_mb, f" ({mp.note})" if mp.note else "")
-        log.info("%d pixels from %d, output %s, %d images on %s: method %s, %.2f s", len(pixels),
-                 pixels[0], output, len(images), device, result.method, time.perf_counter() - start)
-        frames.append(pixel_frame(result, output))
+        what = f"{len(groups)} groups" if groups is not None else f"{len(pixels)} pixels"
+        log.info("%s from %d%s, output %s, %d images on %s: method %s, %.2f s", what, result.pixels[0],
+                 ", conditional" if conditional else "", output, len(images), device, result.method,
+                 time.perf_counter() - start)
+        frames.append(pixel_frame(result, output, group_ids))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -4,6 +4,10 @@ The page embeds its data as JSON and draws with plain JavaScript (canvas and SVG
 network, no external scripts, so it opens from disk and works offline. Controls follow the
 `aim` package's Shiny app: class, number of top dimensions, sort by importance, hide unused
 dimensions, rotate and flip, light or dark mode, and values on hover.
+
+Tables with the significance test (`significant`, `interval_low`, `interval_high` columns) add
+the mask (pixels not declared are grey, with a checkbox for the unmasked map) and the interval
+over images and permutations to the hover readout; older tables give the page as before.
 """
 
 from __future__ import annotations
@@ -33,27 +37,41 @@ def _round(values: np.ndarray, digits: int = 6) -> list:
     return out
 
 
+def _per_dimension(pixel: pd.DataFrame, value: str, n_dims: int, h: int, w: int) -> np.ndarray:
+    """(n_dims, h * w) array of column `value`: a pixel's value sits at row * w + col (0 where the
+    table has no row)."""
+    arr = np.zeros((n_dims, h * w))
+    arr[pixel["dim"].to_numpy(), pixel["row"].to_numpy() * w + pixel["col"].to_numpy()] = \
+        pixel[value].to_numpy()
+    return arr
+
+
 def explorer_data(pixel: pd.DataFrame, latent: pd.DataFrame, title: str, top_k: int = 4,
-                  n_perm: int | None = None, axes=None) -> dict:
+                  n_perm: int | None = None, axes=None, fdr: float | None = None) -> dict:
     """The JSON the page embeds.
 
     Parameters
     ----------
-    pixel : pixel_importance table (pixel, row, col, dim, importance, std, directional, ...).
+    pixel : pixel_importance table (pixel, row, col, dim, importance, std, directional, ...;
+        with the significance test also interval_low, interval_high, significant).
     latent : latent_importance table (class, class_name, dim, importance, std, rank).
     axes : data.store.ImageAxes or None
         Physical axes of the images (spectrograms); the page then ticks each map in Hz and s.
+    fdr : the false discovery rate the `significant` column was declared at (shown on the page).
+
+    With a `significant` column the data gains `declared` (per dimension, 1 where the pixel was
+    declared, 0 elsewhere, at row * W + col) and `fdr`; with `interval_low` and `interval_high`,
+    `pixel` gains those two maps. Without them the data is what older pages embedded.
     """
     h, w = int(pixel["row"].max()) + 1, int(pixel["col"].max()) + 1
     dims = sorted(int(d) for d in pixel["dim"].unique())
     if sorted(int(d) for d in latent["dim"].unique()) != dims:
         raise ValueError("pixel and latent importance tables have different dimensions")
-    maps = {}
-    for value in ("importance", "directional", "std"):
-        arr = np.zeros((len(dims), h * w))
-        arr[pixel["dim"].to_numpy(), pixel["row"].to_numpy() * w + pixel["col"].to_numpy()] = \
-            pixel[value].to_numpy()
-        maps[value] = [_round(row) for row in arr]
+    values = ["importance", "directional", "std"]
+    if {"interval_low", "interval_high"} <= set(pixel.columns):
+        values += ["interval_low", "interval_high"]
+    maps = {value: [_round(row) for row in _per_dimension(pixel, value, len(dims), h, w)]
+            for value in values}
     classes = []
     for cls, sub in latent.sort_values(["class", "dim"]).groupby("class", sort=True):
         classes.append({
@@ -66,6 +84,10 @@ def explorer_data(pixel: pd.DataFrame, latent: pd.DataFrame, title: str, top_k: 
     data = {"title": title, "height": h, "width": w, "dims": dims, "classes": classes,
             "pixel": maps, "top_k": int(top_k), "n_perm": n_perm,
             "unused_fraction": UNUSED_FRACTION}
+    if "significant" in pixel.columns:
+        declared = _per_dimension(pixel, "significant", len(dims), h, w)
+        data["declared"] = [[int(v) for v in row] for row in declared]
+        data["fdr"] = fdr
     if axes is not None:
         if (len(axes.rows), len(axes.cols)) != (h, w):
             raise ValueError(f"image axes of {len(axes.rows)} x {len(axes.cols)} do not match the "
@@ -84,6 +106,7 @@ def render_explorer(data: dict) -> str:
 
 
 def write_explorer(pixel: pd.DataFrame, latent: pd.DataFrame, path: str | os.PathLike,
-                   title: str, top_k: int = 4, n_perm: int | None = None, axes=None) -> None:
+                   title: str, top_k: int = 4, n_perm: int | None = None, axes=None,
+                   fdr: float | None = None) -> None:
     """Write the explorer of one model to `path` (atomic, deterministic)."""
-    write_text(render_explorer(explorer_data(pixel, latent, title, top_k, n_perm, axes)), path)
+    write_text(render_explorer(explorer_data(pixel, latent, title, top_k, n_perm, axes, fdr)), path)

@@ -5,6 +5,16 @@ With the dataset's physical axes (`axes`, a `data.store.ImageAxes`: spectrograms
 per figure carries frequency (Hz, low at the bottom) and time (s) ticks; the others share them.
 Colour scales: plain importance white -> red, directional importance blue (negative) - white (0) -
 red (positive).
+
+Significance mask: where a table has a `significant` column (the Benjamini-Hochberg discoveries of
+the importance stage), every heatmap draws the pixels not declared in light grey, so only declared
+pixels carry colour, and the figure says so in a note under it. The colour scale stays the one of
+all values, declared or not, so that a masked map and its unmasked version share one scale and
+read alike. Tables without the column (written before the test existed) are drawn as before.
+
+`plot_variants` sets variants of one model side by side (per pixel, patches, conditional
+permutation, ...): each on its own colour scale, since a group's score is the joint effect of its
+pixels and the scores of different groupings are not comparable.
 """
 
 from __future__ import annotations
@@ -22,19 +32,40 @@ SEQUENTIAL = "Reds"   # white (0) -> red
 # edge pixels) do not wash out every map; the colour bar marks the clipping.
 SCALE_QUANTILE = 0.998
 
+NOT_DECLARED = "0.85"  # light grey of the pixels a significance mask hides
 
-def grid(frame: pd.DataFrame, value: str, shape: tuple[int, int], dim: int) -> np.ndarray:
-    """(H, W) image of column `value` for one dimension: a pixel's value lands at (row, col)."""
+
+def has_mask(frame: pd.DataFrame) -> bool:
+    """Whether the pixel table carries the significance test (a `significant` column)."""
+    return "significant" in frame.columns
+
+
+def grid(frame: pd.DataFrame, value: str, shape: tuple[int, int], dim: int,
+         masked: bool = False) -> np.ndarray:
+    """(H, W) image of column `value` for one dimension: a pixel's value lands at (row, col).
+
+    With `masked` and a table that has a `significant` column, the pixels not declared (and any
+    pixel missing from the table) are NaN, which `_heatmap` draws grey.
+    """
     sub = frame[frame["dim"] == dim]
+    at = sub["row"].to_numpy(), sub["col"].to_numpy()
     img = np.zeros(shape)
-    img[sub["row"].to_numpy(), sub["col"].to_numpy()] = sub[value].to_numpy()
+    img[at] = sub[value].to_numpy()
+    if masked and has_mask(frame):
+        declared = np.zeros(shape, dtype=bool)
+        declared[at] = sub["significant"].to_numpy(dtype=bool)
+        img[~declared] = np.nan
     return img
 
 
-def top_dimensions(latent: pd.DataFrame, cls: int, k: int) -> list[int]:
-    """The k most important dimensions of class `cls` (ties: lower dimension first)."""
-    sub = latent[latent["class"] == cls].sort_values(["importance", "dim"], ascending=[False, True],
-                                                    kind="stable")
+def top_dimensions(latent: pd.DataFrame, cls: int | None, k: int) -> list[int]:
+    """The k most important dimensions of class `cls`, or with `cls` None of the model (latent
+    importance averaged over classes); ties: lower dimension first."""
+    if cls is None:
+        sub = latent.groupby("dim", as_index=False)["importance"].mean()
+    else:
+        sub = latent[latent["class"] == cls]
+    sub = sub.sort_values(["importance", "dim"], ascending=[False, True], kind="stable")
     return [int(v) for v in sub["dim"].head(k)]
 
 
@@ -43,7 +74,8 @@ def image_shape_of(pixel: pd.DataFrame) -> tuple[int, int]:
 
 
 def _heatmap(ax, img: np.ndarray, cmap: str, vmin: float, vmax: float, title: str | None = None):
-    """Draw an (H, W) image upright (row 0 at the top) without axes ticks."""
+    """Draw an (H, W) image upright (row 0 at the top) without axes ticks; NaN pixels grey."""
+    cmap = plt.get_cmap(cmap).with_extremes(bad=NOT_DECLARED)
     im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, origin="upper", interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -64,8 +96,18 @@ def _symmetric_limit(values: np.ndarray, quantile: float = 1.0) -> float:
     return m if m > 0 else 1.0
 
 
-def plot_directional(pixel: pd.DataFrame, title: str | None = None, axes=None):
-    """Directional importance of every pixel for every encoded dimension, one shared scale."""
+def _note_mask(fig, fdr: float | None) -> None:
+    """The note under a masked figure: grey pixels were not declared (at FDR `fdr` when given)."""
+    note = "grey: not declared" if fdr is None else f"grey: not declared at FDR {fdr:g}"
+    fig.supxlabel(note, fontsize=7, color="0.3")
+
+
+def plot_directional(pixel: pd.DataFrame, title: str | None = None, axes=None,
+                     fdr: float | None = None):
+    """Directional importance of every pixel for every encoded dimension, one shared scale.
+
+    `fdr`: the false discovery rate of the significance test, for the note of a masked table.
+    """
     use_style()
     shape = image_shape_of(pixel)
     dims = sorted(pixel["dim"].unique())
@@ -77,7 +119,8 @@ def plot_directional(pixel: pd.DataFrame, title: str | None = None, axes=None):
                              squeeze=False, constrained_layout=True)
     im = None
     for ax, dim in zip(axes.ravel(), dims):
-        im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m, f"z{dim}")
+        im = _heatmap(ax, grid(pixel, "directional", shape, dim, masked=True), DIVERGING, -m, m,
+                      f"z{dim}")
     for ax in axes.ravel()[len(dims):]:
         ax.axis("off")
     if image_axes is not None:
@@ -86,23 +129,25 @@ def plot_directional(pixel: pd.DataFrame, title: str | None = None, axes=None):
                  label="directional importance (sign of slope x MSE)")
     if title:
         fig.suptitle(title)
+    if has_mask(pixel):
+        _note_mask(fig, fdr)
     return fig
 
 
 def most_important_dimension(latent: pd.DataFrame) -> int:
     """The dimension with the largest latent importance averaged over classes (ties: lowest)."""
-    mean = latent.groupby("dim")["importance"].mean()
-    return int(mean.sort_index().idxmax())
+    return top_dimensions(latent, None, 1)[0]
 
 
-def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None, axes=None):
+def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None, axes=None,
+                   fdr: float | None = None):
     """Plain (white->red) beside directional (blue-white-red) importance of one dimension."""
     use_style()
     shape = image_shape_of(pixel)
-    plain = grid(pixel, "importance", shape, dim)
-    directional = grid(pixel, "directional", shape, dim)
+    plain = grid(pixel, "importance", shape, dim, masked=True)
+    directional = grid(pixel, "directional", shape, dim, masked=True)
     fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3.4), constrained_layout=True)
-    m = _symmetric_limit(plain.ravel())
+    m = _symmetric_limit(pixel.loc[pixel["dim"] == dim, "importance"].to_numpy())
     fig.colorbar(_heatmap(a, plain, SEQUENTIAL, 0, m, f"z{dim}: importance"), ax=a, shrink=0.85)
     fig.colorbar(_heatmap(b, directional, DIVERGING, -m, m, f"z{dim}: directional"), ax=b,
                  shrink=0.85)
@@ -111,6 +156,8 @@ def plot_dimension(pixel: pd.DataFrame, dim: int, title: str | None = None, axes
         label_image_axes(b, axes, y=False)
     if title:
         fig.suptitle(title)
+    if has_mask(pixel):
+        _note_mask(fig, fdr)
     return fig
 
 
@@ -140,7 +187,8 @@ def _bar(ax, sub: pd.DataFrame, top: list[int], horizontal: bool = False):
     ax.tick_params(axis="y", labelsize=6)
 
 
-def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int, axes=None):
+def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int, axes=None,
+               fdr: float | None = None):
     """One class: sorted bar chart of latent importance beside the heatmaps of its top-k dims."""
     use_style()
     sub = latent[latent["class"] == cls]
@@ -157,16 +205,19 @@ def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int, 
     im = None
     for i, dim in enumerate(top):
         ax = fig.add_subplot(gs[i + 1])
-        im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m,
+        im = _heatmap(ax, grid(pixel, "directional", shape, dim, masked=True), DIVERGING, -m, m,
                       f"z{dim} (rank {i + 1})")
         if axes is not None:
             label_image_axes(ax, axes, y=i == 0, n_ticks=3, fontsize=5)
     fig.colorbar(im, ax=fig.axes[1:], shrink=0.7, extend="both", label="directional importance")
     fig.suptitle(f"class {cls}: {name}")
+    if has_mask(pixel):
+        _note_mask(fig, fdr)
     return fig
 
 
-def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int, axes=None):
+def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int, axes=None,
+                 fdr: float | None = None):
     """Appendix grid: one row per class, the bar chart and the top-k heatmaps (one shared scale)."""
     use_style()
     classes = sorted(int(c) for c in latent["class"].unique())
@@ -183,8 +234,55 @@ def plot_classes(pixel: pd.DataFrame, latent: pd.DataFrame, top_k: int, axes=Non
         ax.set_ylabel(str(sub["class_name"].iloc[0]), fontsize=7)
         for i, dim in enumerate(top):
             ax = fig.add_subplot(gs[r, i + 1])
-            im = _heatmap(ax, grid(pixel, "directional", shape, dim), DIVERGING, -m, m, f"z{dim}")
+            im = _heatmap(ax, grid(pixel, "directional", shape, dim, masked=True), DIVERGING, -m, m,
+                          f"z{dim}")
             if axes is not None and r == len(classes) - 1 and i == 0:
                 label_image_axes(ax, axes, n_ticks=3, fontsize=5)
     fig.colorbar(im, ax=fig.axes, shrink=0.3, extend="both", label="directional importance")
+    if has_mask(pixel):
+        _note_mask(fig, fdr)
+    return fig
+
+
+def plot_variants(tables: dict[str, pd.DataFrame], latent: pd.DataFrame, top_k: int, axes=None,
+                  fdr: float | None = None):
+    """Variants of one model's pixel importance side by side, masked where tested.
+
+    Parameters
+    ----------
+    tables : {column label: pixel_importance table}, e.g. {"per pixel": ..., "4×4 patches": ...,
+        "conditional": ...}, all of one model; one column per table, in the given order.
+    latent : the model's latent_importance table; the rows are its `top_k` most important
+        dimensions overall (importance averaged over classes, ties: lower dimension first).
+    axes : data.store.ImageAxes or None; the bottom-left map then carries the physical ticks.
+    fdr : the false discovery rate of the significance test, for the note of masked tables.
+
+    Each panel is the plain importance (white -> red; a group's score has no single slope sign)
+    of one dimension, titled with the pixels declared where the table has a mask. Each column has
+    its own colour scale: the scores of different groupings are not comparable.
+    """
+    use_style()
+    if not tables:
+        raise ValueError("plot_variants needs at least one pixel table, got an empty dict")
+    dims = top_dimensions(latent, None, top_k)
+    fig = plt.figure(figsize=(0.3 + 1.9 * len(tables), 0.9 + 1.75 * len(dims)), constrained_layout=True)
+    columns = np.atleast_1d(fig.subfigures(1, len(tables)))
+    for c, (column, (label, pixel)) in enumerate(zip(columns, tables.items())):
+        shape = image_shape_of(pixel)
+        m = _symmetric_limit(pixel.loc[pixel["dim"].isin(dims), "importance"].to_numpy(), SCALE_QUANTILE)
+        panels = column.subplots(len(dims), 1, squeeze=False)[:, 0]
+        im = None
+        for ax, dim in zip(panels, dims):
+            title = f"z{dim}"
+            if has_mask(pixel):
+                declared = pixel.loc[pixel["dim"] == dim, "significant"]
+                title += f" · {int(declared.sum())}/{len(declared)} declared"
+            im = _heatmap(ax, grid(pixel, "importance", shape, dim, masked=True), SEQUENTIAL, 0, m, title)
+        if axes is not None and c == 0:
+            label_image_axes(panels[-1], axes, n_ticks=3, fontsize=5)
+        column.colorbar(im, ax=panels, location="bottom", shrink=0.8, aspect=15, extend="max",
+                        label="importance")
+        column.suptitle(label, fontsize=9, fontweight="bold")
+    if any(has_mask(pixel) for pixel in tables.values()):
+        _note_mask(fig, fdr)
     return fig

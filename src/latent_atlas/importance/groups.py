@@ -8,6 +8,8 @@ the permuted images keep the group's inside intact and only its relation to the 
 - `pixel`: every pixel its own group (the paper's per-pixel importance).
 - `patch`: k x k squares at a stride s (s = k: a partition; s < k: overlapping squares). Squares
   at the right and bottom edges are clipped to the image, so every pixel belongs to a group.
+- `superpixel`: SLIC segments (scikit-image) of the dataset's mean training image: regions of
+  similar mean intensity, a partition of the image.
 
 A group's score is drawn on the image grid by `on_grid`: each pixel shows the mean score of the
 groups that contain it (for a partition, its group's score).
@@ -17,17 +19,26 @@ pixel, k). So a group of one pixel is exactly that pixel (today's per-pixel tabl
 and a group that adds pixels the model ignores scores exactly its first pixel's score. Distinct
 groups of a partition, or of a patch layout (one top-left pixel each), never share a stream.
 
-`naive_group_importance` is the reference loop for groups (as `engine._naive` is for pixels): per
-group and permutation, every image's group pixels are replaced by those of the permuted image,
-and the images are encoded again. The engine's fast paths and the stage's settings build on it
-and on the groups' geometry and multiple testing (`benjamini_hochberg`) here.
+**Conditional permutation** (`importance.permutation: conditional`). Permuting a group across all
+images pairs its values with contexts they never occur in (Hooker, Mentch & Zhou 2021), and a
+group whose information its neighbours also carry looks important although the model could read
+it from them. Conditional permutation importance (Strobl et al. 2008 for forests; for images,
+Zintgraf et al. 2017 sample a patch given the patch around it) replaces a group's values by those
+of images with a similar context: here the images are clustered by k-means on the group's context
+ring (every pixel within Chebyshev distance `ring` of the group, all channels), and the group's
+permutation moves images only within their cluster (`within_clusters`, drawn from the group's
+marginal stream). So the score measures what the group adds beyond its surroundings. Its cost is one
+k-means per group (N x ring size x clusters per iteration), and the permutations change fewer
+pixel values; `ring` and `clusters` trade how closely the context is matched against how many
+images share a cluster (a cluster of one image cannot move).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-GROUPINGS = ("pixel", "patch")
+GROUPINGS = ("pixel", "patch", "superpixel")
+PERMUTATIONS = ("marginal", "conditional")
 
 
 def _starts(size: int, k: int, stride: int) -> list[int]:
@@ -60,6 +71,111 @@ def pixel_groups(height: int, width: int) -> list[np.ndarray]:
     return [np.array([i]) for i in range(height * width)]
 
 
+def superpixel_groups(mean_image: np.ndarray, n_segments: int, compactness: float) -> list[np.ndarray]:
+    """SLIC superpixels (scikit-image) of a mean image (C, H, W) with values in [0, 1], as sorted flat
+    pixel indices, ordered by their first pixel. `n_segments` is SLIC's target count (it returns
+    about that many connected segments); `compactness` trades colour closeness (small) against
+    square, regular segments (large)."""
+    from skimage.segmentation import slic
+
+    img = np.asarray(mean_image, dtype=np.float64)
+    if img.ndim != 3:
+        raise ValueError(f"the mean image must have shape (C, H, W), got {img.shape}")
+    if n_segments < 1 or compactness <= 0:
+        raise ValueError(f"superpixels need n_segments >= 1 and compactness > 0, got {n_segments}, {compactness}")
+    labels = slic(img.transpose(1, 2, 0), n_segments=int(n_segments), compactness=float(compactness),
+                  channel_axis=-1, start_label=0, enforce_connectivity=True, convert2lab=False)
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    cuts = np.flatnonzero(np.diff(flat[order])) + 1
+    groups = [np.sort(g) for g in np.split(order, cuts)]
+    return sorted(groups, key=lambda g: int(g[0]))
+
+
+def make_groups(grouping: str, height: int, width: int, *, patch_size: int | None = None,
+                patch_stride: int | None = None, n_segments: int | None = None, compactness: float | None = None,
+                mean_image=None) -> list[np.ndarray]:
+    """The groups of a grouping (`importance.groups`): `pixel`, `patch` (patch_size, patch_stride)
+    or `superpixel` (n_segments, compactness, on `mean_image` (C, H, W))."""
+    if grouping == "pixel":
+        return pixel_groups(height, width)
+    if grouping == "patch":
+        return patch_groups(height, width, patch_size, patch_stride)
+    if grouping == "superpixel":
+        if mean_image is None:
+            raise ValueError("superpixel groups need the dataset's mean image")
+        return superpixel_groups(mean_image, n_segments, compactness)
+    raise ValueError(f"unknown grouping {grouping!r}; choose one of {', '.join(GROUPINGS)}")
+
+
+def context_ring(group: np.ndarray, height: int, width: int, ring: int) -> np.ndarray:
+    """The pixels within Chebyshev distance `ring` of the group and outside it (sorted flat
+    indices): the context a conditional permutation matches on."""
+    from scipy.ndimage import binary_dilation
+
+    mask = np.zeros(height * width, dtype=bool)
+    mask[np.asarray(group, dtype=np.int64)] = True
+    mask = mask.reshape(height, width)
+    grown = binary_dilation(mask, structure=np.ones((2 * ring + 1, 2 * ring + 1), dtype=bool)) if ring > 0 else mask
+    return np.flatnonzero(grown & ~mask)
+
+
+def context_clusters(flat: np.ndarray, group: np.ndarray, height: int, width: int, *, ring: int,
+                     n_clusters: int, seed: int) -> np.ndarray:
+    """Cluster labels (N,) of the images by their context: k-means (scikit-learn, seeded by (seed,
+    the group's first pixel)) on the values of the group's `context_ring`, all channels.
+
+    flat : ndarray (N, C, H * W). A group with no context (it covers the image) is one cluster.
+    """
+    from sklearn.cluster import KMeans
+
+    n = flat.shape[0]
+    ctx = context_ring(group, height, width, ring)
+    features = flat[:, :, ctx].reshape(n, -1).astype(np.float64)
+    k = min(int(n_clusters), n)
+    if features.shape[1] == 0 or k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    # Identical context rows (e.g. an all-background ring) are few distinct points: k-means needs
+    # at least as many distinct points as clusters.
+    k = min(k, len(np.unique(features, axis=0)))
+    if k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    state = np.random.SeedSequence([int(seed), int(np.min(group))]).generate_state(1)[0]
+    km = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=int(state))
+    return km.fit_predict(features).astype(np.int64)
+
+
+def within_clusters(perm: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A permutation that moves every image only within its cluster, drawn from `perm`: the
+    members of a cluster (in index order) are mapped to the same members ordered by their position
+    in `perm`. A uniform permutation gives a uniform permutation within each cluster; with one
+    cluster it is `perm` itself."""
+    n = len(perm)
+    position = np.empty(n, dtype=np.int64)
+    position[perm] = np.arange(n)
+    by_index = np.lexsort((np.arange(n), labels))
+    by_position = np.lexsort((position, labels))
+    out = np.empty(n, dtype=np.int64)
+    out[by_index] = by_position
+    return out
+
+
+def group_permutations(groups: list[np.ndarray], n_perm: int, seed: int, n: int,
+                       clusters: list[np.ndarray] | None = None) -> np.ndarray:
+    """(G, n_perm, N) int64: permutation k of each group, its first pixel's stream (marginal), or
+    that stream moved within the group's context clusters (`clusters[g]`, conditional)."""
+    from latent_atlas.importance.streams import fill_permutation, PIXEL_STREAM
+
+    firsts = first_pixels(groups)
+    out = np.empty((len(groups), n_perm, n), dtype=np.int64)
+    for g, first in enumerate(firsts):
+        for k in range(n_perm):
+            fill_permutation(out[g, k], int(seed), PIXEL_STREAM, int(first), k)
+            if clusters is not None:
+                out[g, k] = within_clusters(out[g, k], clusters[g])
+    return out
+
+
 def membership(groups: list[np.ndarray], n_pixels: int) -> np.ndarray:
     """(n_pixels, n_groups) float64 matrix: 1 where the pixel belongs to the group."""
     m = np.zeros((n_pixels, len(groups)))
@@ -88,56 +204,3 @@ def first_pixels(groups: list[np.ndarray]) -> np.ndarray:
     if len(np.unique(firsts)) != len(firsts):
         raise ValueError("two pixel groups share their first pixel, so they would share their permutations")
     return firsts
-
-
-def naive_group_importance(model_fn, images, groups: list[np.ndarray], *, n_perm: int = 4, seed: int = 0,
-                           batch_size: int = 8192, device=None) -> np.ndarray:
-    """The reference loop of group permutation importance: (G, n_perm, d) float64, the mean over
-    images of the squared change of each output when the group's pixels (all channels) are
-    replaced, jointly, by those of the permuted images (permutation k of the group's first pixel).
-    """
-    import torch
-
-    from latent_atlas.devices import infer, model_device
-    from latent_atlas.importance.streams import permutation
-
-    x = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
-    if x.ndim != 4 or len(x) < 2:
-        raise ValueError(f"images must have shape (N, C, H, W) with N >= 2, got {x.shape}")
-    n, c, h, w = x.shape
-    device = torch.device(device) if device is not None else model_device(model_fn)
-    z0 = torch.as_tensor(infer(model_fn, x, batch_size, device), device=device)
-    out = np.zeros((len(groups), n_perm, z0.shape[1]))
-    flat = x.reshape(n, c, h * w)
-    for g, (pixels, first) in enumerate(zip(groups, first_pixels(groups))):
-        pixels = np.asarray(pixels, dtype=np.int64)
-        for k in range(n_perm):
-            perm = permutation(seed, int(first), k, n)
-            xp = flat.copy()
-            xp[:, :, pixels] = flat[perm][:, :, pixels]
-            z = torch.as_tensor(infer(model_fn, xp.reshape(n, c, h, w), batch_size, device), device=device)
-            out[g, k] = ((z - z0).double() ** 2).mean(dim=0).cpu().numpy()
-    return out
-
-
-def benjamini_hochberg(pvalues, q: float = 0.05) -> np.ndarray:
-    """The Benjamini-Hochberg discoveries at false discovery rate `q`: a boolean mask of the shape
-    of `pvalues` (any shape; NaN p-values are never discovered and do not count as tests).
-
-    Reject the k smallest p-values, where k is the largest rank with p_(k) <= k q / m.
-    """
-    if not 0 < q < 1:
-        raise ValueError(f"the false discovery rate must be in (0, 1), got {q}")
-    p = np.asarray(pvalues, dtype=np.float64)
-    flat = p.ravel()
-    tested = np.flatnonzero(~np.isnan(flat))
-    mask = np.zeros(flat.shape, dtype=bool)
-    m = len(tested)
-    if m == 0:
-        return mask.reshape(p.shape)
-    order = tested[np.argsort(flat[tested], kind="stable")]
-    below = flat[order] <= q * np.arange(1, m + 1) / m
-    if below.any():
-        k = np.flatnonzero(below)[-1] + 1
-        mask[order[:k]] = True
-    return mask.reshape(p.shape)

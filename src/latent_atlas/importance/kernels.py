@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from latent_atlas.devices import infer
-from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 
 
 def _flatten_modules(module) -> list[nn.Module] | None:
@@ -67,148 +66,182 @@ def kernel_plan(rest) -> KernelPlan | None:
 
 
 @numba.njit(parallel=True, cache=True)
-def _kernel_linear(cols, wcols, seed, pixels, n_perm, out):
-    """Identity rest: z' - z = sum_ch dx_ch * W[:, (ch, pixel)] exactly, so
-    out[p, k, j] = (1/N) sum_ch,ch2 w_chj w_ch2j G[ch, ch2], with G the Gram matrix of the pixel's
-    changes over the rows: O(N) per pixel and permutation, without the per-row work of the ReLU
-    rests (`_kernel_pairs`).
+def _kernel_linear(cols, wcols, perms, out, terms):
+    """Identity rest: z' - z = sum_m dx_m * W[:, entry m] exactly, so
+    out[g, k, j] = (1/N) sum_m,m2 w_mj w_m2j G[m, m2], with G the Gram matrix of the group's
+    changes over the rows: O(N) per group and permutation for the score, without the per-row work
+    of the ReLU rests (`_kernel_pairs`); the per-image terms (`inference`) take O(N d) more.
 
-    cols (P, C, N) pixel values; wcols (P, C, d) first-layer weight columns. All float64.
+    cols (G, M, N) group entry values; wcols (G, M, d) first-layer weight columns; perms (G, K, N);
+    terms (G, N, d) accumulates every image's terms. All float64.
     """
-    n_pix, c, n = cols.shape
+    n_grp, c, n = cols.shape
+    n_perm = perms.shape[1]
     d = out.shape[2]
-    for t in numba.prange(n_pix * n_perm):
-        p = t // n_perm
-        k = t % n_perm
-        perm = np.empty(n, dtype=np.int64)
-        fill_permutation(perm, seed, PIXEL_STREAM, pixels[p], k)
-        gram = np.zeros((c, c))
-        if c == 1:
-            col = cols[p, 0]
-            g = 0.0
-            for i in range(n):
-                dx = col[perm[i]] - col[i]
-                g += dx * dx
-            gram[0, 0] = g
-        else:
-            dx = np.empty(c)
-            for i in range(n):
-                m = perm[i]
-                for ch in range(c):
-                    dx[ch] = cols[p, ch, m] - cols[p, ch, i]
+    for p in numba.prange(n_grp):
+        dx = np.empty(c)
+        e = np.empty(d)
+        for k in range(n_perm):
+            perm = perms[p, k]
+            gram = np.zeros((c, c))
+            if c == 1:
+                col = cols[p, 0]
+                g = 0.0
+                for i in range(n):
+                    dxi = col[perm[i]] - col[i]
+                    g += dxi * dxi
+                    if dxi != 0.0:
+                        for j in range(d):
+                            v = dxi * wcols[p, 0, j]
+                            terms[p, i, j] += v * v
+                            terms[p, perm[i], j] += v * v
+                gram[0, 0] = g
+            else:
+                for i in range(n):
+                    m = perm[i]
+                    changed = False
+                    for ch in range(c):
+                        dx[ch] = cols[p, ch, m] - cols[p, ch, i]
+                        if dx[ch] != 0.0:
+                            changed = True
+                    for ch in range(c):
+                        for ch2 in range(c):
+                            gram[ch, ch2] += dx[ch] * dx[ch2]
+                    if changed:
+                        for j in range(d):
+                            e[j] = 0.0
+                        for ch in range(c):
+                            for j in range(d):
+                                e[j] += dx[ch] * wcols[p, ch, j]
+                        for j in range(d):
+                            terms[p, i, j] += e[j] * e[j]
+                            terms[p, m, j] += e[j] * e[j]
+            for j in range(d):
+                s = 0.0
                 for ch in range(c):
                     for ch2 in range(c):
-                        gram[ch, ch2] += dx[ch] * dx[ch2]
-        for j in range(d):
-            s = 0.0
-            for ch in range(c):
-                for ch2 in range(c):
-                    s += wcols[p, ch, j] * wcols[p, ch2, j] * gram[ch, ch2]
-            out[p, k, j] = s / n
+                        s += wcols[p, ch, j] * wcols[p, ch2, j] * gram[ch, ch2]
+                out[p, k, j] = s / n
 
 
 @numba.njit(parallel=True, cache=True)
-def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_second, seed,
-                  pixels, n_perm, out):
-    """out[p, k, j] = mean_n (z'_nj - z_nj)^2 for rest = ReLU, then optionally (second, relu2?)
-    (identity rests: `_kernel_linear`).
+def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_second, perms, out, terms):
+    """out[g, k, j] = mean_n (z'_nj - z_nj)^2 for rest = ReLU, then optionally (second, relu2?)
+    (identity rests: `_kernel_linear`); terms (G, N, d) accumulates every image's terms.
 
-    cols (P, C, N) pixel values; wcols (P, C, h) first-layer weight columns; a0 (N, h) base
+    cols (G, M, N) group entry values; wcols (G, M, h) first-layer weight columns; a0 (N, h) base
     pre-activations; h0 (N, h) = relu1(a0); second (h, d) transposed weight of the second layer;
-    pre2 (N, d) its base pre-activation and z2 (N, d) = relu2(pre2). All float64.
+    pre2 (N, d) its base pre-activation and z2 (N, d) = relu2(pre2); perms (G, K, N). All float64.
     """
-    n_pix, c, n = cols.shape
+    n_grp, c, n = cols.shape
+    n_perm = perms.shape[1]
     hdim = a0.shape[1]
     d = out.shape[2]
-    for t in numba.prange(n_pix * n_perm):
-        p = t // n_perm
-        k = t % n_perm
-        perm = np.empty(n, dtype=np.int64)
-        fill_permutation(perm, seed, PIXEL_STREAM, pixels[p], k)
-        acc = np.zeros(d)
+    for p in numba.prange(n_grp):
         dx = np.empty(c)
         e = np.empty(hdim)
         dz = np.empty(d)
-        for i in range(n):
-            m = perm[i]
-            changed = False
-            for ch in range(c):
-                dx[ch] = cols[p, ch, m] - cols[p, ch, i]
-                if dx[ch] != 0.0:
-                    changed = True
-            if not changed:
-                continue
-            for u in range(hdim):
-                e[u] = 0.0
-            for ch in range(c):
-                dxc = dx[ch]
+        for k in range(n_perm):
+            perm = perms[p, k]
+            acc = np.zeros(d)
+            for i in range(n):
+                m = perm[i]
+                changed = False
+                for ch in range(c):
+                    dx[ch] = cols[p, ch, m] - cols[p, ch, i]
+                    if dx[ch] != 0.0:
+                        changed = True
+                if not changed:
+                    continue
                 for u in range(hdim):
-                    e[u] += dxc * wcols[p, ch, u]
-            if relu1:
+                    e[u] = 0.0
+                for ch in range(c):
+                    dxc = dx[ch]
+                    for u in range(hdim):
+                        e[u] += dxc * wcols[p, ch, u]
+                if relu1:
+                    for u in range(hdim):
+                        v = a0[i, u] + e[u]
+                        e[u] = (v if v > 0.0 else 0.0) - h0[i, u]
+                if not use_second:
+                    for u in range(hdim):
+                        sq = e[u] * e[u]
+                        acc[u] += sq
+                        terms[p, i, u] += sq
+                        terms[p, m, u] += sq
+                    continue
+                for j in range(d):
+                    dz[j] = 0.0
                 for u in range(hdim):
-                    v = a0[i, u] + e[u]
-                    e[u] = (v if v > 0.0 else 0.0) - h0[i, u]
-            if not use_second:
-                for u in range(hdim):
-                    acc[u] += e[u] * e[u]
-                continue
+                    if e[u] != 0.0:
+                        eu = e[u]
+                        for j in range(d):
+                            dz[j] += eu * second[u, j]
+                for j in range(d):
+                    if relu2:
+                        v = pre2[i, j] + dz[j]
+                        diff = (v if v > 0.0 else 0.0) - z2[i, j]
+                    else:
+                        diff = dz[j]
+                    sq = diff * diff
+                    acc[j] += sq
+                    terms[p, i, j] += sq
+                    terms[p, m, j] += sq
             for j in range(d):
-                dz[j] = 0.0
-            for u in range(hdim):
-                if e[u] != 0.0:
-                    eu = e[u]
-                    for j in range(d):
-                        dz[j] += eu * second[u, j]
-            for j in range(d):
-                if relu2:
-                    v = pre2[i, j] + dz[j]
-                    diff = (v if v > 0.0 else 0.0) - z2[i, j]
-                else:
-                    diff = dz[j]
-                acc[j] += diff * diff
-        for j in range(d):
-            out[p, k, j] = acc[j] / n
+                out[p, k, j] = acc[j] / n
+
+
+# Groups per kernel call: their permutations (G x K x N int64) and terms stay in this many bytes.
+KERNEL_CHUNK_BYTES = 1 << 27
 
 
 @torch.no_grad()
-def kernel_importance(linear: nn.Linear, plan: KernelPlan, x: np.ndarray, cols: np.ndarray,
-                      pixels: np.ndarray, n_perm: int, seed: int, batch_size: int) -> np.ndarray:
-    """Mean squared change per (pixel, permutation, output) through the compiled kernels.
+def kernel_importance(linear: nn.Linear, plan: KernelPlan, x: np.ndarray, gcols: np.ndarray, idx: np.ndarray,
+                      perms, n_perm: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean squared change per (group, permutation, output) through the compiled kernels, and
+    every image's terms (`inference`).
 
     Parameters
     ----------
     linear : the model's first dense layer; plan : `kernel_plan` of the rest after it.
     x : ndarray of shape (N, C, H, W), float32 images.
-    cols : ndarray of shape (N, C, P), the values of the P (non-constant) pixels.
-    pixels : ndarray of shape (P,), their flat indices row * W + col.
+    gcols : ndarray of shape (N, M, G), the values of the G (non-constant) groups' entries.
+    idx : ndarray of shape (G, M), their flat indices ch * H * W + pixel (`engine.entry_indices`).
+    perms : `engine.GroupPermutations` of the G groups.
 
     Returns
     -------
-    ndarray of shape (P, n_perm, d), float64.
+    ndarrays of shape (G, n_perm, d) float64 and (G, N, d) float32.
     """
-    n, c, h, w = x.shape
-    hw = h * w
+    n = x.shape[0]
     weight = linear.weight.detach().double().cpu().numpy()
-    wcols = np.stack([weight[:, ch * hw + pixels].T for ch in range(c)], axis=1)
-    cols64 = np.ascontiguousarray(cols.transpose(2, 1, 0), dtype=np.float64)
+    wcols = np.ascontiguousarray(weight[:, idx].transpose(1, 2, 0))  # (G, M, h)
+    cols64 = np.ascontiguousarray(gcols.transpose(2, 1, 0), dtype=np.float64)
     if plan.identity:  # no pre-activations needed
-        out = np.zeros((len(pixels), n_perm, weight.shape[0]))
-        _kernel_linear(cols64, np.ascontiguousarray(wcols), int(seed), pixels.astype(np.int64), n_perm, out)
-        return out
-    a0 = infer(linear, x.reshape(n, -1), batch_size).astype(np.float64)
-    h0 = np.maximum(a0, 0.0) if plan.relu1 else a0
-    if plan.second is not None:
-        second = plan.second.weight.detach().double().cpu().numpy().T.copy()
-        bias = plan.second.bias.detach().double().cpu().numpy()
-        pre2 = h0 @ second + bias
-        z2 = np.maximum(pre2, 0.0) if plan.relu2 else pre2
-        d = second.shape[1]
+        d = weight.shape[0]
+        fixed = ()
     else:
-        second = pre2 = z2 = np.zeros((1, 1))
-        d = a0.shape[1]
-    out = np.zeros((len(pixels), n_perm, d))
-    _kernel_pairs(cols64, np.ascontiguousarray(wcols),
-                  np.ascontiguousarray(a0), np.ascontiguousarray(h0), np.ascontiguousarray(second),
-                  np.ascontiguousarray(pre2), np.ascontiguousarray(z2), plan.relu1, plan.relu2,
-                  plan.second is not None, int(seed), pixels.astype(np.int64), n_perm, out)
-    return out
+        a0 = infer(linear, x.reshape(n, -1), batch_size).astype(np.float64)
+        h0 = np.maximum(a0, 0.0) if plan.relu1 else a0
+        if plan.second is not None:
+            second = plan.second.weight.detach().double().cpu().numpy().T.copy()
+            bias = plan.second.bias.detach().double().cpu().numpy()
+            pre2 = h0 @ second + bias
+            z2 = np.maximum(pre2, 0.0) if plan.relu2 else pre2
+            d = second.shape[1]
+        else:
+            second = pre2 = z2 = np.zeros((1, 1))
+            d = a0.shape[1]
+        fixed = tuple(np.ascontiguousarray(a) for a in (a0, h0, second, pre2, z2)) + (
+            plan.relu1, plan.relu2, plan.second is not None)
+    g_all = len(idx)
+    out = np.zeros((g_all, n_perm, d))
+    terms = np.zeros((g_all, n, d), dtype=np.float32)
+    per_call = max(1, KERNEL_CHUNK_BYTES // (8 * n * (n_perm + d)))
+    for g0 in range(0, g_all, per_call):
+        g1 = min(g_all, g0 + per_call)
+        chunk_terms = np.zeros((g1 - g0, n, d))
+        args = (cols64[g0:g1], wcols[g0:g1]) + fixed + (perms.block(g0, g1, n_perm), out[g0:g1], chunk_terms)
+        (_kernel_linear if plan.identity else _kernel_pairs)(*args)
+        terms[g0:g1] = chunk_terms
+    return out, terms

@@ -49,7 +49,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latent_atlas.importance.streams import PIXEL_STREAM, fill_permutation
 from latent_atlas.models.chain import ChannelAffine
 
 CACHE_BYTES = 1 << 30  # the activation cache of one chunk of images (bytes), without a memory budget
@@ -223,12 +222,11 @@ def _affected(a: int, b: int, k: int, s: int, p: int, size: int) -> tuple[int, i
     return max(0, -((k - 1 - a - p) // s)), min(size - 1, (b + p) // s)
 
 
-def _pixel_plan(stack: LocalStack, shapes, r: int, c: int):
-    """Per window step, for the region a change of pixel (r, c) reaches: the output region and
-    the input region it reads ((lo, hi) per axis, inclusive, possibly beyond the map). None when
-    the change reaches no output."""
+def _region_plan(stack: LocalStack, shapes, region):
+    """Per window step, for the region a change of the input region ((r0, r1), (c0, c1)) (inclusive)
+    reaches: the output region and the input region it reads ((lo, hi) per axis, inclusive,
+    possibly beyond the map). None when the change reaches no output."""
     plan = []
-    region = ((r, r), (c, c))
     for step, (h_in, w_in), (h_out, w_out) in shapes:
         if not isinstance(step, _Window):
             plan.append(None)
@@ -293,17 +291,18 @@ def cache_plan(stack: LocalStack, image_shape, n_images: int, memory_bytes: floa
 
 
 @torch.no_grad()
-def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_size, device,
+def local_importance(stack: LocalStack, x, groups, perms, n_perm, batch_size, device,
                      return_base=False, cache_bytes: int = CACHE_BYTES):
-    """Per (pixel, permutation) mean squared change of every output, (P, n_perm, d) float64, and
-    with `return_base` the unpermuted outputs (N, d) float32 on the CPU as well.
+    """Per (group, permutation) mean squared change of every output, (G, n_perm, d) float64, every
+    image's terms (G, N, d) float32 (`inference`), and with `return_base` the unpermuted outputs
+    (N, d) float32 on the CPU as well.
 
-    x : ndarray (N, C, H, W); cols : (N, C, P) the pixels' columns; pixels : flat indices.
+    x : ndarray (N, C, H, W); groups : flat pixel indices of each group (a pixel alone, a patch, a
+    superpixel), whose bounding box is the changed input region; perms : `engine.GroupPermutations`.
     cache_bytes : the activation cache of one chunk of images (`cache_plan`).
     """
     n, c, h, w = x.shape
     x_t = torch.as_tensor(x)
-    cols_t = torch.as_tensor(np.ascontiguousarray(cols))
     # Each step's input and output sizes, and the cache size of one image.
     shapes, probe = [], x_t[:1].to(device)
     for step in stack.steps:
@@ -318,32 +317,52 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
     fc, fh, fw = final.shape[1:]
     weight = stack.linear.weight.detach().float()
     d = stack.tail(pre).shape[1]
-    acc = torch.zeros(len(pixels) * n_perm, d, dtype=torch.float64, device=device)
-    plans = [_pixel_plan(stack, shapes, *divmod(int(pix), w)) for pix in pixels]
+    acc = torch.zeros(len(groups) * n_perm, d, dtype=torch.float64, device=device)
+    terms = torch.zeros(len(groups) * n, d, device=device)
+    # Each group's bounding box (the changed region), the group's pixels in it, and its values.
+    boxes, masks, plans = [], [], []
+    for g in groups:
+        rr, cc = np.divmod(np.asarray(g, dtype=np.int64), w)
+        box = ((int(rr.min()), int(rr.max())), (int(cc.min()), int(cc.max())))
+        mask = np.zeros((box[0][1] - box[0][0] + 1, box[1][1] - box[1][0] + 1), dtype=bool)
+        mask[rr - box[0][0], cc - box[1][0]] = True
+        boxes.append(box)
+        masks.append(None if mask.all() else torch.as_tensor(mask, device=device))
+        plans.append(_region_plan(stack, shapes, box))
     maps = stack.maps
-    perm = np.empty(n, dtype=np.int64)
-    # Changed rows and their new values of every (pixel, permutation), computed once.
+    flat = x.reshape(n, c, h * w)
+    # Changed rows and where their group values come from, of every (group, permutation), once.
     changed = []
-    for p, pix in enumerate(pixels):
-        col = cols[:, :, p]
-        per_pixel = []
+    for gi, g in enumerate(groups):
+        col = flat[:, :, g]
+        per_group = []
         for k in range(n_perm):
-            fill_permutation(perm, seed, PIXEL_STREAM, int(pix), k)
-            rows = np.flatnonzero(np.any(col[perm] != col, axis=1))
-            per_pixel.append((rows, perm[rows].copy()))
-        changed.append(per_pixel)
+            perm = perms(gi, k)
+            rows = np.flatnonzero(np.any(col[perm] != col, axis=(1, 2)))
+            per_group.append((rows, perm[rows].copy()))
+        changed.append(per_group)
+
+    def box_values(gi, src, own):
+        """The new values of the group's box, (B, C, bh, bw): the group's pixels from the `src`
+        images, the rest of the box from the rows' `own` images."""
+        (ya, yb), (xa, xb) = boxes[gi]
+        new = x_t[src, :, ya:yb + 1, xa:xb + 1].to(device)
+        if masks[gi] is not None:
+            new = torch.where(masks[gi], new, x_t[own, :, ya:yb + 1, xa:xb + 1].to(device))
+        return new
+
     bases = []
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         inputs, outputs, final, pre = stack.activations(x_t[start:stop].to(device))
         base = stack.tail(pre).float()
         bases.append(base.cpu().numpy())
-        for p, pix in enumerate(pixels):
-            if plans[p] is None:
+        for gi in range(len(groups)):
+            if plans[gi] is None:
                 continue
-            plan, region = plans[p]
+            plan, region = plans[gi]
             rows, sources, counts = [], [], []
-            for r_all, src_all in changed[p]:
+            for r_all, src_all in changed[gi]:
                 inside = (r_all >= start) & (r_all < stop)
                 rows.append(r_all[inside] - start)
                 sources.append(src_all[inside])
@@ -352,7 +371,7 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
             if not len(rows):
                 continue
             keys = np.repeat(np.arange(n_perm), counts)
-            # Per window step, the chunk's cached values the path reads, sliced once per pixel.
+            # Per window step, the chunk's cached values the path reads, sliced once per group.
             steps = [_step_plan(stack, j, lp, inputs[j], outputs[j], divisors[j], maps)
                      if lp is not None else None for j, lp in enumerate(plan)]
             (ya, yb), (xa, xb) = region
@@ -375,29 +394,37 @@ def local_importance(stack: LocalStack, x, cols, pixels, n_perm, seed, batch_siz
                     r1 = min(m, r0 + size)
                     for k0 in range(0, n_perm, per):
                         k1 = min(n_perm, k0 + per)
-                        new = cols_t[src[k0:k1, r0:r1].reshape(-1), :, p].to(device)
-                        win = _propagate(stack, steps, slice(r0, r1), new.view(-1, c, 1, 1))
+                        own = np.tile(np.arange(start + r0, start + r1), k1 - k0)
+                        src_k = src[k0:k1, r0:r1].reshape(-1)
+                        win = _propagate(stack, steps, slice(r0, r1), box_values(gi, src_k, own))
                         delta = win.reshape(k1 - k0, r1 - r0, -1)
                         delta = delta.sub_(old_final[r0:r1]) if delta.is_contiguous() else delta - old_final[r0:r1]
                         z = torch.mm(delta.view(-1, delta.shape[2]), w_cols).view(k1 - k0, r1 - r0, -1)
                         z = stack.tail(z.add_(pre[r0:r1]).view(-1, pre.shape[1])).float()
                         sq = (z.view(k1 - k0, r1 - r0, -1) - base[r0:r1]).double().square_()
-                        acc[p * n_perm + k0:p * n_perm + k1] += sq.sum(1)
+                        acc[gi * n_perm + k0:gi * n_perm + k1] += sq.sum(1)
+                        flat_sq = sq.view(-1, sq.shape[2]).float()
+                        terms.index_add_(0, torch.as_tensor(gi * n + own, device=device), flat_sq)
+                        terms.index_add_(0, torch.as_tensor(gi * n + src_k, device=device), flat_sq)
                 continue
             for s in range(0, len(rows), batch_size):
-                rows_t = torch.as_tensor(rows[s:s + batch_size], device=device)
-                new = cols_t[sources[s:s + batch_size], :, p].to(device)
-                win = _propagate(stack, steps, rows_t, new.view(-1, c, 1, 1))
+                rows_np = rows[s:s + batch_size]
+                src_np = sources[s:s + batch_size]
+                rows_t = torch.as_tensor(rows_np, device=device)
+                win = _propagate(stack, steps, rows_t, box_values(gi, src_np, rows_np + start))
                 delta = win.reshape(len(rows_t), -1) - old_final.index_select(0, rows_t)
                 z = stack.tail(torch.addmm(pre.index_select(0, rows_t), delta, w_cols))
                 sq = (z.float() - base.index_select(0, rows_t)).double().square()
+                terms.index_add_(0, torch.as_tensor(gi * n + start + rows_np, device=device), sq.float())
+                terms.index_add_(0, torch.as_tensor(gi * n + src_np, device=device), sq.float())
                 # Per-permutation sums: the batch's rows are sorted by permutation.
                 seg = keys[s:s + batch_size]
                 cuts = [0, *(np.flatnonzero(np.diff(seg)) + 1), len(seg)]
                 for a, b in zip(cuts[:-1], cuts[1:]):
-                    acc[p * n_perm + int(seg[a])] += sq[a:b].sum(0)
-    values = (acc / n).view(len(pixels), n_perm, -1).cpu().numpy()
-    return (values, np.concatenate(bases)) if return_base else values
+                    acc[gi * n_perm + int(seg[a])] += sq[a:b].sum(0)
+    values = (acc / n).view(len(groups), n_perm, -1).cpu().numpy()
+    terms = terms.view(len(groups), n, -1).cpu().numpy()
+    return (values, terms, np.concatenate(bases)) if return_base else (values, terms)
 
 
 def _delta_map(step: _Window, cin: int, rel, out_hw) -> torch.Tensor:

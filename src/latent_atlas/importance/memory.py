@@ -114,9 +114,10 @@ class MemoryPlan:
 
 
 def plan_block(memory_mb: float, method: str, model_fn, image_shape, n_images: int, batch_size: int,
-               stack=None, device=None) -> MemoryPlan:
-    """The memory plan of one block on `method`'s path (module docstring)."""
-    rss = current_rss()
+               stack=None, device=None, held_bytes: int = 0) -> MemoryPlan:
+    """The memory plan of one block on `method`'s path (module docstring); `held_bytes`: what the
+    block will hold beside the path (the per-image terms of `inference`), counted as held."""
+    rss = current_rss() + held_bytes
     work = max(MIN_WORK, memory_mb * MB - rss)
     note = "" if memory_mb * MB - rss >= MIN_WORK else \
         f"the job holds {rss / MB:.0f} MB before the block, over importance.memory_mb {memory_mb:g}"
