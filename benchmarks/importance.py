@@ -17,6 +17,13 @@ corners, 12 interior: `study_pixels`), and the 28x28 `conv_ae` again on 8 pixels
 over the image (2,000 images: the basis of the engine-vs-naive table's conv row), each with the
 naive loop, `rows` and `local` on the same pixels.
 
+`--groups` times issue 26's statistical test (a few minutes): 4x4 patch importance (49 groups)
+against per-pixel importance (784 pixels) of the same model, images and permutations, each on the
+path `auto` picks; conditional against marginal permutations (pixels and patches); and a block of
+64 pixels with the intervals (every image's terms, the standard error) against the engine of commit
+88eb1b5, the last without them (`git archive` into a temporary folder, run in its own process
+beside this one's, alternated, best of 3).
+
 The sharded rule is timed by running Snakemake on config/test.yaml (dense_ae, blocks of 64 of the
 16x16 digits: 4 shards) with --cores 1 and then --cores 2 (upstream jobs are run first, untimed).
 """
@@ -236,6 +243,114 @@ def print_memory(threads: int, quick: bool = False) -> None:
                       f"{predicted:.0f} | {peak:.0f} | {predicted / peak:.2f} |", flush=True)
 
 
+GROUP_MODELS = [  # (name, arch, params, output, images)
+    ("dense_ae 784->32 (paper)", "dense_ae", {"hidden": [], "latent_dim": 32}, "latent", 10000),
+    ("conv_ae 16-32-64-128 (default config)", "conv_ae", {"channels": [16, 32, 64, 128], "latent_dim": 32},
+     "latent", 1000),
+    ("cnn_classifier 16-32 (default config), features", "cnn_classifier", {"channels": [16, 32], "feature_dim": 128},
+     "features", 1000),
+]
+BEFORE_INTERVALS = "88eb1b5"
+
+
+def _group_model(arch, params, output):
+    torch.manual_seed(0)
+    model = build_model(arch, (1, 28, 28), 10, params).eval()
+    stack = imp.model_stack(model, output)[0] if imp.model_split(model, output) is None else None
+    return imp.output_function(model, output), imp.model_split(model, output), stack
+
+
+def print_groups(threads: int, quick: bool) -> None:
+    """Patch vs pixel, conditional vs marginal, and intervals vs none (module docstring)."""
+    from latent_atlas.importance.groups import patch_groups
+
+    patches = patch_groups(28, 28, 4)
+    conditional = {"ring": 2, "clusters": 16}
+    rows = []
+    for name, arch, params, output, n in GROUP_MODELS:
+        images, _ = test_images(n // 4 if quick else n)
+        fn, split, stack = _group_model(arch, params, output)
+        kw = dict(n_perm=4, seed=0, split=split, stack=stack)
+        with torch.no_grad():
+            imp.pixel_importance(fn, images[:64], [400], **kw)  # warm-up
+            times = {}
+            # As the stage runs them: per-pixel in 13 blocks of 64 pixels, the 49 patches in one block.
+            pixel_blocks = [{"pixels": np.arange(b, min(b + 64, 784))} for b in range(0, 784, 64)]
+            patch_block = [{"groups": patches}]
+            for label, blocks, cond in (("pixel", pixel_blocks, None), ("patch", patch_block, None),
+                                        ("pixel conditional", pixel_blocks, conditional),
+                                        ("patch conditional", patch_block, conditional)):
+                res, times[label] = timed(lambda: [imp.pixel_importance(fn, images, conditional=cond, **block, **kw)
+                                                   for block in blocks],
+                                          repeats=1 if "pixel" in label and arch != "dense_ae" else REPEATS)
+                method = res[0].method
+        rows.append((name, len(images), method, times))
+        print(f"done: {name}", file=sys.stderr)
+    print(f"\nPixel groups and conditional permutations, 4 permutations, {threads} threads, device "
+          f"{default_device()}; wall s of the 13 blocks of 64 pixels or the block of 49 patches (per-pixel "
+          f"runs of the conv models: one run, the others best of 3)\n")
+    print("| model | N | path | pixels (784) | 4x4 patches (49) | patch speed-up | pixels conditional | "
+          "conditional / marginal | patches conditional | conditional / marginal |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, n, method, t in rows:
+        print(f"| {name} | {n} | {method} | {t['pixel']:.2f} | {t['patch']:.2f} | {t['pixel'] / t['patch']:.1f}x | "
+              f"{t['pixel conditional']:.2f} | {t['pixel conditional'] / t['pixel']:.2f}x | "
+              f"{t['patch conditional']:.2f} | {t['patch conditional'] / t['patch']:.2f}x |")
+    print_interval_cost(threads, quick)
+
+
+_BLOCK_SCRIPT = """
+import sys, time, json, numpy as np, torch
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+torch.set_num_threads(int(sys.argv[3]))
+from importance import GROUP_MODELS, _group_model, test_images
+from latent_atlas.importance import engine as imp
+out = {}
+for name, arch, params, output, n in GROUP_MODELS:
+    images, _ = test_images(int(n * float(sys.argv[4])))
+    fn, split, stack = _group_model(arch, params, output)
+    pixels = np.arange(384, 448)  # a block of 64 central pixels
+    with torch.no_grad():
+        imp.pixel_importance(fn, images[:64], pixels[:1], n_perm=1, split=split, stack=stack)
+        t = time.perf_counter()
+        imp.pixel_importance(fn, images, pixels, n_perm=4, seed=0, split=split, stack=stack)
+        out[name] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def print_interval_cost(threads: int, quick: bool) -> None:
+    """A block of 64 pixels with intervals (this tree) against without (BEFORE_INTERVALS), each in
+    its own process, alternated, best of 3."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_INTERVALS, "src"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        best = {"before": {}, "now": {}}
+        for _ in range(REPEATS):
+            for which, src in (("before", Path(tmp) / "src"), ("now", ROOT / "src")):
+                proc = subprocess.run([sys.executable, "-c", _BLOCK_SCRIPT, str(src), str(ROOT / "benchmarks"),
+                                       str(threads), "0.25" if quick else "1"], capture_output=True, text=True,
+                                      check=True)
+                for name, t in json.loads(proc.stdout.splitlines()[-1]).items():
+                    best[which][name] = min(best[which].get(name, float("inf")), t)
+    print(f"\nA block of 64 pixels with intervals and p-values' inputs (this tree) against the engine before "
+          f"them ({BEFORE_INTERVALS}), 4 permutations, {threads} threads, best of 3, wall s\n")
+    print("| model | before | with intervals | ratio |")
+    print("|---|---|---|---|")
+    for name in best["now"]:
+        b, a = best["before"][name], best["now"][name]
+        print(f"| {name} | {b:.2f} | {a:.2f} | {a / b:.2f}x |")
+    from latent_atlas.importance.inference import declare
+
+    rng = np.random.default_rng(0)
+    imp_, se = rng.random((784, 32)), rng.random((784, 32)) * 0.1
+    _, t = timed(lambda: declare(imp_, se, min_effect=0.01, fdr=0.05))
+    print(f"\np-values and Benjamini-Hochberg over a 784 x 32 table (the gather job's part): {t * 1000:.1f} ms")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer images and pixels (about a minute)")
@@ -245,12 +360,16 @@ def main(argv=None):
     ap.add_argument("--conv-only", action="store_true",
                     help="only the conv encoders' naive / rows / local table (a few minutes)")
     ap.add_argument("--only", help="engine-vs-naive table: only the encoders whose name contains this")
+    ap.add_argument("--groups", action="store_true",
+                    help="only pixel groups, conditional permutations and the intervals' cost (issue 26)")
     ap.add_argument("--memory", action="store_true",
                     help="only importance.memory_mb: the plan's predicted peak against the measured one")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory:
         return print_memory(args.threads, quick=args.quick)
+    if args.groups:
+        return print_groups(args.threads, args.quick)
     if args.conv_only:
         conv_rows = []
         for name, model, output, x, pixels in conv_models():

@@ -39,7 +39,8 @@ from latent_atlas.devices import batches, infer, model_device
 from latent_atlas.importance.kernels import KernelPlan, kernel_importance, kernel_plan
 from latent_atlas.importance.local import CACHE_BYTES, LocalStack, local_importance, local_stack
 from latent_atlas.importance.memory import plan_block
-from latent_atlas.importance.groups import context_clusters, first_pixels, within_clusters
+from latent_atlas.importance.clusters import cluster_order, context_clusters, within_clusters
+from latent_atlas.importance.groups import first_pixels
 from latent_atlas.importance.inference import interval, standard_error
 from latent_atlas.importance.streams import LATENT_STREAM, PIXEL_STREAM, fill_permutation, permutation
 from latent_atlas.importance.tables import LatentImportance, PixelImportance
@@ -219,15 +220,16 @@ def _as_groups(pixels, groups, hw: int, h: int, w: int) -> list[np.ndarray]:
 class GroupPermutations:
     """Permutation k of each group: its first pixel's stream (`streams`), or with `clusters` (a
     label array (N,) per group) that stream moved within the group's context clusters
-    (`groups.within_clusters`: conditional permutation)."""
+    (`clusters.within_clusters`: conditional permutation)."""
 
     def __init__(self, firsts: np.ndarray, seed: int, n: int, clusters: list[np.ndarray] | None = None):
         self.firsts, self.seed, self.n, self.clusters = np.asarray(firsts, dtype=np.int64), int(seed), int(n), clusters
+        self.orders = None if clusters is None else [cluster_order(labels) for labels in clusters]
 
     def __call__(self, g: int, k: int) -> np.ndarray:
         perm = np.empty(self.n, dtype=np.int64)
         fill_permutation(perm, self.seed, PIXEL_STREAM, int(self.firsts[g]), int(k))
-        return perm if self.clusters is None else within_clusters(perm, self.clusters[g])
+        return perm if self.clusters is None else within_clusters(perm, self.clusters[g], self.orders[g])
 
     def block(self, g0: int, g1: int, n_perm: int) -> np.ndarray:
         """(g1 - g0, n_perm, N) int64."""
@@ -278,7 +280,7 @@ def pixel_importance(
     groups : instead of pixels, groups of flat pixel indices (`importance.groups`), each permuted
         jointly: the same permutation of the images for all its pixels and channels.
     conditional : None (marginal permutations) or {"ring": r, "clusters": k}: permute each group
-        within k-means clusters of its context ring (`groups.context_clusters`).
+        within k-means clusters of its context ring (`clusters.context_clusters`).
     n_perm : permutations per group (the paper: 4).
     seed : base of the random streams; permutation k of a group depends on (seed, its first
         pixel, k) (and its context clusters) only.
@@ -331,8 +333,8 @@ def pixel_importance(
         batch_size, cache_bytes = memory_plan.batch_size, memory_plan.cache_bytes or CACHE_BYTES
     clusters = None
     if conditional is not None and len(active):
-        clusters = [context_clusters(xflat.reshape(n, c, hw), groups[a], h, w, ring=int(conditional["ring"]),
-                                     n_clusters=int(conditional["clusters"]), seed=seed) for a in active]
+        clusters = context_clusters(xflat.reshape(n, c, hw), [groups[a] for a in active], h, w,
+                                    ring=int(conditional["ring"]), n_clusters=int(conditional["clusters"]), seed=seed)
     perms = GroupPermutations(firsts[active], seed, n, clusters)
     act_groups = [groups[a] for a in active]
     if method == "local" and len(active):

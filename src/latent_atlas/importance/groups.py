@@ -26,11 +26,12 @@ it from them. Conditional permutation importance (Strobl et al. 2008 for forests
 Zintgraf et al. 2017 sample a patch given the patch around it) replaces a group's values by those
 of images with a similar context: here the images are clustered by k-means on the group's context
 ring (every pixel within Chebyshev distance `ring` of the group, all channels), and the group's
-permutation moves images only within their cluster (`within_clusters`, drawn from the group's
+permutation moves images only within their cluster (`clusters.within_clusters`, drawn from the group's
 marginal stream). So the score measures what the group adds beyond its surroundings. Its cost is one
-k-means per group (N x ring size x clusters per iteration), and the permutations change fewer
-pixel values; `ring` and `clusters` trade how closely the context is matched against how many
-images share a cluster (a cluster of one image cannot move).
+k-means per group (`clusters.context_clusters`: fitted on 500 images, then N x ring size x clusters
+to assign every image), and the permutations change fewer pixel values; `ring` and `clusters`
+trade how closely the context is matched against how many images share a cluster (a cluster of
+one image cannot move). docs/benchmarks.md has the measured cost.
 """
 
 from __future__ import annotations
@@ -118,62 +119,6 @@ def context_ring(group: np.ndarray, height: int, width: int, ring: int) -> np.nd
     mask = mask.reshape(height, width)
     grown = binary_dilation(mask, structure=np.ones((2 * ring + 1, 2 * ring + 1), dtype=bool)) if ring > 0 else mask
     return np.flatnonzero(grown & ~mask)
-
-
-def context_clusters(flat: np.ndarray, group: np.ndarray, height: int, width: int, *, ring: int,
-                     n_clusters: int, seed: int) -> np.ndarray:
-    """Cluster labels (N,) of the images by their context: k-means (scikit-learn, seeded by (seed,
-    the group's first pixel)) on the values of the group's `context_ring`, all channels.
-
-    flat : ndarray (N, C, H * W). A group with no context (it covers the image) is one cluster.
-    """
-    from sklearn.cluster import KMeans
-
-    n = flat.shape[0]
-    ctx = context_ring(group, height, width, ring)
-    features = flat[:, :, ctx].reshape(n, -1).astype(np.float64)
-    k = min(int(n_clusters), n)
-    if features.shape[1] == 0 or k <= 1:
-        return np.zeros(n, dtype=np.int64)
-    # Identical context rows (e.g. an all-background ring) are few distinct points: k-means needs
-    # at least as many distinct points as clusters.
-    k = min(k, len(np.unique(features, axis=0)))
-    if k <= 1:
-        return np.zeros(n, dtype=np.int64)
-    state = np.random.SeedSequence([int(seed), int(np.min(group))]).generate_state(1)[0]
-    km = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=int(state))
-    return km.fit_predict(features).astype(np.int64)
-
-
-def within_clusters(perm: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """A permutation that moves every image only within its cluster, drawn from `perm`: the
-    members of a cluster (in index order) are mapped to the same members ordered by their position
-    in `perm`. A uniform permutation gives a uniform permutation within each cluster; with one
-    cluster it is `perm` itself."""
-    n = len(perm)
-    position = np.empty(n, dtype=np.int64)
-    position[perm] = np.arange(n)
-    by_index = np.lexsort((np.arange(n), labels))
-    by_position = np.lexsort((position, labels))
-    out = np.empty(n, dtype=np.int64)
-    out[by_index] = by_position
-    return out
-
-
-def group_permutations(groups: list[np.ndarray], n_perm: int, seed: int, n: int,
-                       clusters: list[np.ndarray] | None = None) -> np.ndarray:
-    """(G, n_perm, N) int64: permutation k of each group, its first pixel's stream (marginal), or
-    that stream moved within the group's context clusters (`clusters[g]`, conditional)."""
-    from latent_atlas.importance.streams import fill_permutation, PIXEL_STREAM
-
-    firsts = first_pixels(groups)
-    out = np.empty((len(groups), n_perm, n), dtype=np.int64)
-    for g, first in enumerate(firsts):
-        for k in range(n_perm):
-            fill_permutation(out[g, k], int(seed), PIXEL_STREAM, int(first), k)
-            if clusters is not None:
-                out[g, k] = within_clusters(out[g, k], clusters[g])
-    return out
 
 
 def membership(groups: list[np.ndarray], n_pixels: int) -> np.ndarray:
