@@ -57,6 +57,7 @@ GALLERY = [
     (f"{FM}/dense_ae/importance_classes.png", "importance_classes.png"),
     (f"{FM}/dense_ae/importance_class_6.png", "importance_class_6.png"),
     (f"{FM}/dense_ae/importance_directional.png", "importance_directional.png"),
+    (f"{FM}/dense_ae/importance_variants.png", "importance_variants.png"),
     (f"{FM}/compare_cka.png", "compare_cka.png"),
     (f"{FM}/compare_trajectory.png", "compare_trajectory.png"),
     (f"{FM}/compare_overlap.png", "compare_overlap.png"),

@@ -129,13 +129,14 @@ def plot_importance(job: Job, *, top_k: int, classes: Sequence[int], fdr: float)
 
 def plot_importance_variants(job: Job, *, top_k: int, fdr: float, labels: Sequence[str]) -> None:
     """The main analysis's importance maps of the model's `top_k` dimensions beside each variant's
-    (importance.variants), one column per analysis titled by its `labels` and groups."""
+    (importance.variants), one column per analysis titled by its groups and permutation (and its
+    name in `labels` where two share them)."""
     from latent_atlas.importance.figures import plot_variants
     from latent_atlas.plotting import save_figure
 
-    tables = {}
-    for label, path in zip(labels, job.input.pixel):
-        table = read_parquet(path)
-        tables[f"{label}: {read_parquet_metadata(path).get('groups', '')}"] = table
+    names = [read_parquet_metadata(path)["groups"] for path in job.input.pixel]
+    titles = [f"{name} (main)" if label == "main" else name if names.count(name) == 1 else f"{label}: {name}"
+              for label, name in zip(labels, names)]
+    tables = {title: read_parquet(path) for title, path in zip(titles, job.input.pixel)}
     save_figure(plot_variants(tables, read_parquet(job.input.latent), top_k, axes=load_image_axes(job.input.data),
                               fdr=fdr), job.output)

@@ -63,13 +63,14 @@ def plan_groups(plan_dict: dict) -> list[np.ndarray] | None:
 
 
 def describe(plan_dict: dict, permutation: str = "marginal") -> str:
-    """A short name of an analysis for tables and figures, e.g. "patch 4x4", "superpixels (48)"."""
+    """A short name of an analysis for tables and figures, e.g. "pixels", "4x4 patches",
+    "superpixels (48)", "pixels, conditional"."""
     g = plan_dict.get("groups", "pixel")
     if g == "patch":
         size, stride = plan_dict["patch"]["size"], plan_dict["patch"]["stride"]
-        name = f"patch {size}x{size}" + (f" stride {stride}" if stride and stride != size else "")
+        name = f"{size}x{size} patches" + (f", stride {stride}" if stride and stride != size else "")
     elif g == "superpixel":
         name = f"superpixels ({plan_dict['n_groups']})"
     else:
-        name = "pixel"
+        name = "pixels"
     return name + (", conditional" if permutation == "conditional" else "")
