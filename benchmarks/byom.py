@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from latent_atlas.data.store import Dataset, save_dataset  # noqa: E402
 from latent_atlas.importance import jobs as importance  # noqa: E402
+from latent_atlas.importance.plan import plan  # noqa: E402
+from latent_atlas.io import write_json  # noqa: E402
 from latent_atlas.models import jobs  # noqa: E402
 from latent_atlas.models.networks import build_model, load_model, save_model  # noqa: E402
 from latent_atlas.runtime import Files, Job, set_determinism  # noqa: E402
@@ -72,6 +74,8 @@ def main() -> None:
     else:
         section = {"device": "cpu", "n_perm": 2, "block_size": 16 if args.quick else 32, "max_samples": 200}
     settings = with_defaults(section, "#/properties/importance", "importance")
+    plan_file = str(tmp / "plan.json")
+    write_json(plan(data, settings["block_size"]), plan_file)
     block = (f"importance block {args.block} of {settings['block_size']} pixels, n_perm {settings['n_perm']}, "
              f"{settings['max_samples'] or 'every'} test images")
     print(f"{n} synthetic 28x28 images, numeric_threads 2, torch {torch.__version__}; {block}; best of 3\n")
@@ -103,7 +107,8 @@ def main() -> None:
                 out = Files(latents=str(folder / f"{name}_latents.parquet"),
                             **{k: str(folder / f"{name}_{v}") for k, v in extra.items()})
                 ext = Job(input=Files(data=data, model=str(path)), output=out, wildcards=Files(model=arch))
-                block = Job(input=Files(data=data, model=str(path)), output=Files([str(folder / f"{name}_block.parquet")]),
+                block = Job(input=Files(data=data, model=str(path), plan=plan_file),
+                            output=Files([str(folder / f"{name}_block.parquet")]),
                             wildcards=Files(dataset="synthetic", model=arch, block=args.block))
                 timings[name].append((
                     best_of(lambda: load_model(path), 1),

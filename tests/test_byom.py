@@ -56,7 +56,11 @@ def _stage_outputs(data: str, model_pt: Path, name: str, kind: str, folder: Path
     jobs.extract_model(Job(input=Files(data=data, model=str(model_pt)), output=out, wildcards=Files(model=name)),
                        numeric_threads=1, config_hash="h",
                        settings={"batch_size": 32, "reconstructions_per_class": 2, "hidden_max_samples": 50})
-    inputs = Files(data=data, model=str(model_pt))
+    from latent_atlas.importance.plan import plan
+    from latent_atlas.io import write_json
+
+    write_json(plan(data, IMPORTANCE["block_size"]), folder / "plan.json")
+    inputs = Files(data=data, model=str(model_pt), plan=str(folder / "plan.json"))
     for rule, path in (("importance_block", "block.parquet"), ("latent_importance", "latent_importance.parquet")):
         job_function = getattr(importance, rule)
         job_function(Job(input=inputs, output=Files([str(folder / path)]),

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import ROOT, TEST_CONFIG
 from latent_atlas.config import section_refusal
-from latent_atlas.rules import READS, readers
+from latent_atlas.rules import READS, readers, variant_readers
 from latent_atlas.schema import fill_defaults, schema_node
 
 # Keys that cannot take another valid value on the test config, and why.
@@ -65,7 +65,7 @@ EDITS = {
     "compare.snapshots": [],
     "gpu.pool": "none",
     "gpu.lock_dir": ".snakemake/other-gpu-slots",
-    "importance.variants": {"patch": {"groups": "patch"}},
+    "importance.variants": {"patch": {"groups": "patch"}},  # the test config's variant, marginal
 }
 
 
@@ -180,9 +180,12 @@ def _skipped(generic: str) -> str | None:
     return None
 
 
-def _consistent(job: dict, bound: dict[str, str], models: dict) -> bool:
-    """Whether a job is one of the jobs a key of the model or dataset `bound` names."""
+def _consistent(job: dict, bound: dict[str, str], models: dict, analyses: set[str] | None = None) -> bool:
+    """Whether a job is one of the jobs a key of the model or dataset `bound` names (and, for an
+    importance setting a variant may override, of the analyses that read it: `analyses`)."""
     wc = job["wildcards"]
+    if analyses is not None and "analysis" in wc and wc["analysis"] not in analyses:
+        return False
     if "model" in bound:
         # a snapshot (model@epoch) is its model; a compared pair (a, b) belongs to both of its models
         named = [wc[key].partition("@")[0] for key in ("model", "a", "b") if key in wc]
@@ -201,6 +204,7 @@ def rerun_problems(key: str, value, result: dict, filled: dict) -> list[str]:
         return [f"{key} = {value!r}: the workflow refused it: {result['error']}"]
     models, problems = filled["models"], []
     expected = readers(key)
+    analyses = variant_readers(key, filled)
     if key.endswith(".models"):  # a model added to (or dropped from) a list: its jobs alone
         (changed,) = set(value) ^ set(_get(filled, key))
         expected = {rule: (kind, {"model": changed} if rule != "figure_manifest" else bound)
@@ -209,11 +213,11 @@ def rerun_problems(key: str, value, result: dict, filled: dict) -> list[str]:
         if job.get("run") != "own" or job["rule"] == "all":
             continue
         kind, bound = expected.get(job["rule"], (None, {}))
-        if kind is None or not _consistent(job, bound, models):
+        if kind is None or not _consistent(job, bound, models, analyses):
             problems.append(f"{key} = {value!r} reruns {job['rule']} {job['wildcards']}, which does not read it")
     for job in result["jobs"]:
         kind, bound = expected.get(job["rule"], (None, {}))
-        if kind == "keys" and _consistent(job, bound, models) and not job.get("run"):
+        if kind == "keys" and _consistent(job, bound, models, analyses) and not job.get("run"):
             problems.append(f"{key} = {value!r} does not rerun {job['rule']} {job['wildcards']}, which reads it")
     return problems
 

@@ -109,3 +109,14 @@ def test_explained_sample_ids_are_checked_against_existing_stores(tmp_path):
         check_config(cfg, results=tmp_path)
     cfg["explain"]["samples"] = {"ids": [3, 4]}
     check_config(cfg, results=tmp_path)
+
+
+def test_a_variant_setting_reaches_the_analyses_that_do_not_override_it():
+    config = {"importance": {"variants": {"patch": {"groups": "patch"},
+                                          "cond": {"permutation": "conditional", "conditional": {"ring": 1}}}}}
+    assert rules.variant_readers("importance.groups", config) == {"importance", "importance_cond"}
+    assert rules.variant_readers("importance.patch.size", config) == {"importance", "importance_patch",
+                                                                      "importance_cond"}
+    assert rules.variant_readers("importance.conditional.ring", config) == {"importance", "importance_patch"}
+    assert rules.variant_readers("importance.n_perm", config) is None
+    assert rules.variant_readers("importance.groups", {}) == {"importance"}

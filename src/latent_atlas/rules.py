@@ -120,9 +120,22 @@ def _keys(prefix: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{prefix}.{name}" for name in names)
 
 
-# The importance settings that make a group layout (the plan's); importance.variants override them
-# and the permutation per analysis (workflow analysis_settings).
+# The importance settings that make a group layout (the plan's). An analysis of importance.variants
+# takes them and the permutation settings from the main analysis unless it sets its own (workflow
+# analysis_settings): a key reaches the analyses that do not override it (`variant_readers`).
 GROUPING = _keys("importance", "groups", "patch", "superpixel")
+VARIANT_SETTINGS = ("groups", "patch", "superpixel", "permutation", "conditional")
+
+
+def variant_readers(key: str, config: Mapping[str, Any]) -> set[str] | None:
+    """The importance analyses (`{analysis}` wildcard values) that read `key`, when `key` is one of
+    the settings a variant may override (VARIANT_SETTINGS): the main one and every variant that
+    does not set it; None for any other key (every analysis reads it)."""
+    parts = key.split(".")
+    if parts[0] != "importance" or len(parts) < 2 or parts[1] not in VARIANT_SETTINGS:
+        return None
+    variants = config.get("importance", {}).get("variants", {}) or {}
+    return {"importance"} | {f"importance_{name}" for name, own in variants.items() if parts[1] not in own}
 
 
 READS: dict[str, Reads] = {
@@ -174,7 +187,10 @@ READS: dict[str, Reads] = {
                            "explain.pca.top_contributors", "explain.samples.max_maps", *FIGURE),
                           via=("explain.models",)),
     # importance
-    "importance_plan": Reads(("importance.block_size", *GROUPING), via=("importance.models", "importance.variants")),
+    # the patch and superpixel settings only where the analysis groups by them
+    "importance_plan": Reads(("importance.block_size", "importance.groups"),
+                             via=("importance.models", "importance.patch", "importance.superpixel",
+                                  "importance.variants")),
     "importance_block": Reads((*SEEDED, *_keys("importance", "max_samples", "device", "method", "n_perm", "batch_size",
                                                "memory_mb", "sign_threshold", "confidence", "permutation")),
                               # the conditional settings only where the permutation is conditional

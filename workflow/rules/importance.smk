@@ -29,8 +29,8 @@ checkpoint importance_plan:
         job="latent_atlas.importance.jobs:importance_plan",
         block_size=IMPORTANCE["block_size"],
         groups=importance_setting("groups"),
-        patch=importance_setting("patch"),
-        superpixel=importance_setting("superpixel"),
+        patch=importance_used("patch", ("groups", "patch")),
+        superpixel=importance_used("superpixel", ("groups", "superpixel")),
     script:
         "../scripts/run_job.py"
 
@@ -68,7 +68,7 @@ rule importance_block:
         sign_threshold=IMPORTANCE["sign_threshold"],
         confidence=IMPORTANCE["confidence"],
         permutation=importance_setting("permutation"),
-        conditional=importance_conditional,
+        conditional=importance_used("conditional", ("permutation", "conditional")),
     script:
         "../scripts/run_job.py"
 

@@ -27,11 +27,15 @@ def importance_setting(key):
     return setting
 
 
-def importance_conditional(wildcards):
-    """The conditional settings where the analysis permutes conditionally, else None (marginal
-    analyses do not read them)."""
-    settings = analysis_settings(wildcards.analysis)
-    return settings["conditional"] if settings["permutation"] == "conditional" else None
+def importance_used(key, when):
+    """A params function: the analysis's value of `key` where its setting `when` = (key, value)
+    holds, else None (e.g. the patch settings of a patch analysis only: others do not read them)."""
+
+    def setting(wildcards):
+        settings = analysis_settings(wildcards.analysis)
+        return settings[key] if settings[when[0]] == when[1] else None
+
+    return setting
 
 
 def importance_block_paths(wildcards):

@@ -19,9 +19,10 @@ from latent_atlas.io import read_json, read_parquet, read_parquet_metadata, writ
 from latent_atlas.runtime import Job
 
 
-def importance_plan(job: Job, *, block_size: int, groups: str, patch: dict, superpixel: dict) -> None:
-    """plan.json: image shape, the groups (`groups` with its `patch` or `superpixel` settings) and
-    the number of blocks of `block_size` groups of the model's dataset (a checkpoint)."""
+def importance_plan(job: Job, *, block_size: int, groups: str, patch: dict | None, superpixel: dict | None) -> None:
+    """plan.json: image shape, the groups (`groups` with its `patch` or `superpixel` settings, None
+    for the other groupings) and the number of blocks of `block_size` groups of the model's dataset
+    (a checkpoint)."""
     write_json(plan(job.input[0], block_size, groups, patch, superpixel), job.output[0])
 
 
