@@ -65,6 +65,18 @@ def kernel_plan(rest) -> KernelPlan | None:
     return None
 
 
+@numba.njit(cache=True, inline="always")
+def _changes(cols, i, m, dx):
+    """dx = the change of a group's entries (cols (M, N)) in row i when it takes row m's values;
+    whether any entry changed."""
+    changed = False
+    for ch in range(cols.shape[0]):
+        dx[ch] = cols[ch, m] - cols[ch, i]
+        if dx[ch] != 0.0:
+            changed = True
+    return changed
+
+
 @numba.njit(parallel=True, cache=True)
 def _kernel_linear(cols, wcols, perms, out, terms):
     """Identity rest: z' - z = sum_m dx_m * W[:, entry m] exactly, so
@@ -99,11 +111,7 @@ def _kernel_linear(cols, wcols, perms, out, terms):
             else:
                 for i in range(n):
                     m = perm[i]
-                    changed = False
-                    for ch in range(c):
-                        dx[ch] = cols[p, ch, m] - cols[p, ch, i]
-                        if dx[ch] != 0.0:
-                            changed = True
+                    changed = _changes(cols[p], i, m, dx)
                     for ch in range(c):
                         for ch2 in range(c):
                             gram[ch, ch2] += dx[ch] * dx[ch2]
@@ -146,12 +154,7 @@ def _kernel_pairs(cols, wcols, a0, h0, second, pre2, z2, relu1, relu2, use_secon
             acc = np.zeros(d)
             for i in range(n):
                 m = perm[i]
-                changed = False
-                for ch in range(c):
-                    dx[ch] = cols[p, ch, m] - cols[p, ch, i]
-                    if dx[ch] != 0.0:
-                        changed = True
-                if not changed:
+                if not _changes(cols[p], i, m, dx):
                     continue
                 for u in range(hdim):
                     e[u] = 0.0
