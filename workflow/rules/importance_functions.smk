@@ -29,7 +29,8 @@ def importance_setting(key):
 
 def importance_used(key, when):
     """A params function: the analysis's value of `key` where its setting `when` = (key, value)
-    holds, else None (e.g. the patch settings of a patch analysis only: others do not read them)."""
+    holds, else None (e.g. the patch settings of a patch analysis only: others do not read them).
+    """
 
     def setting(wildcards):
         settings = analysis_settings(wildcards.analysis)
