@@ -325,9 +325,9 @@ def pixel_importance(
     constant = np.all(gcols.max(axis=0) == gcols.min(axis=0), axis=0)
     active = np.flatnonzero(~constant)
     memory_plan, cache_bytes = None, CACHE_BYTES
-    # Every image's terms (sum over permutations, both roles of the image), float32 (inference).
-    held = 4 * len(active) * n * _output_width(model_fn, x[:1], device)
     if memory_mb is not None:
+        # Every image's terms (sum over permutations, both roles of the image), float32 (inference).
+        held = 4 * len(active) * n * _output_width(model_fn, x[:1], device)
         memory_plan = plan_block(memory_mb, method, model_fn, (c, h, w), n, batch_size, stack, device,
                                  held_bytes=held)
         batch_size, cache_bytes = memory_plan.batch_size, memory_plan.cache_bytes or CACHE_BYTES
