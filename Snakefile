@@ -35,6 +35,7 @@ include: "workflow/rules/importance.smk"
 include: "workflow/rules/featureviz.smk"
 include: "workflow/rules/atlas.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/attributes.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -1,4 +1,5 @@
-"""Small synthetic inputs of the atlas stage's jobs (a dataset, latents, maps, quality, predictions)."""
+"""Small synthetic inputs of the atlas stage's jobs (a dataset, latents, maps, quality, predictions,
+an attribute table)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from latent_atlas.data.store import Dataset, save_dataset
 from latent_atlas.explain.maps import coords_table
 from latent_atlas.io import write_parquet
-from latent_atlas.latents import id_frame
+from latent_atlas.latents import id_frame, read_latents
 from latent_atlas.runtime import Files, Job
 from latent_atlas.schema import defaults
 
@@ -55,11 +56,41 @@ def synthetic_inputs(folder: Path, n: int = 400, d: int = 6, size: int = 8, seed
     return files
 
 
-def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Files, Path]:
-    """Run the jobs atlas_points and atlas on `synthetic_inputs`; returns (inputs, page path)."""
+SHAPES = ["square", "ellipse", "heart"]
+ROTATIONS = [9.0 * j for j in range(40)]
+
+
+def synthetic_attributes(latents: str, path: Path, lacking: int = 0) -> Path:
+    """The attribute table (as results/data/{dataset}/attributes.parquet) of `synthetic_inputs`'s
+    samples, rows in reverse order, less the first `lacking` samples. Sample i (latents' row order)
+    has Smiling = z0 > 0 (0/1, levels unknown: one side of the PCA map), shape = SHAPES[i % 3]
+    (named levels), rotation = ROTATIONS[i % 40] (40 numeric levels: continuous), count =
+    i % 300 - 2 (a user's column: no levels, negative values, more than 256 of them)."""
+    lat = read_latents(latents)
+    i = np.arange(len(lat.z))
+    table = pd.DataFrame({"sample_id": lat.ids["sample_id"].to_numpy(np.int64),
+                          "class": lat.ids["label"].to_numpy().astype(np.int8),
+                          "Smiling": (lat.z[:, 0] > 0).astype(np.int8), "shape": (i % 3).astype(np.int8),
+                          "rotation": (i % 40).astype(np.int8), "count": (i % 300 - 2).astype(np.int16)})
+    described = [{"name": "class", "origin": "class", "levels": CLASSES},
+                 {"name": "Smiling", "origin": "source", "levels": None},
+                 {"name": "shape", "origin": "source", "levels": SHAPES},
+                 {"name": "rotation", "origin": "source", "levels": ROTATIONS},
+                 {"name": "count", "origin": "counts.csv", "levels": None}]
+    write_parquet(table.iloc[lacking:].iloc[::-1], path, {"attributes": described})
+    return path
+
+
+def build_atlas(folder: Path, k: int = 5, thumbnails=None, attributes: bool = False,
+                **kwargs) -> tuple[Files, Path]:
+    """Run the jobs atlas_points and atlas on `synthetic_inputs` (with `synthetic_attributes` if
+    `attributes`); returns (inputs, page path)."""
     from latent_atlas.atlas.jobs import atlas, atlas_points
 
     files = synthetic_inputs(folder, **kwargs)
+    extra = {}
+    if attributes:
+        extra["attributes"] = str(synthetic_attributes(files.latents, folder / "attributes.parquet"))
     points = folder / "points.parquet"
     atlas_points(Job(input=Files(latents=files.latents, maps=files.maps, predictions=files.predictions),
                      output=Files([str(points)]), wildcards=Files(model="m")), numeric_threads=1, k=k)
@@ -67,7 +98,7 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, **kwargs) -> tuple[Fi
     settings = defaults("#/properties/atlas")
     settings["thumbnails"].update({"format": "png", **(thumbnails or {})})
     atlas(Job(input=Files(points=str(points), quality=files.quality, latents=files.latents,
-                          data=files.data),
+                          data=files.data, **extra),
               output=Files([str(page)])),
           seed=0, title="synthetic / m", point_size=settings["point_size"], thumbnails=settings["thumbnails"],
           importance="../importance/explorer.html")

@@ -1,12 +1,15 @@
 """The latent atlas: its compute modules, its jobs on small synthetic inputs, and the page driven in
-headless Chromium (Playwright, no network): hover, click, lasso, colour modes, search."""
+headless Chromium (Playwright, no network): hover, click, lasso, colour modes, search, colour by
+attribute."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,10 +20,10 @@ from matplotlib.path import Path as Polygon
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from atlas_helpers import CLASSES, build_atlas, open_page
+from atlas_helpers import CLASSES, ROTATIONS, SHAPES, build_atlas, open_page, synthetic_attributes
 from latent_atlas.atlas.jobs import atlas, thumbnail_rows
 from latent_atlas.atlas.neighbours import false_and_missing, jaccard, local_density, nearest_neighbours, overlap
-from latent_atlas.atlas.page import encode_array, quantise_latents
+from latent_atlas.atlas.page import TEMPLATE, _ATTRIBUTE_CODE, encode_array, page_attributes, quantise_latents
 from latent_atlas.atlas.sprites import sprite_sheets, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet
@@ -314,3 +317,158 @@ def test_standalone_latents_table_gets_no_atlas():
     assert why is not None and "standalone" in why
     matched = {"source": {"format": "latents", "table": "z.parquet"}, "dataset": "digits"}
     assert section_refusal("atlas", matched) is None
+
+
+# ---------- colour by attribute ----------
+
+def test_attributes_travel_as_small_codes_with_their_legend():
+    n = 70_000
+    rng = np.random.default_rng(0)
+    columns = {"Smiling": rng.integers(0, 2, n).astype(np.int8), "shape": (np.arange(n) % 3).astype(np.int8),
+               "rotation": (np.arange(n) % 40).astype(np.int8), "count": (np.arange(n) % 300 - 2).astype(np.int16),
+               "scale": (np.arange(n) % 6).astype(np.int8)}
+    described = [{"name": "Smiling", "origin": "source", "levels": None},
+                 {"name": "shape", "origin": "source", "levels": SHAPES},
+                 {"name": "rotation", "origin": "source", "levels": ROTATIONS},
+                 {"name": "scale", "origin": "source", "levels": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}]
+    arrays, entries = page_attributes(columns, described, "attributes.parquet")
+    by_name = {e["name"]: e for e in entries}
+    assert [e["array"] for e in entries] == [f"attribute_{j}" for j in range(5)]
+    smiling, shape, rotation, count, scale = (by_name[c] for c in columns)
+    assert arrays["attribute_0"].dtype == np.uint8 and np.array_equal(arrays["attribute_0"], columns["Smiling"])
+    assert smiling["scale"] == "categorical" and smiling["binary"]
+    assert smiling["labels"] == ["not Smiling", "Smiling"] and len(smiling["palette"]) == 2
+    assert shape["labels"] == SHAPES and not shape["binary"]
+    assert scale["scale"] == "categorical" and scale["labels"] == ["0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+    assert rotation["scale"] == "continuous" and (rotation["lo"], rotation["hi"]) == (0.0, 351.0)
+    # a user's column of negative values and more than 256 of them: uint16 codes from the smallest
+    assert count["scale"] == "continuous" and count["levels"] is None and count["offset"] == -2
+    assert arrays["attribute_3"].dtype == np.uint16 and arrays["attribute_3"].min() == 0
+    assert (count["origin"], count["lo"], count["hi"]) == (None, -2.0, 297.0)
+    # 40 binary attributes of 70,000 points add a few MB at most (entropy 1 bit: the worst case)
+    binary = {f"a{j}": rng.integers(0, 2, n).astype(np.int8) for j in range(40)}
+    text = sum(len(encode_array(a)[1]) for a in page_attributes(binary, [], "t")[0].values())
+    assert text < 1e6, text
+    with pytest.raises(ValueError, match="attributes.parquet: attribute 'rotation' has values 0..40"):
+        page_attributes({"rotation": np.arange(41)}, described, "attributes.parquet")
+
+
+def test_a_page_without_attributes_keeps_its_bytes(built):
+    """Without the attribute table a page is byte for byte the page written before attributes
+    existed: the template less its attribute code is that template (its SHA-256 below; a change
+    to the page's other code changes it on purpose), and nothing of attributes reaches the page."""
+    _, page, _, _ = built
+    text = TEMPLATE.read_text(encoding="utf-8")
+    sections = len(_ATTRIBUTE_CODE.findall(text))
+    assert sections == text.count("// begin attributes") == text.count("// end attributes") > 0
+    stripped = _ATTRIBUTE_CODE.sub("", text)
+    assert hashlib.sha256(stripped.encode()).hexdigest() == (
+        "0d2aaeaa292d6d988b5899ccd8ee24d99df4f2dcee70c50cc68b47513e6155c8")
+    html = page.read_text()
+    assert not any(word in html for word in ("ATTRIBUTES", '"attributes"', "a-attribute_", "// begin attributes"))
+
+
+@pytest.fixture(scope="module")
+def attributed(tmp_path_factory):
+    """The synthetic atlas with `synthetic_attributes`: (inputs, page, attribute table in point order)."""
+    folder = tmp_path_factory.mktemp("atlas_attributes")
+    files, page = build_atlas(folder, k=K, attributes=True)
+    ids = read_parquet(folder / "points.parquet")["sample_id"]
+    table = read_parquet(folder / "attributes.parquet").set_index("sample_id").loc[ids].reset_index()
+    return files, page, table
+
+
+@pytest.fixture(scope="module")
+def attribute_page(attributed, browser):
+    pg = open_page(browser, attributed[1], 1400, 760)
+    yield pg
+    pg.close()
+
+
+def _isolated(page, table, map_name, spacing=8.0):
+    """Rows of `table` whose point in map `map_name` has no other point within `spacing` CSS px,
+    and every point's client position (n, 2)."""
+    xy = np.array(page.evaluate(f"""() => window.atlas.sampleIds().map(id => {{
+        const p = window.atlas.screenPosition(id, '{map_name}'); return [p.x, p.y]; }})"""))
+    assert page.evaluate("window.atlas.sampleIds()") == table["sample_id"].tolist()
+    d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+    np.fill_diagonal(d, np.inf)
+    return np.flatnonzero(d.min(axis=1) > spacing), xy
+
+
+def test_attribute_modes_are_offered_beside_the_others(attribute_page):
+    options = attribute_page.eval_on_selector_all("#colour option", "els => els.map(e => [e.value, e.textContent])")
+    assert options == [["class", "class"], ["pred", "predicted class"], ["correct", "correct / wrong"],
+                       ["density", "local density"], ["preservation", "neighbourhood preservation"],
+                       ["dim", "latent dimension"]] + [[f"attribute:{a}", f"attribute: {a}"]
+                                                      for a in ("Smiling", "shape", "rotation", "count")]
+    for mode in ("attribute:shape", "attribute:rotation", "attribute:count", "dim:2", "attribute:Smiling"):
+        attribute_page.evaluate(f"window.atlas.colourBy('{mode}')")
+        assert attribute_page.input_value("#colour") == ("dim" if mode.startswith("dim:") else mode)
+    with pytest.raises(Exception, match="colour mode attribute:class is not one of"):
+        attribute_page.evaluate("window.atlas.colourBy('attribute:class')")
+    assert not attribute_page.errors and not attribute_page.blocked
+
+
+def test_colour_by_a_binary_attribute_paints_its_two_values(attribute_page, attributed):
+    _, _, table = attributed
+    pg = attribute_page
+    _move_away(pg)
+    pg.evaluate("window.atlas.colourBy('attribute:Smiling')")
+    rows, xy = _isolated(pg, table, "pca")
+    shot = np.asarray(Image.open(io.BytesIO(pg.screenshot())).convert("RGB"))
+    shown = [tuple(shot[int(xy[i, 1]), int(xy[i, 0])]) for i in rows]
+    palette = pg.evaluate("JSON.parse(document.getElementById('meta').textContent).attributes[0].palette")
+    smiling = table["Smiling"].to_numpy()[rows]
+    assert (smiling == 1).sum() >= 3 and (smiling == 0).sum() >= 3
+    assert {c for c, v in zip(shown, smiling) if v == 1} == {tuple(palette[1])}
+    assert {c for c, v in zip(shown, smiling) if v == 0} == {tuple(palette[0])}
+    assert pg.inner_text("#legend-body").split("\n")[0].startswith("Smiling:")
+    legend = pg.eval_on_selector_all("#legend-body span", "els => els.map(e => e.textContent)")
+    assert legend == ["not Smiling", "Smiling"]
+    # hover names the point's value of the mode's attribute
+    i = rows[np.flatnonzero(smiling == 0)[0]]
+    pg.mouse.move(*xy[i])
+    assert pg.inner_text("#tip-text").endswith(" · not Smiling")
+    _move_away(pg)
+
+
+def test_attribute_legend_names_the_levels_and_a_click_lists_every_attribute(attribute_page, attributed):
+    _, _, table = attributed
+    pg = attribute_page
+    pg.evaluate("window.atlas.colourBy('attribute:shape')")
+    assert pg.eval_on_selector_all("#legend-body span", "els => els.map(e => e.textContent)") == SHAPES
+    pg.evaluate("window.atlas.colourBy('attribute:rotation')")
+    legend = pg.inner_text("#legend-body")
+    assert legend.startswith("rotation: 0") and legend.endswith("351")
+    assert pg.locator("#legend-body canvas").count() == 1
+    rows, xy = _isolated(pg, table, "umap")
+    i = rows[0]
+    row = table.iloc[i]
+    pg.mouse.move(*xy[i])
+    assert pg.inner_text("#tip-text").endswith(f" · rotation: {ROTATIONS[row['rotation']]:g}")
+    pg.mouse.click(*xy[i])
+    assert pg.evaluate("window.atlas.drawn().focus") == int(row["sample_id"])
+    listed = pg.eval_on_selector_all("#focus-attributes dt, #focus-attributes dd",
+                                     "els => els.map(e => e.textContent)")
+    assert listed == ["Smiling", ["not Smiling", "Smiling"][row["Smiling"]], "shape", SHAPES[row["shape"]],
+                      "rotation", f"{ROTATIONS[row['rotation']]:g}", "count", str(row["count"])]
+    if os.environ.get("ATLAS_ATTRIBUTE_SCREENSHOT"):
+        pg.evaluate("window.atlas.colourBy('attribute:Smiling')")
+        pg.mouse.move(xy[i, 0] + 1, xy[i, 1])  # the tooltip reads the new mode
+        pg.screenshot(path=os.environ["ATLAS_ATTRIBUTE_SCREENSHOT"])
+    assert not pg.errors, pg.errors
+    _move_away(pg)
+    pg.evaluate("window.atlas.colourBy('class')")
+
+
+def test_attribute_table_lacking_a_sample_names_the_file(built, tmp_path):
+    files, page, _, _ = built
+    table = synthetic_attributes(files.latents, tmp_path / "attributes.parquet", lacking=1)
+    with pytest.raises(ValueError, match=re.escape(f"{table}: lacks sample ids [1000] of the maps")):
+        atlas(Job(input=Files(points=str(page.parent / "points.parquet"), quality=files.quality,
+                              latents=files.latents, data=files.data, attributes=str(table)),
+                  output=Files([str(tmp_path / "atlas.html")])),
+              seed=0, title="t", importance="", point_size=3,
+              thumbnails={"max_samples": 10, "format": "png", "quality": 90, "sheet_size": 64})
+    assert not (tmp_path / "atlas.html").exists()

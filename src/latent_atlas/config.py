@@ -124,8 +124,12 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[st
 
 def section_refusal(section: str, spec: Mapping[str, Any]) -> str | None:
     """Why the model entry `spec` cannot run analysis `section` (None: it can)."""
-    if section == "atlas" and model_source(spec) == "latents" and source_settings(spec)["match"] == "standalone":
+    standalone = model_source(spec) == "latents" and source_settings(spec)["match"] == "standalone"
+    if section == "atlas" and standalone:
         return ("the atlas shows each sample's image, and a standalone table has no dataset "
+                "(match the table to a dataset: source.match sample_id or row_order)")
+    if section == "attributes" and standalone:
+        return ("the attributes are the dataset's, and a standalone table has no dataset "
                 "(match the table to a dataset: source.match sample_id or row_order)")
     kinds, needs = SECTION_NEEDS.get(section, (None, ()))
     kind = model_kind(spec)

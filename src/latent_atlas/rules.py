@@ -120,6 +120,13 @@ def _keys(prefix: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{prefix}.{name}" for name in names)
 
 
+def _entry_keys(prefix: str, ref: str, but: tuple[str, ...]) -> tuple[str, ...]:
+    """Every key of the schema object `ref` under `prefix` but those in `but`."""
+    from latent_atlas.schema import schema_node
+
+    return _keys(prefix, *(name for name in schema_node(ref)["properties"] if name not in but))
+
+
 # The importance settings that make a group layout (the plan's). An analysis of importance.variants
 # takes them and the permutation settings from the main analysis unless it sets its own (workflow
 # analysis_settings): a key reaches the analyses that do not override it (`variant_readers`).
@@ -140,7 +147,9 @@ def variant_readers(key: str, config: Mapping[str, Any]) -> set[str] | None:
 
 READS: dict[str, Reads] = {
     # data
-    "prepare_data": Reads(("seed", "datasets.{dataset}")),
+    # the dataset's entry but its attribute table (dataset_attributes reads that)
+    "prepare_data": Reads(("seed", *_entry_keys("datasets.{dataset}", "#/$defs/dataset", but=("attributes",)))),
+    "dataset_attributes": Reads(("seed", "datasets.{dataset}")),
     "plot_dataset_examples": Reads(("seed", *FIGURE)),
     # models
     "train": Reads(TRAIN),
@@ -229,8 +238,10 @@ READS: dict[str, Reads] = {
     "atlas_maps": Reads((*SEEDED, *EXPLAIN_MAPS, "atlas.n_samples"), via=(*ATLAS_MODELS, "explain.n_samples")),
     "atlas_quality": Reads((*SEEDED, "explain.quality"), via=(*ATLAS_MODELS, "atlas.n_samples")),
     "atlas_points": Reads(("numeric_threads", "atlas.k"), via=(*ATLAS_MODELS, "atlas.n_samples")),
+    # its attribute table where the model is in the attributes stage or the dataset has attributes
     "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails"),
-                   via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models")),
+                   via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models", "attributes.models",
+                        "datasets.{dataset}.attributes")),
     # compare
     "compare_maps": Reads((*SEEDED, "explain.tsne", "explain.umap", "explain.pca.loading_components",
                            "compare.split", "compare.max_samples"), via=COMPARED),
@@ -243,6 +254,16 @@ READS: dict[str, Reads] = {
     # the comparison page: the first of compare.k, the atlas's point size and thumbnails
     "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"),
                           via=(*COMPARED, *EXPLAIN_SAME_MAPS)),
+    # attributes
+    "attribute_probes": Reads((*SEEDED, *_keys("attributes", "names", "split", "max_samples", "cv_folds", "mi_bins",
+                                               "top_dimensions")), via=("attributes.models",)),
+    "disentanglement": Reads((*SEEDED, *_keys("attributes", "factors", "max_samples", "mi_bins", "dci")),
+                             via=("attributes.models",)),
+    "attribute_traversals": Reads((*SEEDED, *_keys("attributes", "split", "max_samples", "traversal")),
+                                  via=("attributes.models",)),
+    "plot_attributes": Reads(("attributes.top_dimensions", *FIGURE), via=("attributes.models",)),
+    "attribute_scores": Reads(via=("attributes.models",)),
+    "plot_attribute_scores": Reads(FIGURE, via=("attributes.models",)),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }

@@ -61,10 +61,7 @@ rule atlas_points:
 
 rule atlas:
     input:
-        points="results/{dataset}/{model}/atlas/points.parquet",
-        quality=atlas_quality_table,
-        latents="results/{dataset}/{model}/latents.parquet",
-        data=rules.prepare_data.output,
+        unpack(atlas_page_inputs),
     output:
         report(
             "results/figures/{dataset}/{model}/atlas.html",

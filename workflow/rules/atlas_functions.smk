@@ -49,6 +49,41 @@ def atlas_points_inputs(wildcards):
     return files
 
 
+# Sources whose samples carry attributes of their own (data.sources: Source.attributes).
+ATTRIBUTE_SOURCES = ("celeba", "synthetic_factors")
+
+
+def atlas_has_attributes(wildcards):
+    """Whether the page colours by the dataset's attributes: the model is in the attributes stage,
+    or its dataset has attributes besides the class (a source's own, or a configured table).
+    """
+    spec = config["datasets"][wildcards.dataset]
+    celeba = spec["source"] == "torchvision" and spec.get("name") == "CelebA"
+    return (
+        wildcards.model in models_of("attributes")
+        or spec["source"] in ATTRIBUTE_SOURCES
+        or celeba
+        or bool(spec.get("attributes"))
+    )
+
+
+def atlas_page_inputs(wildcards):
+    """The per-point table, the maps' quality, the latents, the dataset store, and the attribute
+    table where the page colours by attributes (atlas_has_attributes)."""
+    base = f"results/{wildcards.dataset}/{wildcards.model}"
+    out = {
+        "points": f"{base}/atlas/points.parquet",
+        "quality": atlas_quality_table(wildcards),
+        "latents": f"{base}/latents.parquet",
+        "data": dataset_store(wildcards.dataset),
+    }
+    if atlas_has_attributes(wildcards):
+        out["attributes"] = rules.dataset_attributes.output[0].format(
+            dataset=wildcards.dataset
+        )
+    return out
+
+
 def atlas_importance_link(wildcards):
     """Relative link from the atlas page to the model's importance explorer, or "" if none."""
     if wildcards.model not in models_of("importance"):

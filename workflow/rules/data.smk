@@ -1,5 +1,7 @@
 # Stage 1: datasets -> the dataset store results/data/{dataset}/ (images.npy, samples.parquet;
-# later rules take both as input `rules.prepare_data.output`) + a grid of example images per class.
+# later rules take both as input `rules.prepare_data.output`) + a grid of example images per class;
+# the attribute table attributes.parquet (dataset_attributes: read from the source's tables, no
+# image decoded) where a stage needs it.
 
 
 include: "data_functions.smk"
@@ -20,6 +22,27 @@ rule prepare_data:
         job="latent_atlas.data.jobs:prepare_data",
         seed=config["seed"],
         spec=dataset_spec,
+    script:
+        "../scripts/run_job.py"
+
+
+rule dataset_attributes:
+    input:
+        samples=rules.prepare_data.output.samples,
+        table=dataset_attribute_table,
+    output:
+        "results/data/{dataset}/attributes.parquet",
+    log:
+        "results/logs/dataset_attributes/{dataset}.log",
+    benchmark:
+        "results/benchmarks/dataset_attributes/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    params:
+        job="latent_atlas.data.jobs:dataset_attributes",
+        seed=config["seed"],
+        spec=dataset_attribute_spec,
     script:
         "../scripts/run_job.py"
 

@@ -2,7 +2,20 @@
 
 
 def dataset_spec(wildcards):
+    """The dataset's entry but `attributes` (the attribute table's alone: dataset_attributes)."""
+    spec = config["datasets"][wildcards.dataset]
+    return {key: value for key, value in spec.items() if key != "attributes"}
+
+
+def dataset_attribute_spec(wildcards):
+    """The dataset's whole entry: it selects the samples, and names the attribute table."""
     return config["datasets"][wildcards.dataset]
+
+
+def dataset_attribute_table(wildcards):
+    """The user's attribute table of the dataset (`datasets.<name>.attributes.file`), if any."""
+    own = config["datasets"][wildcards.dataset].get("attributes")
+    return [own["file"]] if own else []
 
 
 @register_targets

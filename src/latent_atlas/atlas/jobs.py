@@ -1,10 +1,10 @@
 """The atlas stage's jobs: one function per rule of workflow/rules/atlas.smk.
 
 `atlas_points` computes the per-point table (neighbours, density, neighbourhood preservation,
-predicted class or reconstruction error); `atlas` assembles the page from the tables, the latents
-and the dataset's images. Rules atlas_maps and atlas_quality run the explain stage's jobs
-(explain.jobs) on the atlas's own samples, for a model the explain stage does not map (or a
-larger sample set).
+predicted class or reconstruction error); `atlas` assembles the page from the tables, the latents,
+the dataset's images and, where the workflow passes it, the dataset's attribute table. Rules
+atlas_maps and atlas_quality run the explain stage's jobs (explain.jobs) on the atlas's own
+samples, for a model the explain stage does not map (or a larger sample set).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from latent_atlas.atlas.page import atlas_document, class_palette, quality_badges, quantise_latents
+from latent_atlas.atlas.page import (atlas_document, class_palette, page_attributes, quality_badges,
+                                     quantise_latents)
 from latent_atlas.atlas.sprites import SpriteSheets, sprite_sheets, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
-from latent_atlas.io import read_parquet, write_parquet, write_text
+from latent_atlas.io import read_parquet, read_parquet_metadata, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
 from latent_atlas.runtime import Job
 
@@ -116,11 +117,22 @@ def page_thumbnails(data: Any, sample_ids: np.ndarray, thumbnails: Mapping[str, 
     return sprites, tile, int(images.shape[1])
 
 
+def attribute_columns(path: str, sample_ids: np.ndarray) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The attributes of a dataset's attribute table (results/data/{dataset}/attributes.parquet)
+    at `sample_ids`: (name -> (n,) values, in the table's column order, less sample_id and class;
+    the table's `attributes` metadata). A sample the table lacks is an error naming the file."""
+    table = read_parquet(path)
+    rows = _positions(table["sample_id"].to_numpy(), sample_ids, path)
+    columns = {c: table[c].to_numpy()[rows] for c in table.columns if c not in ("sample_id", "class")}
+    return columns, read_parquet_metadata(path).get("attributes", [])
+
+
 def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
           importance: str) -> None:
     """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
     points of `point_size`, `thumbnails` (max_samples, seeded with `seed`; format, quality,
-    sheet_size), a link to the importance explorer `importance` ("" for none)."""
+    sheet_size), a link to the importance explorer `importance` ("" for none), and a colour mode
+    per attribute of the optional input `attributes` (the dataset's attribute table)."""
     points = read_parquet(job.input.points)
     quality = read_parquet(job.input.quality)
     latents = read_latents(job.input.latents)
@@ -162,4 +174,9 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
         "importance": importance or None, "point_size": float(point_size),
     }
+    # Without the input, no key: the page is the one written before attributes existed.
+    if "attributes" in job.input.keys():
+        attribute_arrays, meta["attributes"] = page_attributes(
+            *attribute_columns(job.input.attributes, sample_ids), job.input.attributes)
+        arrays.update(attribute_arrays)
     write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])

@@ -5,6 +5,10 @@ Arrays travel as base64 of gzip-compressed little-endian typed arrays, each in i
 `DecompressionStream('gzip')` (no library, works from file:// offline). Sprite sheets travel as
 base64 images. Metadata (names, shapes, quality badges, colour tables) is one JSON element.
 Everything is written deterministically (gzip without a timestamp, sorted JSON keys).
+
+The template's attribute code (colour by a dataset's attributes) sits between the lines
+`// begin attributes` and `// end attributes`; a page without attributes drops it, so its bytes
+are those of a page written before attributes existed.
 """
 
 from __future__ import annotations
@@ -14,14 +18,23 @@ import gzip
 import html
 import json
 import math
+import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from latent_atlas.atlas.sprites import SpriteSheets
 
 TEMPLATE = Path(__file__).with_name("templates") / "atlas.html"
+
+# The template's attribute code: whole lines between these markers (kept, less the markers, on a
+# page with attributes; dropped on one without).
+_ATTRIBUTE_CODE = re.compile(r"^[ \t]*// begin attributes\n(.*?)^[ \t]*// end attributes\n", re.M | re.S)
+
+# Attributes of at most this many values are drawn on a palette, one colour per value; those with
+# more and numeric levels (a factor's 40 rotations) on viridis, like the other continuous modes.
+CATEGORICAL_MAX = 20
 
 # Typed-array names the page knows, by numpy dtype.
 _JS_TYPES = {np.dtype(np.uint8): "Uint8Array", np.dtype(np.uint16): "Uint16Array",
@@ -81,7 +94,8 @@ def atlas_document(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], sp
                    channels: int) -> str:
     """The page's HTML: `meta` (JSON-able) and `arrays` (name -> ndarray) inlined, with sprites.
 
-    meta : title, model, dataset, kind, class_names, maps (list of {name, quality}), k, links...
+    meta : title, model, dataset, kind, class_names, maps (list of {name, quality}), k, links...;
+        `attributes` (see `page_attributes`) keeps the template's attribute code.
     arrays : the per-point arrays the template reads (see `templates/atlas.html`, `ARRAYS`).
     """
     blocks, described = [], {}
@@ -96,10 +110,70 @@ def atlas_document(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], sp
                         "columns": sprites.columns, "per_sheet": sprites.per_sheet,
                         "counts": sprites.counts, "mime": sprites.mime, "channels": int(channels)}}
     payload = json.dumps(full, sort_keys=True, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    text = TEMPLATE.read_text(encoding="utf-8")
+    text = _ATTRIBUTE_CODE.sub(r"\1" if "attributes" in meta else "", TEMPLATE.read_text(encoding="utf-8"))
     return (text.replace("__TITLE__", html.escape(str(meta["title"])))
                 .replace("__META__", payload)
                 .replace("__BLOBS__", "\n".join(blocks)))
+
+
+def _label(level: Any) -> str:
+    return f"{level:g}" if isinstance(level, float) else str(level)
+
+
+def _is_number(level: Any) -> bool:
+    return isinstance(level, (int, float)) and not isinstance(level, bool)
+
+
+def page_attributes(columns: Mapping[str, np.ndarray], described: Sequence[Mapping[str, Any]],
+                    source: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """The arrays and META entries of a dataset's attributes: the page's colour modes "attribute:<name>".
+
+    columns : name -> (n,) integer values of each attribute at the page's points, in point order
+        (the attribute table's columns but sample_id and class).
+    described : the table's `attributes` metadata, [{name, origin, levels}]; levels say what each
+        value 0..m-1 stands for (strings or numbers), or are None where unknown.
+    source : the table's path, named in errors.
+
+    Returns arrays `attribute_<j>` (codes = value - offset, uint8, or uint16 where 256 codes do not
+    suffice; offset is 0 unless a value is negative) and one META entry per attribute: name, origin,
+    array, offset and scale. "categorical" (at most CATEGORICAL_MAX values, or levels that are not
+    all numbers): `values` with their `labels` and `palette` (legend order; a binary 0/1 attribute
+    without levels reads "not <name>", "<name>", and is marked `binary`). "continuous": `levels`
+    (the number each value stands for, or None: the value itself) and their range `lo`, `hi`.
+    """
+    spec_of = {d["name"]: d for d in described}
+    arrays, entries = {}, []
+    for j, (name, column) in enumerate(columns.items()):
+        values = np.asarray(column, np.int64)
+        spec = spec_of.get(name, {})
+        levels = spec.get("levels")
+        offset = min(0, int(values.min()))
+        codes = values - offset
+        if codes.max() >= 2 ** 16:
+            raise ValueError(f"{source}: attribute {name!r} spans values {values.min()}..{values.max()}; "
+                             f"the atlas colours by attributes of at most 65536 values")
+        array = f"attribute_{j}"
+        arrays[array] = codes.astype(np.uint8 if codes.max() < 2 ** 8 else np.uint16)
+        entry = {"name": name, "origin": spec.get("origin"), "array": array, "offset": offset}
+        present = np.unique(values).tolist()
+        numeric = levels is not None and all(_is_number(v) for v in levels)
+        shown = sorted(set(present) | set(range(len(levels)))) if levels is not None else present
+        if len(shown) <= CATEGORICAL_MAX or (levels is not None and not numeric):
+            binary = levels is None and set(shown) <= {0, 1}
+            if binary:
+                shown, labels = [0, 1], [f"not {name}", name]
+            else:
+                labels = [_label(levels[v]) if levels is not None and 0 <= v < len(levels) and levels[v] is not None
+                          else str(v) for v in shown]
+            entries.append({**entry, "scale": "categorical", "values": shown, "labels": labels,
+                            "palette": class_palette(len(shown)), "binary": binary})
+        else:
+            if levels is not None and (present[0] < 0 or present[-1] >= len(levels)):
+                raise ValueError(f"{source}: attribute {name!r} has values {present[0]}..{present[-1]} "
+                                 f"but {len(levels)} levels")
+            span = [float(v) for v in levels] if levels is not None else [float(v) for v in present]
+            entries.append({**entry, "scale": "continuous", "levels": levels, "lo": min(span), "hi": max(span)})
+    return arrays, entries
 
 
 def quality_badges(quality: Any, method: str) -> dict[str, float | None]:

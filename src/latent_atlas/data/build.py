@@ -15,6 +15,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+import pandas as pd
+
+from latent_atlas.io import write_parquet
 from latent_atlas.schema import with_defaults
 from latent_atlas.data.labels import class_names_option, fold_labels, select_classes
 from latent_atlas.data.sources import SOURCES, Source, decoding_map
@@ -46,6 +49,12 @@ class DatasetPlan:
     labels: np.ndarray
     split: np.ndarray
     class_names: list[str]
+
+    def source_attributes(self) -> dict[str, np.ndarray] | None:
+        """The source's own per-sample attributes (name -> (n,) values) of the kept samples."""
+        if not self.source.attributes:
+            return None
+        return {name: np.asarray(values)[self.index] for name, values in self.source.attributes.items()}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -90,6 +99,31 @@ def write_store(name: str, spec: Mapping[str, Any], seed: int, folder, workers: 
     counts = {s: int((plan.split == s).sum()) for s in SPLITS}
     log.info("wrote %s: %d images (%d train, %d test), %d classes: %s", folder, len(plan),
              counts["train"], counts["test"], len(plan.class_names), ", ".join(plan.class_names))
+
+
+def write_attribute_table(name: str, spec: Mapping[str, Any], seed: int, samples: pd.DataFrame, path) -> list[str]:
+    """Write the attribute table (`data.attributes`) of the store whose samples table is `samples`
+    to `path`: the class, the source's own attributes and the user's table
+    (`datasets.<name>.attributes`), read from the source's tables without decoding any image.
+    Returns the attribute names. The plan must give the store's samples (same entry, same seed)."""
+    from latent_atlas.data.attributes import attribute_frame, match_table, read_attribute_table
+
+    key = f"datasets.{name}"
+    plan = plan_dataset(name, spec, seed)
+    if not np.array_equal(plan.index, samples["sample_id"].to_numpy()):
+        raise DataError(f"{key}: the dataset store's samples differ from what the entry selects now; "
+                        f"rerun prepare_data for {name!r}")
+    table, table_path = None, None
+    own = spec.get("attributes")
+    if own:
+        table_key = f"{key}.attributes"
+        table_path = own["file"]
+        table = match_table(read_attribute_table(table_path, table_key, own["id_column"], own.get("columns")),
+                            plan.index, len(plan.source.labels), table_key, table_path)
+    frame, described = attribute_frame(plan.index, plan.labels, plan.class_names, plan.source_attributes(),
+                                       plan.source.attribute_levels, table, table_path, key)
+    write_parquet(frame, path, metadata={"dataset": name, "attributes": described})
+    return [d["name"] for d in described]
 
 
 def plan_dataset(name: str, spec: Mapping[str, Any], seed: int) -> DatasetPlan:

@@ -33,3 +33,15 @@ def plot_dataset_examples(job: Job, *, seed: int) -> None:
     dataset = load_dataset(job.input[0])
     fig = plot_examples(dataset, EXAMPLES_PER_CLASS, random_state=int(seed), cmap=cmap)
     save_figure(fig, list(job.output))
+
+
+def dataset_attributes(job: Job, *, seed: int, spec: Mapping[str, Any]) -> None:
+    """Write the attribute table (`data.attributes`) of the store `job.input.samples`: its class,
+    the source's own attributes and the entry's `attributes` table, read from the source's tables
+    (no image is decoded); the entry and `seed` must select the store's samples."""
+    from latent_atlas.data.build import write_attribute_table
+    from latent_atlas.io import read_parquet
+
+    names = write_attribute_table(job.wildcards.dataset, spec, int(seed), read_parquet(job.input.samples),
+                                  job.output[0])
+    log.info("wrote %s: %d attributes: %s", job.output[0], len(names), ", ".join(names))

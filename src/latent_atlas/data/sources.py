@@ -1,5 +1,5 @@
 """Dataset sources: one reader per `source` kind of the config (idx, torchvision, celeba,
-sklearn_digits, image_folder, audio_digits).
+sklearn_digits, image_folder, audio_digits, synthetic_factors).
 
 A reader takes a dataset's config entry (schema defaults filled) and returns a `Source`: the
 source's labels, class names, its own train/test split where it has one, and a function that
@@ -23,9 +23,10 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 from PIL import Image
 
-from latent_atlas.data import audio
+from latent_atlas.data import audio, factors
 from latent_atlas.data.store import SPLITS, DataError, ImageAxes
 from latent_atlas.data.transforms import pil_to_array, set_channels, stack_images
+from latent_atlas.schema import with_defaults
 
 TORCHVISION_ROOT = "resources/torchvision"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -50,6 +51,11 @@ class Source:
     groups: np.ndarray | None = None
     resized: bool = False  # the loader already applied `size` (and `color`)
     axes: ImageAxes | None = None  # physical axes of the images (spectrograms)
+    # Per-sample attributes beyond the label (CelebA's 40; a generator's factors): name -> integer
+    # values (n,), in the source's order; `attribute_levels`: name -> what each value 0..m-1 stands
+    # for (a factor's physical values or names), where the source knows it.
+    attributes: dict[str, np.ndarray] | None = None
+    attribute_levels: dict[str, list] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,6 +293,7 @@ def _celeba_source(files: list[Path], attr: np.ndarray, attr_names: list[str], s
         _file_loader(files, color, size, crop, f"{key} (CelebA)"),
         split=split,
         resized=True,
+        attributes={name: attr[:, i] for i, name in enumerate(attr_names)},
     )
 
 
@@ -472,6 +479,38 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Source: synthetic shapes with known factors of variation (dSprites-like)
+# --------------------------------------------------------------------------------------------
+
+# Images per rendering task: a chunk of 1,024 makes 128 tasks, which `decoding_map` hands out 16
+# at a time, so up to 8 workers share a chunk (and passes of 8 images render fastest, factors.py).
+FACTOR_TASK_IMAGES = 8
+
+
+def _read_synthetic_factors(spec: Mapping[str, Any], key: str) -> Source:
+    """Every image of the factor grid (`factors.py`), drawn at `size` when loaded: class = shape,
+    attributes = the five factor indices, sample id = position in the grid. No split of its own."""
+    try:
+        options = with_defaults(spec.get("factors"), "#/$defs/dataset/properties/factors", f"{key}.factors")
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    try:
+        grid = factors.factor_grid(**options, size=spec.get("size") or factors.DEFAULT_SIZE)
+    except ValueError as err:
+        raise DataError(f"{key}.{err}") from None
+    index = grid.indices(np.arange(len(grid)))
+    color = spec.get("color")
+
+    def load(ids: np.ndarray, map_fn=map) -> np.ndarray:
+        tasks = [ids[i:i + FACTOR_TASK_IMAGES] for i in range(0, len(ids), FACTOR_TASK_IMAGES)]
+        images = list(map_fn(factors.render, [grid] * len(tasks), tasks))
+        return set_channels(np.concatenate(images) if images else factors.render(grid, ids), color)
+
+    return Source(index["shape"].copy(), list(grid.shapes), load, resized=True, attributes=index,
+                  attribute_levels=grid.levels())
+
+
 SOURCES: dict[str, Callable[[Mapping[str, Any], str], Source]] = {
     "idx": _read_idx_source,
     "torchvision": _read_torchvision_source,
@@ -479,4 +518,5 @@ SOURCES: dict[str, Callable[[Mapping[str, Any], str], Source]] = {
     "sklearn_digits": _read_sklearn_digits,
     "image_folder": _read_image_folder,
     "audio_digits": _read_audio_digits,
+    "synthetic_factors": _read_synthetic_factors,
 }
