@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from latent_atlas.data.store import load_dataset, write_dataset
-from latent_atlas.data.synthetic import write_celeba_folder
+from latent_atlas.data.synthetic import CELEBA_ATTRIBUTES, write_celeba_folder
 from latent_atlas.io import read_parquet
 
 from conftest import ROOT, run_snakemake
@@ -36,11 +36,17 @@ def test_a_celeba_folder_goes_through_the_workflow(tmp_path):
                   "train": {"epochs": 1, "batch_size": 32}}
     cfg = {"seed": 0, "numeric_threads": 2,  # prepare_data: 2 decoding processes under Snakemake
            "datasets": {"faces": {"source": "celeba", "path": str(folder), "attribute": "Male", "size": 24}},
-           "models": {"ae": model_spec}, "geometry": {"models": ["ae"]}}
+           "models": {"ae": model_spec}, "geometry": {"models": ["ae"]},
+           # the attributes stage on CelebA's 40 attributes (few samples: every split, 2 folds)
+           "attributes": {"models": ["ae"], "split": "all", "max_samples": 200, "cv_folds": 2,
+                          "dci": {"n_estimators": 2, "max_depth": 3},
+                          "traversal": {"samples": 1, "steps": [-1, 0, 1], "attributes": 2, "axes": 2,
+                                        "components": 2, "arithmetic": "Smiling"}}}
     work = tmp_path / "run"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(work, "--cores", "2", "results/faces/ae/latents.parquet", "results/faces/ae/geometry/summary.parquet",
+                  "results/figures/faces/ae/attributes_arithmetic.png", "results/figures/faces/attributes_scores.png",
                   configfile=work / "config.yaml", timeout=600)
     store = work / "results" / "data" / "faces"
     ds = load_dataset(store)
@@ -61,6 +67,18 @@ def test_a_celeba_folder_goes_through_the_workflow(tmp_path):
     np.testing.assert_array_equal(table["sample_id"], ds.sample_id)
     assert table.shape == (200, 4 + 4) and np.isfinite(table.filter(like="z").to_numpy()).all()
     assert len(read_parquet(work / "results" / "faces" / "ae" / "geometry" / "summary.parquet"))
+    # the attributes: CelebA's 40 read through to the store's table, probed, scored and walked
+    attributes = read_parquet(store / "attributes.parquet")
+    assert list(attributes.columns) == ["sample_id", "class", *CELEBA_ATTRIBUTES]
+    np.testing.assert_array_equal(attributes["sample_id"], ds.sample_id)
+    np.testing.assert_array_equal(attributes["class"], attributes["Male"])
+    probes = read_parquet(work / "results" / "faces" / "ae" / "attributes" / "probes.parquet")
+    assert probes["attribute"].tolist() == ["class", *CELEBA_ATTRIBUTES]
+    scores = read_parquet(work / "results" / "faces" / "attribute_scores.parquet")
+    assert scores["factors"].iat[0] == ", ".join(CELEBA_ATTRIBUTES) and np.isfinite(scores["value"]).all()
+    traversals = read_parquet(work / "results" / "faces" / "ae" / "attributes" / "traversals.parquet")
+    assert {"attribute", "axis", "component", "arithmetic_with", "arithmetic_without"} <= set(traversals["panel"])
+    assert set(traversals.loc[traversals["panel"].str.startswith("arithmetic"), "name"]) == {"Smiling"}
 
 
 # The child measures the peak RSS that a job adds once torch is imported and the model exists
