@@ -196,3 +196,110 @@ def test_decoding_the_unmodified_code_reproduces_the_models_reconstruction_exact
     assert np.array_equal(decoded.reshape(3, 3, 1, 16, 16)[:, 1], reconstruction)
     assert not np.array_equal(decoded.reshape(3, 3, 1, 16, 16)[:, 0], reconstruction)
     assert (shown == -1).all()
+
+
+# --------------------------------------------------------------------------------------------
+# The jobs, on a code that carries known factors
+# --------------------------------------------------------------------------------------------
+
+def _stage_inputs(tmp_path, n=600, seed=0):
+    """A latents table whose z0 is factor `a` (4 levels), z1 is binary `b`, z2 is noise, and the
+    attribute table of the same samples (in another order), as the workflow writes them."""
+    from latent_atlas.io import write_parquet
+    from latent_atlas.latents import file_metadata, id_frame, latents_frame_of
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 4, n), rng.integers(0, 2, n)
+    z = np.stack([a + 0.1 * rng.normal(size=n), b + 0.1 * rng.normal(size=n), rng.normal(size=n)], 1)
+    ids = np.arange(n) * 3
+    split = np.where(np.arange(n) % 4 == 0, "test", "train")
+    frame = latents_frame_of(id_frame(ids, split, b, ["no", "yes"]), z.astype(np.float32))
+    write_parquet(frame, tmp_path / "latents.parquet", file_metadata("d", "m", "dense_ae", "x"))
+    order = rng.permutation(n)
+    table = pd.DataFrame({"sample_id": ids[order], "class": b[order].astype(np.int8), "a": a[order].astype(np.int8),
+                          "b": b[order].astype(np.int8)})
+    described = [{"name": "class", "origin": "class", "levels": ["no", "yes"]},
+                 {"name": "a", "origin": "source", "levels": [0.0, 1.0, 2.0, 3.0]},
+                 {"name": "b", "origin": "source", "levels": None}]
+    write_parquet(table, tmp_path / "attributes.parquet", {"dataset": "d", "attributes": described})
+    return tmp_path / "latents.parquet", tmp_path / "attributes.parquet"
+
+
+def _probes_job(tmp_path, latents, attributes):
+    from latent_atlas.runtime import Files, Job
+
+    out = {name: tmp_path / f"{name}.parquet" for name in ("probes", "directions", "angles", "dimensions")}
+    return Job(input=Files(latents=latents, attributes=attributes), output=Files(**out),
+               wildcards=Files(dataset="d", model="m")), out
+
+
+def test_the_probe_job_finds_which_dimension_carries_which_attribute(tmp_path):
+    from latent_atlas.attributes.jobs import attribute_probes
+
+    job, out = _probes_job(tmp_path, *_stage_inputs(tmp_path))
+    attribute_probes(job, seed=0, numeric_threads=1, names=None, split="all", max_samples=10000, cv_folds=3,
+                     mi_bins=20, top_dimensions=2)
+    probes = read_parquet(out["probes"]).set_index("attribute")
+    assert probes.index.tolist() == ["class", "a", "b"]
+    assert probes.loc["b", "roc_auc"] > 0.99 and probes.loc["a", "balanced_accuracy"] > 0.9
+    assert probes["ordered"].tolist() == [True, True, True]  # class and b binary, a numeric levels
+    dims = read_parquet(out["dimensions"])
+    top = dims[dims["rank"] == 1].set_index("attribute")["dim"]
+    assert top.to_dict() == {"class": 1, "a": 0, "b": 1}
+    directions = read_parquet(out["directions"])
+    u = directions[(directions["attribute"] == "a") & (directions["kind"] == "mean_difference")]
+    assert angle(u[["z0", "z1", "z2"]].to_numpy()[0], np.array([1.0, 0, 0])) < 5
+    angles = read_parquet(out["angles"]).set_index(["attribute_a", "attribute_b"])["angle"]
+    assert angles[("class", "b")] < 1e-3 and 80 < angles[("a", "b")] < 100
+
+
+def test_the_disentanglement_job_names_its_factors(tmp_path):
+    from latent_atlas.attributes.jobs import disentanglement
+    from latent_atlas.runtime import Files, Job
+
+    latents, attributes = _stage_inputs(tmp_path)
+    out = {name: tmp_path / f"{name}.parquet" for name in ("scores", "factors", "importance")}
+    job = Job(input=Files(latents=latents, attributes=attributes), output=Files(**out),
+              wildcards=Files(dataset="d", model="m"))
+    disentanglement(job, seed=0, numeric_threads=1, factors=None, max_samples=10000, mi_bins=20,
+                    dci={"regressor": "lasso", "n_estimators": 5, "max_depth": 6, "alpha": 0.01})
+    scores = read_parquet(out["scores"]).set_index("score")["value"]
+    assert set(read_parquet(out["scores"])["factors"]) == {"a, b"}  # every attribute but the class
+    assert scores["mig"] > 0.8 and scores["dci_disentanglement"] > 0.9 and scores["dci_completeness"] > 0.9
+    factors = read_parquet(out["factors"]).set_index("factor")
+    assert factors["top_dimension"].to_dict() == {"a": 0, "b": 1}
+    assert factors["continuous"].to_dict() == {"a": True, "b": False}
+
+
+@pytest.mark.parametrize("names, message", [
+    (["a", "Smilling"], r"attributes.names: unknown attribute\(s\) \['Smilling'\]; dataset's attributes .*: class, a, b"),
+])
+def test_an_unknown_attribute_name_is_refused_naming_the_key_and_the_valid_ones(tmp_path, names, message):
+    from latent_atlas.attributes.jobs import attribute_probes
+
+    job, out = _probes_job(tmp_path, *_stage_inputs(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        attribute_probes(job, seed=0, numeric_threads=1, names=names, split="all", max_samples=10000, cv_folds=3,
+                         mi_bins=20, top_dimensions=2)
+    assert not any(p.exists() for p in out.values())
+
+
+def test_an_unknown_factor_and_a_constant_one_are_refused(tmp_path):
+    from latent_atlas.attributes.jobs import disentanglement
+    from latent_atlas.runtime import Files, Job
+
+    latents, attributes = _stage_inputs(tmp_path)
+    job = Job(input=Files(latents=latents, attributes=attributes),
+              output=Files(scores=tmp_path / "s.parquet", factors=tmp_path / "f.parquet",
+                           importance=tmp_path / "i.parquet"), wildcards=Files(dataset="d", model="m"))
+    settings = dict(seed=0, numeric_threads=1, max_samples=10000, mi_bins=20,
+                    dci={"regressor": "lasso", "n_estimators": 5, "max_depth": 6, "alpha": 0.01})
+    with pytest.raises(ValueError, match=r"attributes.factors: unknown attribute\(s\) \['shape'\]"):
+        disentanglement(job, factors=["a", "shape"], **settings)
+    table = read_parquet(attributes).assign(b=np.int8(1))
+    from latent_atlas.io import write_parquet
+
+    write_parquet(table, attributes, read_parquet_metadata(attributes))
+    with pytest.raises(ValueError, match=r"attributes.factors: attribute 'b' has a single value"):
+        disentanglement(job, factors=["a", "b"], **settings)
+    assert not (tmp_path / "s.parquet").exists()
