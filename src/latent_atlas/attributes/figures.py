@@ -149,11 +149,21 @@ def plot_traversals(table: pd.DataFrame, panels: Sequence[str], shape: Sequence[
         ax.set_axis_off()
         return fig
     n_cols = max(len(g) for _, g in groups)
+    # a panel after the first gets a gap above it for its column titles
+    starts_panel = [r == 0 or panel != groups[r - 1][0][0] for r, ((panel, _, _), _) in enumerate(groups)]
+    gap = 0.25
     size, label_w, title_h = (0.7 if shape[1] <= 32 else 0.9), 1.0, 0.55
-    width, height = label_w + size * n_cols, title_h + size * len(groups) + 0.05
-    fig, axes = plt.subplots(len(groups), n_cols, figsize=(width, height), squeeze=False)
+    ratios = [x for r, new in enumerate(starts_panel) for x in ([gap / size, 1] if new and r else [1])]
+    width, height = label_w + size * n_cols, title_h + size * sum(ratios) + 0.05
+    fig, grid = plt.subplots(len(ratios), n_cols, figsize=(width, height), squeeze=False,
+                             gridspec_kw={"height_ratios": ratios})
     fig.subplots_adjust(left=label_w / width, right=0.995, top=1 - title_h / height, bottom=0.05 / height,
                         wspace=0.05, hspace=0.05)
+    image_rows = [i for i, x in enumerate(ratios) if x == 1]
+    for i in set(range(len(ratios))) - set(image_rows):
+        for ax in grid[i]:
+            ax.set_axis_off()
+    axes = grid[image_rows]
     for r, ((panel, name, start), rows) in enumerate(groups):
         images = traversal_images(rows, shape)
         for c in range(n_cols):
@@ -165,7 +175,7 @@ def plot_traversals(table: pd.DataFrame, panels: Sequence[str], shape: Sequence[
                 continue
             image = display_image(images[c])
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            if r == 0 or panel.startswith("arithmetic") and c == 0:
+            if starts_panel[r]:  # each panel's first row names its columns
                 ax.set_title(rows["label"].iat[c], fontsize=7, pad=2)
             own = rows["step"].iat[c] == 0 and not panel.startswith("arithmetic")
             for spine in ax.spines.values():  # the sample's own code framed

@@ -192,15 +192,26 @@ def traversed_attributes(probes: pd.DataFrame, n: int) -> list[str]:
 
 
 def arithmetic_attribute(probes: pd.DataFrame, name: str | None, key: str) -> str | None:
-    """The attribute of the arithmetic panel: `name`, or the best-predicted binary attribute (None
-    when there is none)."""
-    binary = probes[probes["n_values"] == 2]
+    """The attribute of the arithmetic panel: `name` (an attribute with a direction: binary or
+    ordered), or the best-predicted binary attribute, else the best-predicted ordered one (None
+    when there is no attribute with a direction)."""
+    ordered = probes[probes["ordered"]]
     if name is not None:
-        if name not in set(binary["attribute"]):
-            raise ValueError(f"{key}: {name!r} is not a binary attribute of the probed ones "
-                             f"({', '.join(binary['attribute']) or 'none'})")
+        if name not in set(ordered["attribute"]):
+            raise ValueError(f"{key}: {name!r} is not a binary or ordered attribute of the probed ones "
+                             f"({', '.join(ordered['attribute']) or 'none'})")
         return name
-    return traversed_attributes(binary, 1)[0] if len(binary) else None
+    binary = ordered[ordered["n_values"] == 2]
+    chosen = traversed_attributes(binary if len(binary) else ordered, 1)
+    return chosen[0] if chosen else None
+
+
+def _level_name(described: Mapping[str, Any], value: int) -> str:
+    levels = described.get("levels")
+    if levels is not None and 0 <= value < len(levels) and levels[value] is not None:
+        level = levels[value]
+        return f"{level:g}" if isinstance(level, float) else str(level)
+    return str(value)
 
 
 def _start_rows(ids: pd.DataFrame, candidates: np.ndarray, named: Sequence[int], n: int, seed: int,
@@ -262,22 +273,32 @@ def attribute_traversals(job: Job, *, seed: int, numeric_threads: int, split: st
         add("component", f"PC{i + 1}", walk(z0, v, Z, steps), starts, labels, steps)
     name = arithmetic_attribute(probes, arithmetic, "attributes.traversal.arithmetic")
     if name is not None:
+        # the difference of the means at the attribute's highest and lowest values (binary: with -
+        # without), added to samples at the lowest value and subtracted from those at the highest
         diff = by_attribute.loc[name, [f"z{j}" for j in range(d)]].to_numpy(np.float64)
         values = attrs[name].to_numpy()
-        for has, sign, text in ((0, 1.0, f"+ ({name} − not)"), (1, -1.0, f"− ({name} − not)")):
-            chosen = _start_rows(ids, rows[values[rows] == has], [], traversal["samples"], seed,
+        low, high = int(values[rows].min()), int(values[rows].max())
+        if set(np.unique(values[rows])) == {0, 1} and described[name].get("levels") is None:
+            moved = f"({name} − not)"
+        else:
+            moved = f"({name} {_level_name(described[name], high)} − {_level_name(described[name], low)})"
+        for value, sign, panel in ((low, 1.0, "arithmetic_without"), (high, -1.0, "arithmetic_with")):
+            chosen = _start_rows(ids, rows[values[rows] == value], [], traversal["samples"], seed,
                                  job.input.latents)
             base = draw.codes(chosen)
             codes = np.stack([base, (base.astype(np.float64) + sign * diff).astype(np.float32)], axis=1)
-            originals = draw.originals(chosen)
-            add(f"arithmetic_{'with' if has else 'without'}", name, codes, chosen,
-                ["code" if decode else "nearest", text], [0.0, sign])
-            for s, image in enumerate(originals):
-                out.append({"panel": f"arithmetic_{'with' if has else 'without'}", "name": name, "start": s,
+            add(panel, name, codes, chosen, ["code" if decode else "nearest", f"{'+' if sign > 0 else '−'} {moved}"],
+                [0.0, sign])
+            for s, image in enumerate(draw.originals(chosen)):
+                out.append({"panel": panel, "name": name, "start": s,
                             "sample_id": int(ids["sample_id"].iat[chosen[s]]), "column": -1, "label": "input",
                             "step": float("nan"), "shown_id": int(ids["sample_id"].iat[chosen[s]]),
                             "image": _to_bytes(image)})
-    frame = pd.DataFrame(out).sort_values(["panel", "name", "start", "column"], kind="stable")
+    # each panel's names in the order walked (attributes best probed first), then start and column
+    frame = pd.DataFrame(out)
+    frame.insert(2, "rank", frame.groupby("panel", sort=False)["name"].transform(
+        lambda names: pd.Series(pd.factorize(names)[0], index=names.index)))
+    frame = frame.sort_values(["panel", "rank", "start", "column"], kind="stable")
     meta = {"dataset": job.wildcards.dataset, "model": job.wildcards.model, "decoded": bool(decode),
             "shape": list(dataset.images.shape[1:]), "steps": steps,
             "axes": dataset.axes.to_metadata() if dataset.axes is not None else None}
