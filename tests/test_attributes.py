@@ -303,3 +303,45 @@ def test_an_unknown_factor_and_a_constant_one_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"attributes.factors: attribute 'b' has a single value"):
         disentanglement(job, factors=["a", "b"], **settings)
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_the_traversal_job_walks_in_probe_order_and_shows_the_nearest_real_images(tmp_path):
+    """A model without a decoder (a table of latents): each code shows the real sample whose latent
+    is nearest; step 0 shows the start sample itself; the arithmetic panel starts from samples at
+    the lowest and highest value of its attribute."""
+    from latent_atlas.attributes.jobs import attribute_probes, attribute_traversals
+    from latent_atlas.data.store import Dataset, save_dataset
+    from latent_atlas.runtime import Files, Job
+
+    latents, attributes = _stage_inputs(tmp_path)
+    job, out = _probes_job(tmp_path, latents, attributes)
+    attribute_probes(job, seed=0, numeric_threads=1, names=None, split="all", max_samples=10000, cv_folds=3,
+                     mi_bins=20, top_dimensions=2)
+    table = read_parquet(latents)
+    n = len(table)
+    images = (np.arange(n)[:, None, None, None] % 251 / 255 * np.ones((1, 1, 4, 4))).astype(np.float32)
+    save_dataset(Dataset(images, table["label"].to_numpy(), ["no", "yes"], table["split"].to_numpy(),
+                         table["sample_id"].to_numpy(), "d"), tmp_path / "store")
+    job = Job(input=Files(latents=latents, attributes=attributes, probes=out["probes"],
+                          directions=out["directions"], data=tmp_path / "store"),
+              output=Files([tmp_path / "traversals.parquet"]), wildcards=Files(dataset="d", model="m"))
+    traversal = {"samples": 2, "ids": [], "steps": [-2, 0, 2], "attributes": 2, "axes": 1, "components": 1}
+    attribute_traversals(job, seed=0, numeric_threads=1, split="all", max_samples=10000, traversal=traversal,
+                         arithmetic=None, decode=False)
+    walks = read_parquet(tmp_path / "traversals.parquet")
+    attribute_rows = walks[walks["panel"] == "attribute"]
+    best = read_parquet(out["probes"]).query("ordered").sort_values("roc_auc", ascending=False, kind="stable")
+    assert list(dict.fromkeys(attribute_rows["name"])) == best["attribute"].head(2).tolist()
+    own = walks[walks["step"] == 0]
+    assert (own["shown_id"] == own["sample_id"]).all()  # the nearest latent to a sample's code is its own
+    row_of = {int(i): k for k, i in enumerate(table["sample_id"])}
+    for _, r in walks.iterrows():  # every image is the stored image of the sample it names
+        expected = np.round(images[row_of[r["shown_id"]]] * 255).astype(np.uint8)
+        assert np.frombuffer(r["image"], np.uint8).reshape(1, 4, 4).tolist() == expected.tolist()
+    # a binary attribute (class = b here, tied: the first) is preferred to the ordered a for the
+    # arithmetic panel: its inputs have the value 0 (without) and 1 (with)
+    values = read_parquet(attributes).set_index("sample_id")["class"]
+    for panel, value in (("arithmetic_without", 0), ("arithmetic_with", 1)):
+        part = walks[walks["panel"] == panel]
+        assert set(part["name"]) == {"class"} and set(values.loc[part["sample_id"]]) == {value}
+        assert part.groupby("start")["label"].apply(list).iat[0][0] == "input"
