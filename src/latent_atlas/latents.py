@@ -20,6 +20,8 @@ import pandas as pd
 from latent_atlas.io import library_versions, read_parquet, read_parquet_metadata
 
 ID_COLUMNS = ["sample_id", "split", "label", "label_name"]
+# Rows of latent columns read at a time (256 float32 dimensions: 64 MB).
+_BATCH_ROWS = 65536
 _Z = re.compile(r"z(\d+)")
 
 
@@ -45,18 +47,53 @@ class Latents:
     metadata: dict[str, Any]
 
 
-def read_latents(path: str | os.PathLike) -> Latents:
-    """Read latents.parquet (or any per-sample table with id columns and `z` columns)."""
-    df = read_parquet(path)
-    cols = latent_columns(df)
+def read_latents(path: str | os.PathLike, rows: np.ndarray | None = None) -> Latents:
+    """Read latents.parquet (or any per-sample table with id columns and `z` columns); with `rows`
+    (positions, any order), only those rows, in that order.
+
+    The latent columns are read a batch of rows at a time into one float32 array, so the peak
+    memory is the rows kept (plus a batch), not a data frame of every row besides them.
+    """
+    import pyarrow.parquet as pq
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Parquet file not found: {path}")
+    file = pq.ParquetFile(path)
+    names = file.schema_arrow.names
+    cols = sorted((c for c in names if _Z.fullmatch(c)), key=lambda c: int(c[1:]))
     if not cols:
-        raise ValueError(f"{path}: no latent columns z0..z{{d-1}} found (columns: {list(df.columns)[:8]}...)")
-    missing = [c for c in ID_COLUMNS if c not in df.columns]
+        raise ValueError(f"{path}: no latent columns z0..z{{d-1}} found (columns: {names[:8]}...)")
+    missing = [c for c in ID_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"{path}: id columns {missing} missing (a latents table has {ID_COLUMNS})")
-    ids = df[ID_COLUMNS]
-    return Latents(ids=ids, z=df[cols].to_numpy(dtype=np.float32), class_names=class_names_of(ids),
-                   metadata=read_parquet_metadata(path))
+    ids = file.read(columns=ID_COLUMNS).to_pandas()
+    n = len(ids)
+    keep = None if rows is None else np.asarray(rows, np.int64)
+    # Column-major, as pandas gave it before (its float block is stored by column): reductions over
+    # samples then sum in the same order, and every stage's results keep their bits.
+    z = np.empty((n if keep is None else len(keep), len(cols)), np.float32, order="F")
+    if keep is not None:
+        order = np.argsort(keep, kind="stable")
+        sorted_rows = keep[order]
+    start = 0
+    for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=cols):
+        stop = start + batch.num_rows
+        block = np.column_stack([batch.column(j).to_numpy(zero_copy_only=False) for j in range(len(cols))])
+        if keep is None:
+            z[start:stop] = block
+        else:
+            lo, hi = np.searchsorted(sorted_rows, [start, stop])
+            z[order[lo:hi]] = block[sorted_rows[lo:hi] - start]
+        start = stop
+    class_names = class_names_of(ids)  # of every row, also where only some are kept
+    if keep is not None:
+        ids = ids.iloc[keep].reset_index(drop=True)
+    return Latents(ids=ids, z=z, class_names=class_names, metadata=read_parquet_metadata(path))
+
+
+def read_latent_ids(path: str | os.PathLike) -> pd.DataFrame:
+    """The id columns of a latents table alone (to choose rows before `read_latents(path, rows)`)."""
+    return read_parquet(path, columns=ID_COLUMNS)
 
 
 def id_frame(sample_id: np.ndarray, split: np.ndarray, labels: np.ndarray,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.io import read_parquet, read_parquet_metadata, write_parquet
-from latent_atlas.latents import read_latents
+from latent_atlas.latents import read_latent_ids, read_latents
 from latent_atlas.runtime import Job, log
 
 CLASS = "class"
@@ -88,12 +88,13 @@ def attribute_probes(job: Job, *, seed: int, numeric_threads: int, names: Sequen
     |correlation| with it (ranked; `top_dimensions` logged)."""
     from latent_atlas.attributes.probes import angle, check_attribute, dimension_scores, directions, probe
 
-    latents = read_latents(job.input.latents)
     table, described = read_attributes(job.input.attributes)
-    attrs = aligned(latents, table, job.input.attributes)
     chosen = chosen_names(names, described, "attributes.names", job.input.attributes)
-    rows = split_rows(latents.ids["split"].to_numpy(), split, max_samples, seed)
-    Z = latents.z[rows].astype(np.float64)
+    rows = split_rows(read_latent_ids(job.input.latents)["split"].to_numpy(), split, max_samples, seed)
+    latents = read_latents(job.input.latents, rows)  # those rows alone, in that order
+    attrs = aligned(latents, table, job.input.attributes)
+    rows = np.arange(len(rows))
+    Z = latents.z.astype(np.float64)
     probes, direction_rows, dims = [], [], []
     vectors: dict[str, np.ndarray] = {}
     for name in chosen:
@@ -139,14 +140,15 @@ def disentanglement(job: Job, *, seed: int, numeric_threads: int, factors: Seque
     from latent_atlas.attributes.disentanglement import dci as dci_score, mig, sap
     from latent_atlas.attributes.probes import check_attribute
 
-    latents = read_latents(job.input.latents)
     table, described = read_attributes(job.input.attributes)
-    attrs = aligned(latents, table, job.input.attributes)
     used = chosen_names(factors, described, "attributes.factors", job.input.attributes) if factors is not None \
         else default_factors(described)
-    split = latents.ids["split"].to_numpy()
+    split = read_latent_ids(job.input.latents)["split"].to_numpy()
     train = split_rows(split, "train", max_samples, seed)
     test = split_rows(split, "test", max_samples, seed)
+    latents = read_latents(job.input.latents, np.concatenate([train, test]))  # those rows alone
+    attrs = aligned(latents, table, job.input.attributes)
+    train, test = np.arange(len(train)), np.arange(len(train), len(train) + len(test))
     for name in used:
         check_attribute(attrs[name].to_numpy()[train], name, "attributes.factors")
         check_attribute(attrs[name].to_numpy()[test], name, "attributes.factors")
@@ -235,17 +237,22 @@ def attribute_traversals(job: Job, *, seed: int, numeric_threads: int, split: st
     from latent_atlas.attributes.traversals import largest_variance_axes, principal_components, walk
     from latent_atlas.data.store import load_dataset
 
-    latents = read_latents(job.input.latents)
     table, described = read_attributes(job.input.attributes)
-    attrs = aligned(latents, table, job.input.attributes)
     probes, directions = read_parquet(job.input.probes), read_parquet(job.input.directions)
+    every = read_latent_ids(job.input.latents)
+    rows = split_rows(every["split"].to_numpy(), split, max_samples, seed)
+    starts = _start_rows(every, rows, traversal["ids"], traversal["samples"], seed, job.input.latents)
+    # A decoder needs the codes of the analysed rows and the starts alone; the nearest real image
+    # is searched among every sample.
+    kept = np.unique(np.concatenate([rows, starts])) if decode else np.arange(len(every))
+    latents = read_latents(job.input.latents, kept)
+    rows, starts = np.searchsorted(kept, rows), np.searchsorted(kept, starts)
+    attrs = aligned(latents, table, job.input.attributes)
     ids = latents.ids
-    rows = split_rows(ids["split"].to_numpy(), split, max_samples, seed)
     Z = latents.z[rows].astype(np.float64)
     d = Z.shape[1]
     dataset = load_dataset(job.input.data)
     store_rows = _store_positions(dataset, ids["sample_id"].to_numpy())
-    starts = _start_rows(ids, rows, traversal["ids"], traversal["samples"], seed, job.input.latents)
     steps = [float(s) for s in traversal["steps"]]
     draw = _drawer(job, decode, dataset, store_rows, latents)
     z0 = draw.codes(starts)
