@@ -4,7 +4,7 @@
 
 Each entry of GALLERY names a figure of a results tree (`results/figures/...` of the default
 config, `config/config.yaml`; the spoken-digit figures of `config/examples/fsdd.yaml`) and the
-gallery file it becomes. Every `--results` tree is searched in order (default: results); a figure
+gallery file it becomes (the attributes figures: of config/examples/synthetic_factors.yaml). Every `--results` tree is searched in order (default: results); a figure
 found in none is reported and left as it is. Downscaling is deterministic: the same figure gives
 the same bytes (Lanczos resize to at most MAX_WIDTH pixels, a 256-colour median-cut palette
 without dithering, PNG without metadata), and each file must stay under MAX_BYTES.
@@ -67,6 +67,12 @@ GALLERY = [
     (f"{FM}/mlp/featureviz_unregularised.png", "featureviz_unregularised.png"),
     (f"{FM}/mlp/featureviz_adversarial.png", "featureviz_adversarial.png"),
     (f"{FM}/mlp/featureviz_dead_neurons.png", "featureviz_dead_neurons.png"),
+    ("figures/shapes/attributes_scores.png", "attributes_scores.png"),
+    ("figures/shapes/shapes_vae/attributes_probes.png", "attributes_probes.png"),
+    ("figures/shapes/shapes_vae/attributes_dimensions.png", "attributes_dimensions.png"),
+    ("figures/shapes/shapes_vae/attributes_axis_traversals.png", "attributes_axis_traversals.png", (0.0, 0.52)),
+    ("figures/shapes/shapes_vae/attributes_traversals.png", "attributes_traversals.png", (0.0, 0.52)),
+    ("figures/shapes/shapes_vae/attributes_arithmetic.png", "attributes_arithmetic.png"),
     ("figures/data/fsdd_examples.png", "fsdd_examples.png"),
     ("figures/fsdd/fsdd_ae/model_reconstructions.png", "fsdd_reconstructions.png"),
     ("figures/fsdd/fsdd_ae/importance_classes.png", "fsdd_importance_classes.png"),

@@ -32,6 +32,8 @@ NOT_EDITABLE = {
     "models.*.dataset": "the test config has one dataset",
     "models.*.kind": "only for torch_export and onnx sources; the test config trains its models",
     "models.*.source": "the test config trains its models (tests/test_byom.py runs loaded ones)",
+    "datasets.*.attributes": "a table of the dataset's sample ids (tests/test_attributes.py reads one); its "
+                             "keys reach dataset_attributes alone, as the dataset entry's spec",
 }
 
 # The model whose entry carries each model key (the arch must take it); others use conv_ae.
@@ -66,6 +68,8 @@ EDITS = {
     "gpu.pool": "none",
     "gpu.lock_dir": ".snakemake/other-gpu-slots",
     "importance.variants": {"patch": {"groups": "patch"}},  # the test config's variant, marginal
+    "datasets.*.factors.shapes": ["square", "heart"],
+    "attributes.traversal.arithmetic": "scale",
 }
 
 
@@ -91,9 +95,8 @@ def leaf_keys(config: dict) -> list[tuple[str, str, dict]]:
 
     root = schema_node("#")
     for name, sub in root["properties"].items():
-        if name == "datasets":
-            for ds in config["datasets"]:
-                walk(schema_node("#/$defs/dataset"), ["datasets", ds], ["datasets", "*"])
+        if name == "datasets":  # the first dataset's keys: every dataset's reach the same rules
+            walk(schema_node("#/$defs/dataset"), ["datasets", next(iter(config["datasets"]))], ["datasets", "*"])
         elif name == "models":
             model_keys = []
             walk(schema_node("#/$defs/model"), ["models", "_"], ["models", "*"])
