@@ -20,8 +20,8 @@ import pandas as pd
 from latent_atlas.io import library_versions, read_parquet, read_parquet_metadata
 
 ID_COLUMNS = ["sample_id", "split", "label", "label_name"]
-# Rows of latent columns read at a time (256 float32 dimensions: 64 MB).
-_BATCH_ROWS = 65536
+# Latent columns read at a time (182,732 CelebA samples: 23 MB).
+_BATCH_COLUMNS = 32
 _Z = re.compile(r"z(\d+)")
 
 
@@ -51,8 +51,8 @@ def read_latents(path: str | os.PathLike, rows: np.ndarray | None = None) -> Lat
     """Read latents.parquet (or any per-sample table with id columns and `z` columns); with `rows`
     (positions, any order), only those rows, in that order.
 
-    The latent columns are read a batch of rows at a time into one float32 array, so the peak
-    memory is the rows kept (plus a batch), not a data frame of every row besides them.
+    The latent columns are read a few at a time into one float32 array, so the peak memory is the
+    rows kept (plus a few columns of every row), not a data frame of every row besides them.
     """
     import pyarrow.parquet as pq
 
@@ -72,19 +72,13 @@ def read_latents(path: str | os.PathLike, rows: np.ndarray | None = None) -> Lat
     # Column-major, as pandas gave it before (its float block is stored by column): reductions over
     # samples then sum in the same order, and every stage's results keep their bits.
     z = np.empty((n if keep is None else len(keep), len(cols)), np.float32, order="F")
-    if keep is not None:
-        order = np.argsort(keep, kind="stable")
-        sorted_rows = keep[order]
-    start = 0
-    for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=cols):
-        stop = start + batch.num_rows
-        block = np.column_stack([batch.column(j).to_numpy(zero_copy_only=False) for j in range(len(cols))])
-        if keep is None:
-            z[start:stop] = block
-        else:
-            lo, hi = np.searchsorted(sorted_rows, [start, stop])
-            z[order[lo:hi]] = block[sorted_rows[lo:hi] - start]
-        start = stop
+    # A few columns at a time: a file is one row group, which a reader of rows decompresses whole.
+    for j in range(0, len(cols), _BATCH_COLUMNS):
+        part = file.read(columns=cols[j:j + _BATCH_COLUMNS])
+        for k in range(part.num_columns):
+            column = part.column(k).to_numpy()
+            z[:, j + k] = column if keep is None else column[keep]
+        del part
     class_names = class_names_of(ids)  # of every row, also where only some are kept
     if keep is not None:
         ids = ids.iloc[keep].reset_index(drop=True)
