@@ -115,9 +115,11 @@ def test_end_to_end_outputs(e2e_run):
         assert path.exists(), row.file
         assert sha256_file(path) == row.sha256, row.file
         assert row.rule not in ("", "unknown"), row.file
-    for model in _load(TEST_CONFIG)["models"]:
-        assert (results / "digits" / model / "latents.parquet").exists()
-    assert (results / "data" / "digits" / "images.npy").exists() and (results / "data" / "digits" / "samples.parquet").exists()
+    config = _load(TEST_CONFIG)
+    for model, spec in config["models"].items():
+        assert (results / spec["dataset"] / model / "latents.parquet").exists()
+    for dataset in config["datasets"]:
+        assert (results / "data" / dataset / "images.npy").exists() and (results / "data" / dataset / "samples.parquet").exists()
 
 
 @pytest.mark.slow
