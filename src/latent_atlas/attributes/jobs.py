@@ -324,15 +324,24 @@ def _to_bytes(image: np.ndarray) -> bytes:
     return np.clip(np.round(np.asarray(image, np.float64) * 255), 0, 255).astype(np.uint8).tobytes()
 
 
-class _Decoded:
+class _Drawer:
+    """What a traversal shows: the stored images of latents rows (`store_rows` maps a row of the
+    latents read to its row in the dataset store)."""
+
+    def __init__(self, dataset, store_rows: np.ndarray):
+        self.dataset, self.store_rows = dataset, store_rows
+
+    def originals(self, rows: np.ndarray) -> np.ndarray:
+        return self.dataset.images[self.store_rows[rows]]
+
+
+class _Decoded(_Drawer):
     """Codes from the model's encoder, images from its decoder, one sample at a time (a batch of one
     each way: the unmodified code decodes to exactly the model's reconstruction of that sample)."""
 
     def __init__(self, model, dataset, store_rows: np.ndarray):
-        self.model, self.dataset, self.store_rows = model, dataset, store_rows
-
-    def originals(self, rows: np.ndarray) -> np.ndarray:
-        return self.dataset.images[self.store_rows[rows]]
+        super().__init__(dataset, store_rows)
+        self.model = model
 
     def codes(self, rows: np.ndarray) -> np.ndarray:
         from latent_atlas.devices import infer
@@ -345,14 +354,12 @@ class _Decoded:
         return infer(self.model.decode, codes.astype(np.float32), batch_size=1), np.full(len(codes), -1)
 
 
-class _Nearest:
+class _Nearest(_Drawer):
     """Codes from the latents table, images: the real sample whose latent is nearest each code."""
 
     def __init__(self, dataset, store_rows: np.ndarray, z: np.ndarray, sample_ids: np.ndarray):
-        self.dataset, self.store_rows, self.z, self.sample_ids = dataset, store_rows, z, sample_ids
-
-    def originals(self, rows: np.ndarray) -> np.ndarray:
-        return self.dataset.images[self.store_rows[rows]]
+        super().__init__(dataset, store_rows)
+        self.z, self.sample_ids = z, sample_ids
 
     def codes(self, rows: np.ndarray) -> np.ndarray:
         return self.z[rows]
@@ -361,7 +368,7 @@ class _Nearest:
         from latent_atlas.attributes.traversals import nearest_rows
 
         near = nearest_rows(self.z, codes)
-        return self.dataset.images[self.store_rows[near]], self.sample_ids[near]
+        return self.originals(near), self.sample_ids[near]
 
 
 def _drawer(job: Job, decode: bool, dataset, store_rows: np.ndarray, latents):
