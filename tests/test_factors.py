@@ -174,3 +174,21 @@ def test_bad_options_name_the_key(options, message):
 def test_one_scale_draws_smaller_images():
     plan = plan_dataset("f", {"source": "synthetic_factors", "size": 10, "factors": {"scale": 1}}, seed=0)
     assert next(plan.image_chunks(rows=2)).shape == (2, 1, 10, 10)
+
+
+def test_a_rotation_span_draws_the_same_angles_as_the_full_turn():
+    """rotation_span 90 with 2 rotations draws 0 and 45 degrees: the same images as rotations 0
+    and 1 of a full turn in 8; its levels say so, and a span outside (0, 360] names its key."""
+    part = factor_grid(["square", "heart"], 2, 2, 2, 2, 32, rotation_span=90)
+    full = factor_grid(["square", "heart"], 2, 8, 2, 2, 32)
+    assert part.levels()["rotation"] == [0.0, 45.0] and full.levels()["rotation"][:2] == [0.0, 45.0]
+    ids = np.arange(len(part))
+    index = part.indices(ids)
+    np.testing.assert_array_equal(render(part, ids), render(full, full.ids(index)))
+    assert not np.array_equal(render(part, ids[index["rotation"] == 0]),
+                              render(part, ids[index["rotation"] == 1]))
+    for bad in (0, 400, True):
+        with pytest.raises(ValueError, match="factors.rotation_span"):
+            factor_grid(["square"], 2, 2, 2, 2, 32, rotation_span=bad)
+    spec = {"source": "synthetic_factors", "size": 32, "factors": {**SMALL, "rotation_span": 60}}
+    assert plan_dataset("f", spec, seed=0).source.attribute_levels["rotation"] == [0, 15, 30, 45]

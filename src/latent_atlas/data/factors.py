@@ -4,7 +4,7 @@ they stand for no real image set (faces or otherwise), only for factors that are
 
 Factors, in this order: `shape` (square, ellipse, heart, or a subset in the configured order),
 `scale` (0.5..1 of the largest size, evenly spaced; one value: 1), `rotation` (0..360 degrees,
-360 excluded), `x` and `y` (the shape's centroid, evenly spaced over the positions that keep the
+360 excluded, or over a smaller `rotation_span`), `x` and `y` (the shape's centroid, evenly spaced over the positions that keep the
 largest shape inside the image at any rotation; one value: the centre). Every combination occurs
 once; a sample's id is its position in the grid, C-order over the factors (`FactorGrid.ids`).
 dSprites' own grid is 3 x 6 x 40 x 32 x 32 = 737,280 images at 64x64.
@@ -15,6 +15,10 @@ clockwise on screen; at rotation 0 the ellipse's long axis is horizontal and the
 points down. As in dSprites, a square turned by 90 degrees and an ellipse turned by 180 are the
 same image: rotation is identifiable only modulo the shape's symmetry (90 degrees for squares,
 180 for ellipses, 360 for hearts), which caps what any disentanglement score can credit to it.
+A full turn also has no direction: the first and last rotations are neighbours, so no straight
+line through a latent space can run from one to the other. A `rotation_span` below the smallest
+symmetry (e.g. 0..90 degrees excluded) makes rotation an ordered factor, identifiable for every
+shape, which a linear attribute direction or a traversal along it can then show turning.
 
 Rendering is exact and deterministic: each pixel is the share of `SUPERSAMPLE` x `SUPERSAMPLE`
 sample points inside the shape (an inside test of the rotated, scaled implicit shape), rounded to
@@ -58,8 +62,9 @@ class FactorGrid:
     """The full grid of factor values and the image side: everything an image depends on.
 
     shapes : shape names (class 0..K-1 in this order); scale, rotation, x, y : number of evenly
-    spaced values of each factor; size : image side in pixels. Build it with `factor_grid`,
-    which checks the values.
+    spaced values of each factor; size : image side in pixels; rotation_span : degrees the
+    rotations cover (0, span/n, ..., span excluded). Build it with `factor_grid`, which checks
+    the values.
     """
 
     shapes: tuple[str, ...]
@@ -68,6 +73,7 @@ class FactorGrid:
     x: int
     y: int
     size: int
+    rotation_span: float = 360.0
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -95,15 +101,16 @@ class FactorGrid:
         return {
             "shape": list(self.shapes),
             "scale": _scales(self.scale).tolist(),
-            "rotation": _rotations(self.rotation).tolist(),
+            "rotation": _rotations(self.rotation, self.rotation_span).tolist(),
             "x": (_positions(self.x, self.size) / self.size).tolist(),
             "y": (_positions(self.y, self.size) / self.size).tolist(),
         }
 
 
-def factor_grid(shapes, scale, rotation, x, y, size) -> FactorGrid:
+def factor_grid(shapes, scale, rotation, x, y, size, rotation_span=360.0) -> FactorGrid:
     """A checked `FactorGrid`; a bad value is a ValueError whose message starts with its key
-    (`factors.shapes`, `factors.<factor>` or `size`), for the caller to prefix with the dataset's."""
+    (`factors.shapes`, `factors.<factor>`, `factors.rotation_span` or `size`), for the caller to
+    prefix with the dataset's. `rotation_span` has the schema's default where a caller leaves it out."""
     if isinstance(shapes, str) or not isinstance(shapes, (list, tuple)) or not shapes:
         raise ValueError(f"factors.shapes: expected a non-empty list of shape names from "
                          f"{', '.join(SHAPES)}, got {shapes!r}")
@@ -117,6 +124,9 @@ def factor_grid(shapes, scale, rotation, x, y, size) -> FactorGrid:
     for name, n in counts.items():
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"factors.{name}: the number of {name} values must be an integer >= 1, got {n!r}")
+    if isinstance(rotation_span, bool) or not isinstance(rotation_span, (int, float, np.number)) \
+            or not 0 < rotation_span <= 360:
+        raise ValueError(f"factors.rotation_span: expected degrees in (0, 360], got {rotation_span!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise ValueError(f"size: expected an integer (pixels), got {size!r}")
     smallest = MIN_SCALE if scale > 1 else 1.0
@@ -125,7 +135,7 @@ def factor_grid(shapes, scale, rotation, x, y, size) -> FactorGrid:
         raise ValueError(f"size: {size} pixels is too small to draw the smallest scale ({smallest:g}: a shape "
                          f"{2 * MAX_RADIUS * smallest * size:.1f} pixels across); synthetic_factors needs "
                          f"size >= {least}")
-    return FactorGrid(tuple(shapes), int(scale), int(rotation), int(x), int(y), int(size))
+    return FactorGrid(tuple(shapes), int(scale), int(rotation), int(x), int(y), int(size), float(rotation_span))
 
 
 def _scales(n: int) -> np.ndarray:
@@ -133,9 +143,9 @@ def _scales(n: int) -> np.ndarray:
     return np.linspace(MIN_SCALE, 1.0, n) if n > 1 else np.ones(1)
 
 
-def _rotations(n: int) -> np.ndarray:
-    """Degrees 0, 360/n, ..., 360 excluded."""
-    return np.arange(n) * (360.0 / n)
+def _rotations(n: int, span: float) -> np.ndarray:
+    """Degrees 0, span/n, ..., span excluded (span 360: a full turn)."""
+    return np.arange(n) * (span / n)
 
 
 def _positions(n: int, size: int) -> np.ndarray:
@@ -159,7 +169,7 @@ def render(grid: FactorGrid, ids: np.ndarray) -> np.ndarray:
         return out
     index = grid.indices(ids)
     radius = _scales(grid.scale)[index["scale"]] * (MAX_RADIUS * size)
-    rad = np.deg2rad(_rotations(grid.rotation))
+    rad = np.deg2rad(_rotations(grid.rotation, grid.rotation_span))
     cos, sin = np.cos(rad)[index["rotation"]], np.sin(rad)[index["rotation"]]
     cx, cy = _positions(grid.x, size)[index["x"]], _positions(grid.y, size)[index["y"]]
     # A window of `side` pixels holds the disc of the largest shape wherever it is.
