@@ -64,11 +64,17 @@ def _build(folder):
                            "svcca": 0.9, "knn_overlap_k5": float(points["knn_overlap_k5"].mean()), "knn_overlap_k10": 0.5,
                            "probe_r2_ab": 0.77, "probe_r2_ba": 0.75, "class_accuracy_a": 0.99, "class_accuracy_b": 0.95}])
     write_parquet(table, folder / "compare.parquet")
+    scores = pd.DataFrame({"model": np.repeat(["m1", "m2"], 5),
+                           "score": ["mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap"] * 2,
+                           "value": [0.5, 0.6, 0.7, 0.8, 0.25, 0.125, 0.2, 0.3, 0.4, 0.05],
+                           "factors": np.repeat(["shape, scale", "shape"], 5)})
+    write_parquet(scores, folder / "attribute_scores.parquet")
     page = folder / "compare.html"
     compare_page(Job(input=Files(table=str(folder / "compare.parquet"), data=base.data, maps_0=base.maps,
                                  maps_1=str(folder / "m2" / "maps.parquet"), latents_0=base.latents,
                                  latents_1=str(folder / "m2" / "latents.parquet"),
-                                 points_0=str(folder / "points.parquet")),
+                                 points_0=str(folder / "points.parquet"),
+                                 scores=str(folder / "attribute_scores.parquet")),
                      output=Files([str(page)]), wildcards=Files(dataset="synthetic")),
                  seed=0, k=K, point_size=3,
                  thumbnails={"max_samples": "all", "format": "png", "quality": 90, "sheet_size": 4096})
@@ -182,11 +188,25 @@ def test_click_shows_each_models_neighbours_with_differences_marked(page, built)
 
 
 def test_measures_table_lists_the_pair(page):
-    header = page.eval_on_selector_all("#measures th", "els => els.map(e => e.textContent)")
+    first = "#measures table:nth-of-type(1)"
+    header = page.eval_on_selector_all(f"{first} th", "els => els.map(e => e.textContent)")
     assert header[:2] == ["a", "b"] and "linear_cka" in header and "model_a" not in header
-    row = page.eval_on_selector_all("#measures tbody tr:first-child td", "els => els.map(e => e.textContent)")
+    row = page.eval_on_selector_all(f"{first} tbody tr:first-child td", "els => els.map(e => e.textContent)")
     assert row[:2] == ["m1", "m2"] and row[header.index("linear_cka")] == "0.8123"
-    assert page.locator("#measures tbody tr").count() == 1
+    assert page.locator(f"{first} tbody tr").count() == 1
+
+
+def test_scores_table_shows_each_models_disentanglement_scores_side_by_side(page):
+    """The attributes stage's scores (one row per model and score) become one row per model."""
+    assert page.eval_on_selector_all("#measures h3", "els => els.map(e => e.textContent)") == [
+        "Measures of each compared pair", "Disentanglement scores of each model"]
+    second = "#measures table:nth-of-type(2)"
+    header = page.eval_on_selector_all(f"{second} th", "els => els.map(e => e.textContent)")
+    assert header[0] == "model" and header[1] == "MIG" and header[-1] == "factors" and len(header) == 7
+    rows = [page.eval_on_selector_all(f"{second} tbody tr:nth-child({i}) td", "els => els.map(e => e.textContent)")
+            for i in (1, 2)]
+    assert rows[0][:2] == ["m1", "0.5000"] and rows[0][-1] == "shape, scale"
+    assert rows[1][:2] == ["m2", "0.1250"] and rows[1][header.index("SAP")] == "0.0500" and rows[1][-1] == "shape"
 
 
 def test_screenshot(page, built):

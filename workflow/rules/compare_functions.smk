@@ -62,7 +62,8 @@ def compare_plot_inputs(wildcards):
 
 def compare_page_inputs(wildcards):
     """The table, each compared (base) model's maps and latents (rows of the page, in
-    compared_models' order), each pair's per-point overlap, and the images."""
+    compared_models' order), each pair's per-point overlap, the images, and the dataset's
+    disentanglement scores where the attributes stage scores its models."""
     dataset = wildcards.dataset
     out = {
         "table": rules.compare_table.output[0].format(dataset=dataset),
@@ -74,6 +75,8 @@ def compare_page_inputs(wildcards):
         out[f"latents_{i}"] = f"results/{dataset}/{model}/latents.parquet"
     for i, path in enumerate(compare_pair_files(dataset, "points")):
         out[f"points_{i}"] = path
+    if dataset in attribute_datasets():
+        out["scores"] = rules.attribute_scores.output[0].format(dataset=dataset)
     return out
 
 

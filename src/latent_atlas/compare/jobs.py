@@ -117,11 +117,12 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
     """The comparison page of a dataset (results/figures/{dataset}/compare.html): every compared
     model's PCA (Procrustes-aligned to the first model's), t-SNE and UMAP maps, linked; colour by
     class or by a pair's per-point overlap; a click shows each model's `k` nearest latent
-    neighbours; the pairs' measures; points of `point_size`, `thumbnails` as the atlas's (subset
+    neighbours; the pairs' measures, and each model's disentanglement scores where the attributes
+    stage scored the dataset (input `scores`); points of `point_size`, `thumbnails` as the atlas's (subset
     seeded with `seed`)."""
     from latent_atlas.atlas.jobs import page_thumbnails
     from latent_atlas.atlas.page import atlas_document, class_palette
-    from latent_atlas.compare.page import aligned_maps, measures_table, page_arrays
+    from latent_atlas.compare.page import aligned_maps, measures_table, page_arrays, scores_table
     from latent_atlas.explain.maps import coords_of, method_rows
     from latent_atlas.explain.samples import positions_of
     from latent_atlas.projections import METHODS
@@ -157,4 +158,6 @@ def compare_page(job: Job, *, seed: int, k: int, point_size: float, thumbnails: 
         "scalars": scalars, "measures": measures_table(table), "point_size": float(point_size),
         "importance": None,
     }
+    if "scores" in job.input.keys():  # the attributes stage scored the dataset's models
+        meta["scores"] = scores_table(read_parquet(job.input.scores))
     write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])

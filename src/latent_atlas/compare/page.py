@@ -67,6 +67,21 @@ def measures_table(table: pd.DataFrame) -> dict:
     return {"columns": columns, "rows": [[cell(v) for v in row] for row in table[columns].itertuples(index=False)]}
 
 
+def scores_table(scores: pd.DataFrame) -> dict:
+    """The attribute_scores table (one row per model and score) as the page's scores table: one
+    row per model, a column per score (MIG, DCI's three, SAP, in SCORE_LABELS order), the
+    factors last; numbers as in `measures_table`."""
+    from latent_atlas.attributes.figures import SCORE_LABELS
+
+    models = list(dict.fromkeys(scores["model"]))
+    names = [s for s in SCORE_LABELS if s in set(scores["score"])]
+    wide = scores.pivot_table(index="model", columns="score", values="value", aggfunc="first").reindex(models)
+    factors = scores.drop_duplicates("model").set_index("model")["factors"].reindex(models)
+    table = pd.DataFrame({"model": models, **{SCORE_LABELS[n]: wide[n].to_numpy() for n in names},
+                          "factors": factors.to_numpy()})
+    return measures_table(table)
+
+
 def page_arrays(models: Sequence[str], pairs: Sequence[tuple[str, str]], ids: pd.DataFrame,
                 coords: Sequence[dict[str, np.ndarray]], latents: Sequence[np.ndarray],
                 points: Sequence[pd.DataFrame], class_names: Sequence[str],
