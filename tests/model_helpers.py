@@ -20,6 +20,8 @@ TINY_PARAMS = {
     "conv_vae": {"channels": [4, 4, 8, 8], "latent_dim": 2},
     "cnn_classifier": {"channels": [4, 8], "feature_dim": 16},
     "mlp_classifier": {"hidden": [24, 16]},
+    "conv1d_ae": {"channels": [4, 8], "latent_dim": 4},
+    "conv1d_vae": {"channels": [4, 8], "latent_dim": 2},
 }
 
 

@@ -100,13 +100,16 @@ def test_first_layer_weights_are_images():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_round_trip(tmp_path, arch):
+    from latent_atlas.models.networks import stored_params
+
     model = _built(arch, (1, 16, 16)).eval()
     path = tmp_path / "model.pt"
     save_model(model, path, class_names=["a", "b", "c", "d", "e"], dataset="tiny")
     record = torch.load(path, weights_only=True)
     assert {"arch", "params", "input_shape", "n_classes", "class_names", "state_dict"} <= set(record)
-    assert record["input_shape"] == [1, 16, 16] and record["params"] == model.params
+    assert record["input_shape"] == [1, 16, 16] and record["params"] == stored_params(model)
     loaded = load_model(path)
+    assert loaded.params == model.params
     assert not loaded.training and loaded.class_names == ["a", "b", "c", "d", "e"]
     assert loaded.record_extra == {"dataset": "tiny"}
     x = torch.rand(2, 1, 16, 16)
@@ -117,8 +120,23 @@ def test_save_load_round_trip(tmp_path, arch):
 def test_every_configurable_arch_has_its_defaults_in_the_schema():
     assert sorted(schema_node("#/$defs/model/properties/arch")["enum"]) == ARCHS
     assert resolve_params("dense_ae", {"latent_dim": 3}) == {"hidden": [], "latent_dim": 3,
-                                                             "latent_activation": "linear"}
-    assert list(resolve_params("conv_ae", {})) == ["channels", "latent_dim", "kernel_size"]  # model.pt's order
+                                                             "latent_activation": "linear", "output": "sigmoid"}
+    assert list(resolve_params("conv_ae", {})) == ["channels", "latent_dim", "kernel_size", "output"]
+
+
+def test_an_image_autoencoders_record_keeps_its_bytes_without_the_default_output(tmp_path):
+    """model.pt keeps `output` only where it is linear (a sigmoid model's record is the one written
+    before outputs existed: params in their order, without the key); loading fills it back."""
+    from latent_atlas.models.networks import build_model, load_model, model_record, save_model
+
+    model = build_model("conv_ae", (1, 16, 16), 3, {"channels": [4, 4, 8, 8], "latent_dim": 4})
+    assert model.output == "sigmoid" and list(model_record(model)["params"]) == ["channels", "latent_dim",
+                                                                                  "kernel_size"]
+    linear = build_model("conv_ae", (1, 16, 16), 3, {"channels": [4, 4, 8, 8], "latent_dim": 4, "output": "linear"})
+    assert model_record(linear)["params"]["output"] == "linear"
+    for m, name in ((model, "s.pt"), (linear, "l.pt")):
+        save_model(m, tmp_path / name)
+        assert load_model(tmp_path / name).output == m.output
 
 
 def test_param_errors_name_the_key():

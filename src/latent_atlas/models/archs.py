@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from latent_atlas.schema import defaults, with_defaults
+from latent_atlas.schema import defaults, schema_node, with_defaults
 
 # Each arch's `params` defaults (config `models.<name>.params`), in the schema's key order, which
 # is the order of the resolved params stored in model.pt; keys not listed are errors.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = defaults("#/$defs/arch_params")
 
-AUTOENCODER_ARCHS = ("dense_ae", "dense_vae", "conv_ae", "conv_vae")
-VAE_ARCHS = ("dense_vae", "conv_vae")
+AUTOENCODER_ARCHS = ("dense_ae", "dense_vae", "conv_ae", "conv_vae", "conv1d_ae", "conv1d_vae")
+VAE_ARCHS = ("dense_vae", "conv_vae", "conv1d_vae")
+# An autoencoder's `output`: sigmoid (outputs in [0, 1], BCE loss) or linear (unbounded, Gaussian loss).
+OUTPUTS = tuple(schema_node("#/$defs/model/properties/params/properties/output")["enum"])
 DENSE_ARCHS = ("dense_ae", "dense_vae", "mlp_classifier")
 
 
@@ -45,8 +47,8 @@ def resolve_params(arch: str, params: Mapping[str, Any] | None) -> dict[str, Any
             f"arch {arch!r}: params.channels needs 4 sizes (four stride-2 convolutions), "
             f"got {out['channels']}"
         )
-    if arch == "cnn_classifier" and not out["channels"]:
-        raise ValueError("arch 'cnn_classifier': params.channels needs at least one conv block")
+    if arch in ("cnn_classifier", "conv1d_ae", "conv1d_vae") and not out["channels"]:
+        raise ValueError(f"arch {arch!r}: params.channels needs at least one conv block")
     if arch == "mlp_classifier" and not out["hidden"]:
         raise ValueError("arch 'mlp_classifier': params.hidden needs at least one hidden layer")
     for key in ("latent_dim", "feature_dim", "kernel_size"):
@@ -58,6 +60,10 @@ def resolve_params(arch: str, params: Mapping[str, Any] | None) -> dict[str, Any
         raise ValueError(
             f"arch {arch!r}: params.latent_activation must be 'linear' or 'relu', "
             f"got {out['latent_activation']!r}"
+        )
+    if "output" in out and out["output"] not in OUTPUTS:
+        raise ValueError(
+            f"arch {arch!r}: params.output must be one of {', '.join(OUTPUTS)}, got {out['output']!r}"
         )
     return out
 

@@ -65,7 +65,9 @@ def fingerprint(model: nn.Module, settings: Mapping[str, Any], seed: int, images
         h.update(np.ascontiguousarray(chunk).tobytes())
     for arr in (labels.numpy(), train_idx):
         h.update(np.ascontiguousarray(arr).tobytes())
-    return config_hash({"arch": model.arch, "params": model.params, "input_shape": model.input_shape,
+    from latent_atlas.models.networks import stored_params
+
+    return config_hash({"arch": model.arch, "params": stored_params(model), "input_shape": model.input_shape,
                         "n_classes": model.n_classes, "settings": settings, "seed": seed,
                         "data": h.hexdigest(), "threads": torch.get_num_threads()})
 

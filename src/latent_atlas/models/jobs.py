@@ -41,8 +41,14 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
 
     name, seed = job.wildcards.model, int(seed)
     ds = load_dataset(job.input[0])
+    arch_params = output_for(arch, arch_params, ds.kind, name)
+    n_classes = len(ds.class_names)
+    if (training or {}).get("classes"):
+        ds = ds.subset(class_mask(ds, training["classes"], f"models.{name}.train.classes"))
+        log.info("%s: trained on classes %s only (%d samples)", name, ", ".join(map(str, training["classes"])),
+                 len(ds))
     torch.manual_seed(seed)
-    model = build_model(arch, ds.images.shape[1:], len(ds.class_names), arch_params or {})
+    model = build_model(arch, ds.images.shape[1:], n_classes, arch_params)
     device = default_device()
     log.info("%s: %s with %d parameters on %s, input %s", name, arch, count_parameters(model),
              device, tuple(ds.images.shape[1:]))
@@ -60,6 +66,27 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
         for epoch, path in result.snapshots.items():
             write_bytes(path.read_bytes(), checkpoint.snapshot_path(job.output.snapshots, epoch))
     checkpoint.remove(checkpoint_dir)
+
+
+def class_mask(ds, classes, key: str) -> np.ndarray:
+    """Samples of `ds` whose class is one of `classes` (names or labels 0..K-1); a class the
+    dataset does not have is a DataError naming `key` and the dataset's classes."""
+    from latent_atlas.data.labels import select_classes
+
+    return select_classes(ds.labels, ds.class_names, classes, key)[0]
+
+
+def output_for(arch: str, arch_params: Mapping[str, Any] | None, kind: str, name: str) -> dict:
+    """`arch_params` with the autoencoder's `output` chosen for the data where the config leaves
+    it out: linear (Gaussian loss) for standardised tables and series, whose values are not in
+    [0, 1]; the arch's own default (sigmoid) for images. An explicit `output` is kept as it is."""
+    from latent_atlas.models.archs import arch_kind
+
+    params = dict(arch_params or {})
+    if kind != "image" and arch_kind(arch) == "autoencoder" and "output" not in params:
+        log.info("%s: %s data: output linear (a Gaussian loss on standardised values)", name, kind)
+        params["output"] = "linear"
+    return params
 
 
 def snapshot_model(job: Job, *, epoch: int) -> None:

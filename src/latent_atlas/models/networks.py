@@ -1,13 +1,16 @@
-"""The model registry: dense and convolutional (variational) autoencoders and two classifiers.
+"""The model registry: dense, convolutional and 1-D convolutional (variational) autoencoders and
+two classifiers.
 
 `build_model(arch, input_shape, n_classes, params)` returns an `nn.Module` with the attributes
 `arch`, `kind` ('autoencoder' or 'classifier'), `latent_dim`, `input_shape` (C, H, W),
 `n_classes` and `params` (the resolved sizes, defaults filled in by `models.archs`).
 
-Autoencoders (`dense_ae`, `dense_vae`, `conv_ae`, `conv_vae`):
+Autoencoders (`dense_ae`, `dense_vae`, `conv_ae`, `conv_vae`, `conv1d_ae`, `conv1d_vae`):
   encode(x) -> z (B, d)  (VAE: the posterior mean)
-  decode(z) -> x_hat (B, C, H, W) in [0, 1]; decode_logits(z) gives the pre-sigmoid values that
-  training feeds to BCEWithLogits (stable where sigmoid + BCE would saturate).
+  decode(z) -> x_hat (B, C, H, W): with `output` "sigmoid" (params.output, the default) in [0, 1],
+  and decode_logits(z) gives the pre-sigmoid values that training feeds to BCEWithLogits (stable
+  where sigmoid + BCE would saturate); with "linear" unbounded (standardised tables and series),
+  decode_logits(z) itself, which training fits with a Gaussian loss (squared error).
   VAEs also have encode_distribution(x) -> (mean, log_variance).
 Classifiers (`cnn_classifier`, `mlp_classifier`):
   forward(x) -> logits (B, K); features(x) -> the penultimate ReLU layer (B, latent_dim)
@@ -19,7 +22,7 @@ Dense models (dense AE/VAE, MLP): first_linear_split(output) -> (linear, rest), 
   `output`; the rank-1 fast path of permutation importance relies on it. Conv models: None.
 Conv models: layer_sequence(output) -> the list of modules that, run in order, computes `output`
   exactly as encode / features / forward do; the local path of permutation importance relies on
-  it. Dense models: None.
+  it. Dense models and the 1-D conv autoencoders (that path handles Conv2d only): None.
 """
 
 from __future__ import annotations
@@ -75,7 +78,13 @@ def _dense_stack(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class _Autoencoder(_Model):
-    variational = False
+    """`variational` for the VAE archs; `output` ("sigmoid" or "linear") is what `decode` applies
+    to `decode_logits` and which loss training takes (`training.batch_loss`)."""
+
+    def __init__(self, arch, input_shape, n_classes, params):
+        super().__init__(arch, input_shape, n_classes, params)
+        self.variational = arch in VAE_ARCHS
+        self.output = self.params["output"]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -84,10 +93,11 @@ class _Autoencoder(_Model):
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z))
+        logits = self.decode_logits(z)
+        return torch.sigmoid(logits) if self.output == "sigmoid" else logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction in [0, 1] (VAE: decoded from the posterior mean)."""
+        """Reconstruction (B, C, H, W), in [0, 1] for output sigmoid (VAE: from the posterior mean)."""
         return self.decode(self.encode(x))
 
 
@@ -100,7 +110,6 @@ class DenseAutoencoder(_Autoencoder):
 
     def __init__(self, arch, input_shape, n_classes, params):
         super().__init__(arch, input_shape, n_classes, params)
-        self.variational = arch in VAE_ARCHS
         hidden = list(self.params["hidden"])
         d = self.latent_dim
         self.body = _dense_stack([self.n_inputs, *hidden])
@@ -145,7 +154,22 @@ def _conv_sizes(size: int, n: int) -> list[int]:
     return sizes
 
 
-class ConvAutoencoder(_Autoencoder):
+class _BottleneckAutoencoder(_Autoencoder):
+    """An `encoder` ending in a Flatten, the Linear `to_latent` (VAEs: and `to_logvar`) on it, and
+    a `decoder` from the latent to the logits (B, C, H, W)."""
+
+    def encode(self, x):
+        return self.to_latent(self.encoder(x))
+
+    def encode_distribution(self, x):
+        h = self.encoder(x)
+        return self.to_latent(h), self.to_logvar(h)
+
+    def decode_logits(self, z):
+        return self.decoder(z)
+
+
+class ConvAutoencoder(_BottleneckAutoencoder):
     """Four stride-2 Conv2d + ReLU, a dense bottleneck, and a mirrored ConvTranspose2d decoder.
 
     Each convolution halves the size, rounding up (28 -> 14 -> 7 -> 4 -> 2); each transposed
@@ -155,7 +179,6 @@ class ConvAutoencoder(_Autoencoder):
 
     def __init__(self, arch, input_shape, n_classes, params):
         super().__init__(arch, input_shape, n_classes, params)
-        self.variational = arch in VAE_ARCHS
         c, h, w = self.input_shape
         k = int(self.params["kernel_size"])
         chans = [c, *self.params["channels"]]
@@ -181,20 +204,53 @@ class ConvAutoencoder(_Autoencoder):
                 dec.append(nn.ReLU())
         self.decoder = nn.Sequential(*dec)
 
-    def encode(self, x):
-        return self.to_latent(self.encoder(x))
-
-    def encode_distribution(self, x):
-        h = self.encoder(x)
-        return self.to_latent(h), self.to_logvar(h)
-
-    def decode_logits(self, z):
-        return self.decoder(z)
-
     def layer_sequence(self, output: str):
         if output != "latent":
             raise ValueError(f"arch {self.arch!r}: layer_sequence output must be 'latent', got {output!r}")
         return [*self.encoder, self.to_latent]
+
+
+class Conv1dAutoencoder(_BottleneckAutoencoder):
+    """Stride-2 Conv1d + ReLU blocks along time, a dense bottleneck, and a mirrored ConvTranspose1d
+    decoder, for windows of multichannel series.
+
+    A window is stored as a 1-channel image (1, C, L): C sensor channels as rows, L time steps as
+    columns. The encoder views it as (B, C, L), the rows being the Conv1d's input channels (an
+    input (3, C, L) gives 3C of them), and the decoder's output is viewed back as (B, 1, C, L).
+    Each convolution (one per entry of `channels`) halves the length, rounding up; each transposed
+    convolution's output_padding restores the exact length, so any L works.
+    """
+
+    def __init__(self, arch, input_shape, n_classes, params):
+        super().__init__(arch, input_shape, n_classes, params)
+        c, rows, length = self.input_shape
+        k = int(self.params["kernel_size"])
+        chans = [c * rows, *self.params["channels"]]
+        n = len(chans) - 1
+        lengths = _conv_sizes(length, n)
+        enc: list[nn.Module] = [nn.Flatten(1, 2)]
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            enc += [nn.Conv1d(c_in, c_out, k, stride=2, padding=k // 2), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        flat = chans[-1] * lengths[-1]
+        self.to_latent = nn.Linear(flat, self.latent_dim)
+        self.to_logvar = nn.Linear(flat, self.latent_dim) if self.variational else None
+        dec: list[nn.Module] = [
+            nn.Linear(self.latent_dim, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, (chans[-1], lengths[-1])),
+        ]
+        for i in range(n, 0, -1):
+            # as in ConvAutoencoder: the output length 2 * in - 1 + pad must equal the length at level i - 1
+            dec.append(nn.ConvTranspose1d(chans[i], chans[i - 1], k, stride=2, padding=k // 2,
+                                          output_padding=lengths[i - 1] - 2 * lengths[i] + 1))
+            if i > 1:
+                dec.append(nn.ReLU())
+        self.decoder = nn.Sequential(*dec, nn.Unflatten(1, (c, rows)))
+
+    def chain_refusal(self, output: str) -> str:
+        """Why importance's local path does not apply (`layer_sequence` is None)."""
+        return f"arch {self.arch!r} runs Conv1d layers; the local path handles Conv2d only"
 
 
 class CNNClassifier(_Model):
@@ -301,6 +357,8 @@ _CLASSES = {
     "dense_vae": DenseAutoencoder,
     "conv_ae": ConvAutoencoder,
     "conv_vae": ConvAutoencoder,
+    "conv1d_ae": Conv1dAutoencoder,
+    "conv1d_vae": Conv1dAutoencoder,
     "cnn_classifier": CNNClassifier,
     "mlp_classifier": MLPClassifier,
 }
@@ -312,8 +370,9 @@ def build_model(arch: str, input_shape: Sequence[int], n_classes: int,
 
     Parameters
     ----------
-    arch : one of dense_ae, dense_vae, conv_ae, conv_vae, cnn_classifier, mlp_classifier.
-    input_shape : (C, H, W) with C in {1, 3}.
+    arch : one of dense_ae, dense_vae, conv_ae, conv_vae, conv1d_ae, conv1d_vae, cnn_classifier,
+        mlp_classifier.
+    input_shape : (C, H, W) with C in {1, 3}; for conv1d archs a series window (1, channels, length).
     n_classes : number of classes K (the classifier's output size; recorded for autoencoders).
     params : arch sizes (config `models.<name>.params`); missing keys take the arch's defaults.
 
@@ -327,12 +386,22 @@ def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def stored_params(model: nn.Module) -> dict[str, Any]:
+    """The params a record keeps: the resolved params, but an autoencoder's `output` only where it
+    is not the default sigmoid, so that a record (and a checkpoint's fingerprint) of an image
+    model has the bytes it had before outputs could be linear; `load_model` fills it back."""
+    params = dict(model.params)
+    if params.get("output") == "sigmoid":
+        del params["output"]
+    return params
+
+
 def model_record(model: nn.Module, class_names: Sequence[str] | None = None,
                  **extra: Any) -> dict[str, Any]:
     """The plain dict stored in model.pt (only str/int/float/list/tensor: weights_only-safe)."""
     return {
         "arch": model.arch,
-        "params": model.params,
+        "params": stored_params(model),
         "input_shape": list(model.input_shape),
         "n_classes": model.n_classes,
         "class_names": list(class_names) if class_names is not None else [],

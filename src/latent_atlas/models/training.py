@@ -110,13 +110,16 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, beta: float,
                noise: torch.Generator | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training objective of one batch and the per-batch sums that evaluation reports.
 
-    Classifiers: mean cross-entropy. Autoencoders: binary cross-entropy of the reconstruction
-    (logits, BCEWithLogits), mean per pixel. VAEs: (summed BCE + beta * KL) per sample, divided
-    by the pixel count so it is on the AE's scale; `noise` draws the reparameterisation noise,
-    None decodes the posterior mean (evaluation).
+    Classifiers: mean cross-entropy. Autoencoders with output sigmoid: binary cross-entropy of the
+    reconstruction (logits, BCEWithLogits), mean per pixel; with output linear: the Gaussian
+    negative log-likelihood of unit variance without its constant, 0.5 * squared error, mean per
+    pixel. VAEs: (summed reconstruction term + beta * KL) per sample, divided by the pixel count so
+    it is on the AE's scale; `noise` draws the reparameterisation noise, None decodes the posterior
+    mean (evaluation).
 
-    Returns the loss and sums over the batch: 'loss', and 'correct' (classifiers) or 'bce',
-    'mse', 'kl' (autoencoders; bce and mse summed over pixels, kl over latent dimensions).
+    Returns the loss and sums over the batch: 'loss', and 'correct' (classifiers) or
+    `pixel_terms(model)` and 'kl' (autoencoders; bce and mse summed over pixels, kl over latent
+    dimensions).
     """
     b = x.shape[0]
     if model.kind == "classifier":
@@ -135,11 +138,21 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, beta: float,
         z = model.encode(x)
         kl = torch.zeros((), device=x.device)
     logits = model.decode_logits(z)
+    if model.output == "linear":
+        squared = (logits - x).pow(2).sum()
+        loss = (0.5 * squared + beta * kl) / (b * d)
+        return loss, {"loss": loss.detach() * b, "mse": squared.detach(), "kl": kl.detach()}
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
     loss = (bce + beta * kl) / (b * d)
     with torch.no_grad():
         mse = (torch.sigmoid(logits) - x).pow(2).sum()
     return loss, {"loss": loss.detach() * b, "bce": bce.detach(), "mse": mse, "kl": kl.detach()}
+
+
+def pixel_terms(model: nn.Module) -> tuple[str, ...]:
+    """The per-pixel terms an autoencoder's evaluation reports: 'bce' and 'mse' for output
+    sigmoid, 'mse' alone for linear (a cross-entropy of unbounded values means nothing)."""
+    return ("bce", "mse") if model.output == "sigmoid" else ("mse",)
 
 
 def batch_tensor(images, rows: np.ndarray) -> torch.Tensor:
@@ -151,8 +164,8 @@ def batch_tensor(images, rows: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, images, labels: torch.Tensor, indices: np.ndarray,
              beta: float = 1.0, batch_size: int = 1024, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Mean loss (and accuracy, or per-pixel MSE/BCE and per-sample KL) on `indices` of `images`
-    (N, C, H, W), read a batch at a time.
+    """Mean loss (and accuracy, or the per-pixel `pixel_terms` and per-sample KL) on `indices` of
+    `images` (N, C, H, W), read a batch at a time.
 
     VAEs are evaluated on the posterior mean (no sampling), so the numbers are deterministic.
     Returns NaN values for an empty index set.
@@ -167,12 +180,12 @@ def evaluate(model: nn.Module, images, labels: torch.Tensor, indices: np.ndarray
             sums[k] = sums.get(k, 0.0) + float(v)
     n = len(indices)
     if n == 0:
-        keys = ["loss", "accuracy"] if model.kind == "classifier" else ["loss", "bce", "mse", "kl"]
+        keys = ["loss", "accuracy"] if model.kind == "classifier" else ["loss", *pixel_terms(model), "kl"]
         return {k: math.nan for k in keys}
     if model.kind == "classifier":
         return {"loss": sums["loss"] / n, "accuracy": sums["correct"] / n}
     d = int(np.prod(images.shape[1:]))
-    return {"loss": sums["loss"] / n, "bce": sums["bce"] / (n * d), "mse": sums["mse"] / (n * d),
+    return {"loss": sums["loss"] / n, **{k: sums[k] / (n * d) for k in pixel_terms(model)},
             "kl": sums["kl"] / n}
 
 
@@ -220,7 +233,8 @@ def train_model(model: nn.Module, images, labels: np.ndarray, split: np.ndarray,
     Parameters
     ----------
     model : a freshly built model (its initial weights are part of the run; seed torch first).
-    images : float32 (N, C, H, W) in [0, 1]: an ndarray, or the store's `StoredImages`, from which
+    images : float32 (N, C, H, W), in [0, 1] for autoencoders with output sigmoid (output linear:
+        any values, e.g. standardised): an ndarray, or the store's `StoredImages`, from which
         each batch is read when it is used (the whole array is never held; the batches and so the
         weights are the same either way).
     labels : int ndarray of shape (N,) in 0..K-1.
@@ -344,7 +358,7 @@ def _train(model, images, labels, split, settings, seed, checkpoint_dir, name, d
     if classifier:
         metrics["test_accuracy"] = test["accuracy"]
     else:
-        metrics.update(test_mse=test["mse"], test_bce=test["bce"])
+        metrics.update({f"test_{k}": test[k] for k in ("mse", "bce") if k in test})
         if getattr(model, "variational", False):
             metrics["test_kl"] = test["kl"]
     model.eval()
