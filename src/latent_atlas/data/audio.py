@@ -246,3 +246,14 @@ def wav_to_image(path: str | os.PathLike, params: SpectrogramParams) -> np.ndarr
         return spectrogram_image(x, params)
     except ValueError as err:
         raise AudioError(f"cannot make a spectrogram of {path}: {err}") from err
+
+
+def wav_to_waveform(path: str | os.PathLike, sample_rate: int, duration: float) -> np.ndarray:
+    """Read one WAV file as a (1, round(duration * sample_rate)) float32 waveform in [-1, 1]:
+    resampled to `sample_rate` Hz, zero-padded at its end or cut to `duration` seconds."""
+    x, rate = read_wav(path)
+    x = resample(x, rate, sample_rate)
+    n = int(round(duration * sample_rate))
+    out = np.zeros((1, n), np.float32)
+    out[0, :min(n, len(x))] = x[:n]
+    return out

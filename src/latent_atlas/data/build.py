@@ -2,7 +2,9 @@
 
 The options apply in this order: fold labels, keep classes (renumbered), split, subsample per
 split, load the kept images only (so a large source is never decoded whole), resize and set the
-colour channels. `plan_dataset` does everything but the pixels; its `image_chunks` decode them a
+colour channels. Tables and series (`Source.kind`) are not resized; their missing values are
+filled and their features or channels standardised with statistics of the train split only
+(`Scaling`), so the test split and every rerun use the same numbers, which the store keeps. `plan_dataset` does everything but the pixels; its `image_chunks` decode them a
 chunk at a time (in worker processes where the source supports it), which `write_store` writes
 to the dataset store as they come, and `build_dataset` gathers in memory.
 """
@@ -10,7 +12,7 @@ to the dataset store as they come, and `build_dataset` gathers in memory.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -22,7 +24,7 @@ from latent_atlas.schema import with_defaults
 from latent_atlas.data.labels import class_names_option, fold_labels, select_classes
 from latent_atlas.data.sources import SOURCES, Source, decoding_map
 from latent_atlas.data.splits import assign_split, stratified_subsample
-from latent_atlas.data.store import SPLITS, DataError, Dataset, to_float, write_dataset
+from latent_atlas.data.store import SPLITS, DataError, Dataset, ImageAxes, as_image_shape, to_float, write_dataset
 from latent_atlas.data.transforms import resize_images, set_channels
 
 log = logging.getLogger("latent_atlas")
@@ -31,6 +33,69 @@ log = logging.getLogger("latent_atlas")
 _SPLIT_STREAM, _SUBSAMPLE_STREAM = 1, 2
 # Images decoded per chunk: the peak memory of writing a store (CelebA 3x96x96: 28 MB as uint8).
 CHUNK_IMAGES = 1024
+
+
+@dataclass
+class Scaling:
+    """How a table's features or a series' channels are filled and standardised: a missing value
+    (NaN) becomes `fill`, then x -> (x - center) / scale, per feature (table: axis 1 of (k, F))
+    or per channel (series: axis 1 of (k, C, L)).
+
+    Fitted on the train split only (`fit_scaling`): center = mean and scale = standard deviation
+    (ddof 0) of the observed train values, or 0 and 1 without standardisation; a feature constant
+    on the train split keeps scale 1 (its train values become 0, and a test value its difference
+    from the constant); fill = the train mean or median (`impute`), None when nothing is imputed.
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+    fill: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(k, F) or (k, C, L) raw values -> float32 filled and standardised values."""
+        x = np.asarray(x, dtype=np.float64)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if self.fill is not None:
+            x = np.where(np.isnan(x), self.fill.reshape(shape), x)
+        return ((x - self.center.reshape(shape)) / self.scale.reshape(shape)).astype(np.float32)
+
+    def to_metadata(self) -> dict:
+        """The samples table's `standardization` entry (JSON; floats written exactly)."""
+        return {"center": self.center.tolist(), "scale": self.scale.tolist(),
+                "fill": None if self.fill is None else self.fill.tolist(), "fitted_on": "train", **self.settings}
+
+
+def fit_scaling(chunks, names: list[str], standardize: bool, impute: str = "none", where: str = "") -> Scaling:
+    """The `Scaling` of the train samples that `chunks()` yields ((k, F) or (k, C, L) raw values of
+    the columns `names`, NaN where missing; called once per pass, two to four times). Two passes
+    (the mean, then squared deviations from it) keep the standard deviation exact for values far
+    from zero. `where` names the dataset in errors."""
+    n_columns = len(names)
+
+    def reduce(fn):
+        total = np.zeros(n_columns)
+        for x in chunks():
+            x = np.asarray(x, dtype=np.float64)
+            total += fn(np.moveaxis(x, 1, -1).reshape(-1, n_columns))
+        return total
+
+    count = reduce(lambda v: (~np.isnan(v)).sum(0))
+    empty = np.flatnonzero(count == 0)
+    if len(empty):
+        raise DataError(f"{where}: column(s) {', '.join(names[i] for i in empty)} have no value in the "
+                        "train split (nothing to fit their standardisation or imputation on)")
+    mean = reduce(lambda v: np.nansum(v, 0)) / count
+    fill = None
+    if impute == "mean":
+        fill = mean
+    elif impute == "median":
+        fill = np.nanmedian(np.concatenate([np.moveaxis(np.asarray(x, np.float64), 1, -1).reshape(-1, n_columns)
+                                            for x in chunks()]), axis=0)
+    if not standardize:
+        return Scaling(np.zeros(n_columns), np.ones(n_columns), fill, {"standardize": False, "impute": impute})
+    std = np.sqrt(reduce(lambda v: np.nansum((v - mean) ** 2, 0)) / count)
+    return Scaling(mean, np.where(std > 0, std, 1.0), fill, {"standardize": True, "impute": impute})
 
 
 @dataclass
@@ -50,6 +115,60 @@ class DatasetPlan:
     split: np.ndarray
     class_names: list[str]
 
+    scaling: Scaling | None = None  # tables and series: set by `fit` (train statistics)
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    def fit(self, rows: int = CHUNK_IMAGES) -> None:
+        """Fit the `Scaling` of a table or a series on the plan's train samples (no-op for images)."""
+        if self.kind == "image" or self.scaling is not None:
+            return
+        key = f"datasets.{self.name}"
+        # the table and series sources' own options; other sources of series (audio_digits'
+        # waveforms) are always standardised, with nothing to impute
+        standardize, impute = True, "none"
+        if self.spec["source"] == self.kind:
+            try:
+                options = with_defaults(self.spec.get(self.kind), f"#/$defs/dataset/properties/{self.kind}",
+                                        f"{key}.{self.kind}")
+            except ValueError as err:
+                raise DataError(str(err)) from None
+            standardize, impute = bool(options["standardize"]), str(options.get("impute", "none"))
+        train = self.index[self.split == "train"]
+        self.scaling = fit_scaling(
+            lambda: (self.source.load(train[s:s + rows]) for s in range(0, len(train), rows)),
+            list(self.source.names), standardize, impute, key)
+        log.info("%s: %s fitted on %d train samples", self.name,
+                 "standardisation" if self.scaling.settings["standardize"] else "imputation", len(train))
+
+    def axes(self) -> ImageAxes | None:
+        """The samples' axes: a spectrogram's (from the source), a table's features, a series'
+        channels and its window's seconds."""
+        names = self.source.names
+        if self.kind == "table":
+            return ImageAxes([0.0], np.arange(len(names)), "", "feature", {}, col_names=names)
+        if self.kind == "series":
+            length = int(self.source.load(self.index[:1]).shape[-1])
+            rate = float(self.source.sample_rate)
+            return ImageAxes(np.arange(len(names)), np.arange(length) / rate, "channel", "time (s)",
+                             {"sample_rate": rate, "window": length}, row_names=names)
+        return self.source.axes
+
+    def store_metadata(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What a table's or a series' store keeps beside the samples: metadata (names, rate,
+        standardisation) and per-sample columns (a series' recording and window start)."""
+        if self.kind == "image":
+            return {}, {}
+        meta = {"names": list(self.source.names), "standardization": self.scaling.to_metadata()}
+        columns = {}
+        if self.kind == "series":
+            meta["sample_rate"] = float(self.source.sample_rate)
+            columns = {"recording": np.asarray(self.source.groups)[self.index].astype(str),
+                       "start_s": np.asarray(self.source.start, np.float64)[self.index]}
+        return meta, columns
+
     def source_attributes(self) -> dict[str, np.ndarray] | None:
         """The source's own per-sample attributes (name -> (n,) values) of the kept samples."""
         if not self.source.attributes:
@@ -67,8 +186,12 @@ class DatasetPlan:
             with decoding_map(workers) as map_fn:
                 yield from self.image_chunks(rows=rows, map_fn=map_fn)
             return
+        self.fit()
         for start in range(0, len(self.index), rows):
             images = self.source.load(self.index[start:start + rows], map_fn)
+            if self.scaling is not None:
+                yield self.scaling.apply(images)
+                continue
             if not self.source.resized:
                 images = set_channels(images, self.spec.get("color"))
                 if self.spec.get("size"):
@@ -81,8 +204,8 @@ def build_dataset(name: str, spec: Mapping[str, Any], seed: int, workers: int = 
     decoded): for small datasets and tests; the workflow writes the store with `write_store`."""
     plan = plan_dataset(name, spec, seed)
     images = np.concatenate(list(plan.image_chunks(workers)))
-    ds = Dataset(to_float(images), plan.labels, plan.class_names, plan.split, plan.index, name,
-                 plan.source.axes)
+    ds = Dataset(to_float(images).reshape(as_image_shape(images.shape)), plan.labels, plan.class_names,
+                 plan.split, plan.index, name, plan.axes(), plan.kind)
     ds.validate()
     log.info("built %s", ds.summary())
     return ds
@@ -94,10 +217,12 @@ def write_store(name: str, spec: Mapping[str, Any], seed: int, folder, workers: 
     processes start before the source's tables are read, so they do not hold copies of them."""
     with decoding_map(workers) as map_fn:
         plan = plan_dataset(name, spec, seed)
+        plan.fit()
+        meta, columns = plan.store_metadata()
         write_dataset(folder, plan.index, plan.split, plan.labels, plan.class_names, name,
-                      plan.image_chunks(map_fn=map_fn), plan.source.axes)
+                      plan.image_chunks(map_fn=map_fn), plan.axes(), plan.kind, meta, columns)
     counts = {s: int((plan.split == s).sum()) for s in SPLITS}
-    log.info("wrote %s: %d images (%d train, %d test), %d classes: %s", folder, len(plan),
+    log.info("wrote %s: %d samples (%d train, %d test), %d classes: %s", folder, len(plan),
              counts["train"], counts["test"], len(plan.class_names), ", ".join(plan.class_names))
 
 
@@ -155,6 +280,10 @@ def plan_dataset(name: str, spec: Mapping[str, Any], seed: int) -> DatasetPlan:
         split_spec = with_defaults(spec.get("split"), "#/$defs/split", f"{key}.split")
     except ValueError as err:
         raise DataError(str(err)) from None
+    if kind == "series" and split_spec.get("method") not in (None, "source"):
+        raise DataError(f"{key}.split.method: a series is split by time (series.test_fraction or "
+                        f"series.test_ranges), so that no test window overlaps a training window; "
+                        f"{split_spec.get('method')!r} would split windows at random")
     src = SOURCES[kind](spec, key)
     class_names = class_names_option(src.class_names, spec.get("class_names"), f"{key}.class_names")
     labels = fold_labels(src.labels, spec.get("fold_labels") or {}, len(class_names), f"{key}.fold_labels")

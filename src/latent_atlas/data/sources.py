@@ -1,5 +1,5 @@
 """Dataset sources: one reader per `source` kind of the config (idx, torchvision, celeba,
-sklearn_digits, image_folder, audio_digits, synthetic_factors).
+sklearn_digits, image_folder, audio_digits, synthetic_factors; table and series in tabular.py).
 
 A reader takes a dataset's config entry (schema defaults filled) and returns a `Source`: the
 source's labels, class names, its own train/test split where it has one, and a function that
@@ -25,6 +25,7 @@ from PIL import Image
 
 from latent_atlas.data import audio, factors
 from latent_atlas.data.store import SPLITS, DataError, ImageAxes
+from latent_atlas.data.tabular import read_series_source, read_table_source
 from latent_atlas.data.transforms import pil_to_array, set_channels, stack_images
 from latent_atlas.schema import with_defaults
 
@@ -56,6 +57,14 @@ class Source:
     # for (a factor's physical values or names), where the source knows it.
     attributes: dict[str, np.ndarray] | None = None
     attribute_levels: dict[str, list] | None = None
+    # What a sample is: "image" (load gives (k, C, H, W)), "table" (load gives (k, F) float32,
+    # raw feature values, NaN where missing) or "series" (load gives (k, C, L) float32 windows of
+    # raw values). `names`: the feature names (table) or channel names (series); `sample_rate`: Hz
+    # of a series; `start`: (n,) float64 seconds from the series' start to each window's first value.
+    kind: str = "image"
+    names: list[str] | None = None
+    sample_rate: float | None = None
+    start: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,6 +456,8 @@ def spectrogram_params(spec: Mapping[str, Any]) -> audio.SpectrogramParams:
 
 
 def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
+    """Spoken digits as spectrogram images, or (`representation: waveform`) as 1-channel series
+    of `duration` seconds at `sample_rate`; class = the digit, or (`label: speaker`) the speaker."""
     try:
         params = spectrogram_params(spec)
     except ValueError as err:
@@ -458,7 +469,29 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
     parsed = [audio.parse_wav_name(f) for f in files]
     digits = np.array([p[0] for p in parsed])
     speakers = np.array([p[1] for p in parsed])
-    present = np.unique(digits)
+    by_speaker = spec.get("label") == "speaker"
+    classes = speakers if by_speaker else digits
+    present = np.unique(classes)
+    labels = np.searchsorted(present, classes).astype(np.int64)
+    names = [str(d) for d in present]
+    # the other of digit and speaker rides along as an attribute (colour the atlas by it)
+    other = ("digit", np.searchsorted(np.unique(digits), digits), [str(d) for d in np.unique(digits)]) \
+        if by_speaker else ("speaker", np.searchsorted(np.unique(speakers), speakers), list(np.unique(speakers)))
+    attributes, levels = {other[0]: other[1].astype(np.int64)}, {other[0]: other[2]}
+    if spec.get("representation") == "waveform":
+        if params.duration is None:
+            raise DataError(f"{key}.duration: representation waveform needs a duration (seconds every "
+                            "recording is padded or cut to, so that every sample has one length)")
+
+        def load_waveforms(index: np.ndarray, map_fn=map) -> np.ndarray:
+            n = int(round(params.duration * params.sample_rate))
+            out = list(map_fn(audio.wav_to_waveform, [str(files[i]) for i in index],
+                              [params.sample_rate] * len(index), [params.duration] * len(index)))
+            return np.stack(out) if out else np.zeros((0, 1, n), np.float32)
+
+        return Source(labels, names, load_waveforms, groups=speakers, resized=True, kind="series",
+                      names=["audio"], sample_rate=float(params.sample_rate), start=np.zeros(len(files)),
+                      attributes=attributes, attribute_levels=levels)
     color = spec.get("color")
 
     def load(index: np.ndarray, map_fn=map) -> np.ndarray:
@@ -469,14 +502,8 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
         )
         return set_channels(x, color)
 
-    return Source(
-        np.searchsorted(present, digits).astype(np.int64),
-        [str(d) for d in present],
-        load,
-        groups=speakers,
-        resized=True,
-        axes=ImageAxes(**audio.image_axes(params)),
-    )
+    return Source(labels, names, load, groups=speakers, resized=True, axes=ImageAxes(**audio.image_axes(params)),
+                  attributes=attributes, attribute_levels=levels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,4 +546,6 @@ SOURCES: dict[str, Callable[[Mapping[str, Any], str], Source]] = {
     "image_folder": _read_image_folder,
     "audio_digits": _read_audio_digits,
     "synthetic_factors": _read_synthetic_factors,
+    "table": read_table_source,
+    "series": read_series_source,
 }

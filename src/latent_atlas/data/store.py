@@ -3,10 +3,19 @@
 `Dataset` holds images (N, C, H, W) with labels, class names, the train/test split and stable
 sample ids. The store is two files:
 
-- `images.npy`: every image, (N, C, H, W) C-order, uint8 0..255 for an 8-bit source (float32 in
-  [0, 1] otherwise), a plain .npy file so a row is found by arithmetic and read on its own;
-- `samples.parquet`: one row per image, `sample_id`, `split`, `label`, with the dataset's name and
-  class names in the file's key-value metadata.
+- `images.npy`: every sample, C-order, a plain .npy file so a row is found by arithmetic and read
+  on its own. Images: (N, C, H, W), uint8 0..255 for an 8-bit source (float32 in [0, 1]
+  otherwise). Tables (`kind` "table"): (N, F) float32 standardised features. Sensor series
+  (`kind` "series"): (N, C, L) float32 windows of C standardised channels, L steps each;
+- `samples.parquet`: one row per sample, `sample_id`, `split`, `label` (series add `recording` and
+  `start_s`, the window's first step in seconds from its recording's start), with the dataset's
+  name, class names, `kind`, and for tables and series the feature or channel names, the
+  sampling rate and the standardisation in the file's key-value metadata.
+
+Every stage sees a sample as an image (`Dataset.images`, `input_shape`): a table row as (1, 1, F),
+a series window as (1, C, L), channels down the rows and time across, so a "pixel" of the
+importance stage is a feature or a (channel, time) cell, and `ImageAxes` (feature and channel
+names, seconds) labels the figures in those units.
 
 `write_dataset` writes the images chunk by chunk as they are decoded (peak memory: one chunk, not
 the dataset); `load_dataset` returns a `Dataset` whose `images` are `StoredImages`: indexing reads
@@ -29,6 +38,7 @@ import pandas as pd
 from latent_atlas.io import atomic_path, read_parquet, read_parquet_metadata, write_parquet
 
 SPLITS = ("train", "test")
+KINDS = ("image", "table", "series")
 IMAGES_FILE, SAMPLES_FILE = "images.npy", "samples.parquet"
 # Bytes (as float32) per chunk when a whole-dataset pass (a value check, a hash) reads images.
 CHUNK_BYTES = 16 << 20
@@ -59,10 +69,13 @@ class _ImageFile:
                 self.offset = fh.tell()
         except (OSError, ValueError) as err:
             raise DataError(f"{path}: not a readable .npy images file: {err}") from err
-        if len(shape) != 4 or fortran or dtype not in (np.uint8, np.float32):
-            raise DataError(f"{path}: images must be a C-order (N, C, H, W) uint8 or float32 array, "
-                            f"got shape {shape} {dtype}{' (Fortran order)' if fortran else ''}")
-        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        if fortran or not (len(shape) == 4 and dtype in (np.uint8, np.float32)
+                           or len(shape) in (2, 3) and dtype == np.float32):
+            raise DataError(f"{path}: images must be a C-order (N, C, H, W) uint8 or float32 array, or "
+                            f"(N, F) / (N, C, L) float32 (tables, series), got shape {shape} {dtype}"
+                            f"{' (Fortran order)' if fortran else ''}")
+        self.stored_shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.shape = as_image_shape(self.stored_shape)
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         expected = self.offset + self.shape[0] * self.row_bytes
         if path.stat().st_size != expected:
@@ -96,6 +109,12 @@ class _ImageFile:
     def __del__(self):
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
+
+
+def as_image_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """The (N, C, H, W) view of a stored shape: (N, F) -> (N, 1, 1, F), (N, C, L) -> (N, 1, C, L)."""
+    shape = tuple(int(s) for s in shape)
+    return {2: (shape[0], 1, 1, shape[1]), 3: (shape[0], 1, *shape[1:]), 4: shape}[len(shape)]
 
 
 class StoredImages:
@@ -169,16 +188,26 @@ class ImageAxes:
     row_label: str
     col_label: str
     settings: dict = field(default_factory=dict)
+    # Names of the rows or columns where they are categories, not values: a series' channels
+    # (rows), a table's features (columns). None for numeric axes.
+    row_names: list[str] | None = None
+    col_names: list[str] | None = None
 
     def __post_init__(self):
         self.rows = np.asarray(self.rows, dtype=np.float64)
         self.cols = np.asarray(self.cols, dtype=np.float64)
+        self.row_names = None if self.row_names is None else [str(n) for n in self.row_names]
+        self.col_names = None if self.col_names is None else [str(n) for n in self.col_names]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The dataset file's `axes_*` entries."""
-        return {"axes_rows": self.rows, "axes_cols": self.cols,
-                "axes_labels": np.asarray([self.row_label, self.col_label], dtype=str),
-                "axes_settings": np.asarray(json.dumps(self.settings, sort_keys=True), dtype=str)}
+        out = {"axes_rows": self.rows, "axes_cols": self.cols,
+               "axes_labels": np.asarray([self.row_label, self.col_label], dtype=str),
+               "axes_settings": np.asarray(json.dumps(self.settings, sort_keys=True), dtype=str)}
+        for key, names in (("axes_row_names", self.row_names), ("axes_col_names", self.col_names)):
+            if names is not None:
+                out[key] = np.asarray(names, dtype=str)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays) -> "ImageAxes | None":
@@ -186,13 +215,19 @@ class ImageAxes:
         if "axes_rows" not in arrays:
             return None
         row_label, col_label = (str(s) for s in arrays["axes_labels"])
+        names = {k: [str(n) for n in arrays[f"axes_{k}"]] if f"axes_{k}" in arrays else None
+                 for k in ("row_names", "col_names")}
         return cls(arrays["axes_rows"], arrays["axes_cols"], row_label, col_label,
-                   json.loads(str(arrays["axes_settings"])))
+                   json.loads(str(arrays["axes_settings"])), **names)
 
     def to_metadata(self) -> dict:
         """The samples table's `axes` metadata entry (JSON; floats written exactly)."""
-        return {"rows": self.rows.tolist(), "cols": self.cols.tolist(), "row_label": self.row_label,
-                "col_label": self.col_label, "settings": self.settings}
+        out = {"rows": self.rows.tolist(), "cols": self.cols.tolist(), "row_label": self.row_label,
+               "col_label": self.col_label, "settings": self.settings}
+        for key in ("row_names", "col_names"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "ImageAxes | None":
@@ -200,7 +235,8 @@ class ImageAxes:
         if "axes" not in meta:
             return None
         a = meta["axes"]
-        return cls(a["rows"], a["cols"], a["row_label"], a["col_label"], a.get("settings", {}))
+        return cls(a["rows"], a["cols"], a["row_label"], a["col_label"], a.get("settings", {}),
+                   a.get("row_names"), a.get("col_names"))
 
 
 @dataclass
@@ -220,7 +256,11 @@ class Dataset:
     name : str
         The dataset's key in the config.
     axes : ImageAxes or None
-        Physical axes of the images (spectrograms), None for plain images.
+        Physical axes of the images (spectrograms; the features of a table, the channels and
+        seconds of a series), None for plain images.
+    kind : {'image', 'table', 'series'}
+        What a sample is. Tables are (n, 1, 1, F) and series (n, 1, C, L), standardised float32
+        (any finite value); images lie in [0, 1].
     """
 
     images: np.ndarray | StoredImages
@@ -230,6 +270,7 @@ class Dataset:
     sample_id: np.ndarray
     name: str = ""
     axes: ImageAxes | None = None
+    kind: str = "image"
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -278,6 +319,7 @@ class Dataset:
             self.sample_id[mask],
             self.name,
             self.axes,
+            self.kind,
         )
 
     def train(self) -> "Dataset":
@@ -292,9 +334,13 @@ class Dataset:
         The pixel values of stored uint8 images are in range by their type and are not read.
         """
         where = where or f"dataset {self.name!r}"
+        if self.kind not in KINDS:
+            raise DataError(f"{where}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.images.dtype != np.float32:
             raise DataError(f"{where}: images must be float32, got {self.images.dtype}")
-        if not (isinstance(self.images, StoredImages) and self.images.stored_dtype == np.uint8):
+        if self.kind != "image":
+            check_finite(self.images, where)
+        elif not (isinstance(self.images, StoredImages) and self.images.stored_dtype == np.uint8):
             check_pixel_range(self.images, where)
         if len(self) and (self.labels.min() < 0 or self.labels.max() >= self.n_classes):
             raise DataError(
@@ -310,8 +356,10 @@ class Dataset:
     def summary(self) -> str:
         counts = {s: int((self.split == s).sum()) for s in SPLITS}
         c, h, w = self.input_shape
+        what = {"image": f"images {c}x{h}x{w}", "table": f"rows of {w} features",
+                "series": f"windows of {h} channels x {w} steps"}[self.kind]
         return (
-            f"{self.name}: {len(self):,} images {c}x{h}x{w} ({counts['train']:,} train, "
+            f"{self.name}: {len(self):,} {what} ({counts['train']:,} train, "
             f"{counts['test']:,} test), {self.n_classes} classes: {', '.join(self.class_names)}"
         )
 
@@ -341,6 +389,13 @@ def check_pixel_range(images, where: str) -> None:
         raise DataError(f"{where}: image values must lie in [0, 1], got [{lo:g}, {hi:g}]")
 
 
+def check_finite(values, where: str) -> None:
+    """DataError at `where` unless every value of `values` (N, ...) is finite (chunk by chunk)."""
+    for x in float_chunks(values):
+        if x.size and not np.isfinite(x).all():
+            raise DataError(f"{where}: values must be finite, found NaN or infinity")
+
+
 def store_folder(path) -> Path:
     """The store folder of `path`: the folder itself, one of its two files, or a rule's input list
     of them (Snakemake's `rules.prepare_data.output`)."""
@@ -352,7 +407,8 @@ def store_folder(path) -> Path:
 
 def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.ndarray,
                   class_names: Sequence[str], name: str, chunks: Iterable[np.ndarray],
-                  axes: ImageAxes | None = None) -> None:
+                  axes: ImageAxes | None = None, kind: str = "image", metadata: dict | None = None,
+                  columns: dict[str, np.ndarray] | None = None) -> None:
     """Write a dataset store: the images chunk by chunk as `chunks` yields them, then the samples.
 
     Parameters
@@ -361,34 +417,47 @@ def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.n
         renamed when complete, images first.
     sample_id, split, labels : (n,) each, in the order of the images.
     chunks : (k, C, H, W) arrays, n rows in all, in order; every chunk uint8 (stored as uint8) or
-        every chunk float in [0, 1] (stored as float32). Peak memory: one chunk.
-    axes : the images' physical axes (spectrograms), kept in the samples table's metadata.
+        every chunk float in [0, 1] (stored as float32). Peak memory: one chunk. Tables: (k, F),
+        series: (k, C, L), float with any finite values (stored as float32).
+    axes : the images' physical axes (spectrograms, features, channels), kept in the samples
+        table's metadata.
+    kind : 'image', 'table' or 'series'; metadata : more key-value metadata of the samples table
+        (a table's or series' names, rate, standardisation); columns : more per-sample columns
+        of the samples table (name -> (n,) values), after sample_id, split, label.
 
     The bytes depend only on the values (a .npy header and raw rows; Parquet with fixed settings).
     """
     folder = Path(folder)
     ids = pd.DataFrame({"sample_id": np.asarray(sample_id, np.int64),
                         "split": np.asarray(split).astype(str),
-                        "label": np.asarray(labels, np.int64)})
+                        "label": np.asarray(labels, np.int64), **(columns or {})})
     n = len(ids)
     where = f"dataset {name!r}"
+    if kind not in KINDS:
+        raise DataError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    ndim = {"image": 4, "table": 2, "series": 3}[kind]
     written, shape, dtype = 0, None, None
     # Plain sequential writes, not a memory map: pages of a written map stay resident in the job
     # (its RSS grew with N), while written file pages go to the kernel's page cache.
     with atomic_path(folder / IMAGES_FILE) as tmp, open(tmp, "wb") as fh:
         for chunk in chunks:
             chunk = np.asarray(chunk)
+            if chunk.ndim != ndim:
+                raise DataError(f"{where}: a chunk of {kind} samples has {chunk.ndim} dimensions "
+                                f"{chunk.shape}, expected {ndim}")
             if shape is None:
-                dtype = np.dtype(np.uint8 if chunk.dtype == np.uint8 else np.float32)
+                dtype = np.dtype(np.uint8 if chunk.dtype == np.uint8 and kind == "image" else np.float32)
                 shape = (n, *chunk.shape[1:])
                 header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
                 np.lib.format.write_array_header_1_0(fh, header)  # what np.save writes for it
-            if chunk.ndim != 4 or chunk.shape[1:] != shape[1:]:
+            if chunk.shape[1:] != shape[1:]:
                 raise DataError(f"{where}: a chunk of images has shape {chunk.shape}, expected "
                                 f"(k, {', '.join(map(str, shape[1:]))})")
-            if (chunk.dtype == np.uint8) != (dtype == np.uint8):
+            if kind == "image" and (chunk.dtype == np.uint8) != (dtype == np.uint8):
                 raise DataError(f"{where}: chunks mix uint8 and float images ({chunk.dtype} after {dtype})")
-            if dtype == np.float32:
+            if kind != "image":
+                check_finite(chunk, where)
+            elif dtype == np.float32:
                 check_pixel_range(chunk, where)
             if written + len(chunk) > n:
                 raise DataError(f"{where}: more images than the {n} samples")
@@ -396,24 +465,34 @@ def write_dataset(folder, sample_id: np.ndarray, split: np.ndarray, labels: np.n
             written += len(chunk)
         if shape is None or written != n:
             raise DataError(f"{where}: {written} images for {n} samples")
-        height, width = shape[2:]
+        height, width = as_image_shape(shape)[2:]
         if axes is not None and (len(axes.rows), len(axes.cols)) != (height, width):
             raise DataError(f"{where}: axes of {len(axes.rows)} rows x {len(axes.cols)} columns "
                             f"for images of {height}x{width}")
     meta = {"name": name, "class_names": list(class_names)}
+    if kind != "image":  # image stores keep the metadata (and bytes) they had before kinds existed
+        meta["kind"] = kind
     if axes is not None:
         meta["axes"] = axes.to_metadata()
-    write_parquet(ids, folder / SAMPLES_FILE, metadata=meta)
+    write_parquet(ids, folder / SAMPLES_FILE, metadata={**meta, **(metadata or {})})
 
 
 def save_dataset(ds: Dataset, folder) -> None:
     """Write an in-memory `ds` as a store (`write_dataset`); images stored as uint8 when they are
     exactly k/255 (an 8-bit source, losslessly), else as float32."""
     ds.validate()
-    as_bytes = as_uint8(np.asarray(ds.images))
+    as_bytes = as_uint8(np.asarray(ds.images)) if ds.kind == "image" else None
     images = ds.images if as_bytes is None else as_bytes
+    if ds.kind != "image":  # stored as (N, F) / (N, C, L)
+        images = np.asarray(images).reshape(len(ds), *stored_shape(ds.kind, ds.input_shape))
     chunks = (images[s:s + 1024] for s in range(0, len(ds), 1024))
-    write_dataset(folder, ds.sample_id, ds.split, ds.labels, ds.class_names, ds.name, chunks, ds.axes)
+    write_dataset(folder, ds.sample_id, ds.split, ds.labels, ds.class_names, ds.name, chunks, ds.axes, ds.kind)
+
+
+def stored_shape(kind: str, input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's stored shape from its (C, H, W) view: table (F,), series (C, L), image as is."""
+    c, h, w = input_shape
+    return {"image": (c, h, w), "table": (w,), "series": (h, w)}[kind]
 
 
 def as_uint8(images: np.ndarray, chunk: int = 4096) -> np.ndarray | None:
@@ -449,13 +528,19 @@ def load_dataset(path) -> Dataset:
     except (KeyError, ValueError, OSError) as err:
         raise DataError(f"{samples_path}: not a readable samples table "
                         f"(sample_id, split, label; class_names in its metadata): {err}") from err
-    images = StoredImages(_ImageFile(images_path))
+    file = _ImageFile(images_path)
+    kind = str(meta.get("kind", "image"))
+    if {"image": 4, "table": 2, "series": 3}.get(kind) != len(file.stored_shape):
+        raise DataError(f"{folder}: the samples table says kind {kind!r}, {images_path.name} holds an array "
+                        f"of shape {file.stored_shape}")
+    images = StoredImages(file)
     if len(images) != len(ids):
         raise DataError(f"{folder}: {images_path.name} holds {len(images)} images, "
                         f"{samples_path.name} {len(ids)} samples")
     try:
         ds = Dataset(images, ids["label"].to_numpy(copy=True), list(class_names), ids["split"].to_numpy(),
-                     ids["sample_id"].to_numpy(copy=True), str(name), ImageAxes.from_metadata(meta))
+                     ids["sample_id"].to_numpy(copy=True), str(name), ImageAxes.from_metadata(meta),
+                     kind)
     except (DataError, ValueError, TypeError) as err:
         raise DataError(f"{folder}: malformed dataset store: {err}") from err
     ds.validate(where=str(folder))
@@ -465,6 +550,11 @@ def load_dataset(path) -> Dataset:
 def image_shape(path) -> tuple[int, int, int]:
     """(C, H, W) of a dataset store's images, from the images.npy header only."""
     return _ImageFile(store_folder(path) / IMAGES_FILE).shape[1:]
+
+
+def load_kind(path) -> str:
+    """'image', 'table' or 'series': what a dataset store's samples are (its samples table's metadata)."""
+    return str(read_parquet_metadata(store_folder(path) / SAMPLES_FILE).get("kind", "image"))
 
 
 def load_image_axes(path) -> ImageAxes | None:
