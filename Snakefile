@@ -36,6 +36,7 @@ include: "workflow/rules/featureviz.smk"
 include: "workflow/rules/atlas.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/attributes.smk"
+include: "workflow/rules/anomaly.smk"
 include: "workflow/rules/figures.smk"
 
 

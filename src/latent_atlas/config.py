@@ -21,13 +21,14 @@ SECTION_NEEDS: dict[str, tuple[set[str] | None, tuple[str, ...]]] = {
     "featureviz": ({"classifier"}, ("network", "gradients")),
     "importance": ({"autoencoder", "classifier"}, ("network", "decoder|head")),
     "explain": ({"autoencoder", "classifier"}, ("network", "layers")),
+    "anomaly": ({"autoencoder"}, ("network", "decoder")),
 }
 
 # Why a model lacks what a section needs, for the error message.
 _LACKS = {
     "network": "it is a table of latents (source.format: latents), not a network",
     "gradients": "onnxruntime gives no gradients (export the network with torch.export for this)",
-    "decoder": "latent importance decodes: give the autoencoder's source.decoder",
+    "decoder": "it decodes: give the autoencoder's source.decoder",
     "head": "latent importance needs the class layer: give the classifier's source.head",
     "layers": "it reads the network's first layer, which built-in archs and torch.export programs "
               "expose; onnxruntime runs the graph only as a whole",

@@ -241,7 +241,7 @@ READS: dict[str, Reads] = {
     # its attribute table where the model is in the attributes stage or the dataset has attributes
     "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails"),
                    via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models", "attributes.models",
-                        "datasets.{dataset}.attributes")),
+                        "datasets.{dataset}.attributes", "anomaly.models")),
     # compare
     "compare_maps": Reads((*SEEDED, "explain.tsne", "explain.umap", "explain.pca.loading_components",
                            "compare.split", "compare.max_samples"), via=COMPARED),
@@ -264,6 +264,12 @@ READS: dict[str, Reads] = {
     "plot_attributes": Reads(("attributes.top_dimensions", *FIGURE), via=("attributes.models",)),
     "attribute_scores": Reads(via=("attributes.models",)),
     "plot_attribute_scores": Reads(FIGURE, via=("attributes.models",)),
+    # anomaly: the normal classes default to the model's training classes (the one-class protocol)
+    "anomaly_scores": Reads((*SEEDED, *_keys("anomaly", "normal_classes", "error", "fpr", "top_k", "batch_size",
+                                             "baselines"), "models.{model}.train.classes",
+                             "models.{model}.train.validation_fraction", "models.{model}.train.max_train_samples"),
+                            via=("anomaly.models",)),
+    "plot_anomaly": Reads(FIGURE, via=("anomaly.models",)),
     # figures: the manifest records the hash of the whole config (run_config_hash: all but `gpu`)
     "figure_manifest": Reads(("*",)),
 }

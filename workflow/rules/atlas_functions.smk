@@ -50,7 +50,7 @@ def atlas_points_inputs(wildcards):
 
 
 # Sources whose samples carry attributes of their own (data.sources: Source.attributes).
-ATTRIBUTE_SOURCES = ("celeba", "synthetic_factors")
+ATTRIBUTE_SOURCES = ("celeba", "synthetic_factors", "audio_digits")
 
 
 def atlas_has_attributes(wildcards):
@@ -68,8 +68,9 @@ def atlas_has_attributes(wildcards):
 
 
 def atlas_page_inputs(wildcards):
-    """The per-point table, the maps' quality, the latents, the dataset store, and the attribute
-    table where the page colours by attributes (atlas_has_attributes)."""
+    """The per-point table, the maps' quality, the latents, the dataset store, the attribute
+    table where the page colours by attributes (atlas_has_attributes), and the anomaly scores
+    where the model is in the anomaly stage."""
     base = f"results/{wildcards.dataset}/{wildcards.model}"
     out = {
         "points": f"{base}/atlas/points.parquet",
@@ -81,6 +82,8 @@ def atlas_page_inputs(wildcards):
         out["attributes"] = rules.dataset_attributes.output[0].format(
             dataset=wildcards.dataset
         )
+    if wildcards.model in models_of("anomaly"):
+        out["anomaly"] = rules.anomaly_scores.output.scores.format(**wildcards)
     return out
 
 

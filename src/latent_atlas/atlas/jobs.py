@@ -127,12 +127,26 @@ def attribute_columns(path: str, sample_ids: np.ndarray) -> tuple[dict[str, np.n
     return columns, read_parquet_metadata(path).get("attributes", [])
 
 
+def anomaly_scalar(path: str, sample_ids: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """The page's anomaly-score array (float32, in `sample_ids` order) and its colour mode, from
+    the anomaly stage's scores table at `path`: coloured from its 1st to its 99th percentile (a
+    few extreme scores would otherwise leave every other point at the bottom of the scale)."""
+    table = read_parquet(path)
+    meta = read_parquet_metadata(path)
+    score = table["score"].to_numpy(np.float32)[_positions(table["sample_id"], sample_ids, path)]
+    lo, hi = (float(v) for v in np.percentile(score, [1, 99]))
+    label = f"anomaly score ({meta.get('error', 'mse')} reconstruction error)"
+    return score, [{"mode": "anomaly", "array": "anomaly", "lo": lo, "hi": max(hi, lo + 1e-12),
+                    "option": "anomaly score", "label": label}]
+
+
 def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
           importance: str) -> None:
     """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
     points of `point_size`, `thumbnails` (max_samples, seeded with `seed`; format, quality,
-    sheet_size), a link to the importance explorer `importance` ("" for none), and a colour mode
-    per attribute of the optional input `attributes` (the dataset's attribute table)."""
+    sheet_size), a link to the importance explorer `importance` ("" for none), a colour mode
+    per attribute of the optional input `attributes` (the dataset's attribute table), and one by
+    anomaly score from the optional input `anomaly` (the anomaly stage's scores of the model)."""
     points = read_parquet(job.input.points)
     quality = read_parquet(job.input.quality)
     latents = read_latents(job.input.latents)
@@ -174,6 +188,8 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
         "importance": importance or None, "point_size": float(point_size),
     }
+    if "anomaly" in job.input.keys():
+        arrays["anomaly"], meta["scalars"] = anomaly_scalar(job.input.anomaly, sample_ids)
     # Without the input, no key: the page is the one written before attributes existed.
     if "attributes" in job.input.keys():
         attribute_arrays, meta["attributes"] = page_attributes(
