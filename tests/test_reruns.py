@@ -32,6 +32,8 @@ NOT_EDITABLE = {
     "models.*.dataset": "the test config has one dataset",
     "models.*.kind": "only for torch_export and onnx sources; the test config trains its models",
     "models.*.source": "the test config trains its models (tests/test_byom.py runs loaded ones)",
+    "datasets.*.series": "a series source's options need its window and a file of recordings (tests/"
+                         "test_tabular.py reads them); they reach prepare_data as the dataset entry",
     "datasets.*.attributes": "a table of the dataset's sample ids (tests/test_attributes.py reads one); its "
                              "keys reach dataset_attributes alone, as the dataset entry's spec",
 }

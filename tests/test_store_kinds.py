@@ -135,3 +135,20 @@ def test_spoken_digits_as_waveforms_by_speaker(tmp_path):
     assert raw.shape == (1, 1, 4000) and np.all(raw[0, 0, 3999:] == 0)
     with pytest.raises(DataError, match="datasets.w.duration: representation waveform needs a duration"):
         build_dataset("w", {**spec, "duration": None}, seed=0)
+
+
+def test_series_and_table_thumbnails_are_heatmaps_of_standardised_values():
+    """The atlas's thumbnails of a series window: time averaged in at most 64 bins, channels
+    repeated to at least 16 rows, -3..3 standard deviations mapped to 0..1."""
+    from latent_atlas.atlas.sprites import standardised_thumbnails
+
+    x = np.zeros((2, 1, 3, 128), np.float32)
+    x[0, 0, 1, :2] = 3.0      # one bin of two steps at +3: white
+    x[0, 0, 2, 2:4] = [-1.5, -4.5]  # mean -3: black
+    y = standardised_thumbnails(x)
+    assert y.shape == (2, 1, 18, 64)
+    np.testing.assert_allclose(y[0, 0, 6:12, 0], 1.0)
+    np.testing.assert_allclose(y[0, 0, 12:18, 1], 0.0)
+    np.testing.assert_allclose(y[1], 0.5)
+    table = standardised_thumbnails(np.full((1, 1, 1, 5), 6.0, np.float32))
+    assert table.shape == (1, 1, 16, 5) and table.max() == 1.0

@@ -16,7 +16,7 @@ import pandas as pd
 
 from latent_atlas.atlas.page import (atlas_document, class_palette, page_attributes, quality_badges,
                                      quantise_latents)
-from latent_atlas.atlas.sprites import SpriteSheets, sprite_sheets, thumbnails_uint8
+from latent_atlas.atlas.sprites import SpriteSheets, sprite_sheets, standardised_thumbnails, thumbnails_uint8
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, read_parquet_metadata, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
@@ -109,6 +109,8 @@ def page_thumbnails(data: Any, sample_ids: np.ndarray, thumbnails: Mapping[str, 
     ds = load_dataset(data)
     thumbs = thumbnail_rows(len(sample_ids), thumbnails["max_samples"], seed)
     images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], "the dataset store")]
+    if ds.kind != "image":  # standardised values: a heatmap of channels x time, or of the features
+        images = standardised_thumbnails(images)
     t = thumbnails
     sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
                             quality=t["quality"])

@@ -45,6 +45,27 @@ def thumbnails_uint8(images: np.ndarray) -> np.ndarray:
     return out[:, 0] if out.shape[1] == 1 else np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
 
+# Thumbnails of tables and series: at most this many columns (time steps or features are averaged
+# in equal bins), at least this many rows (a row is repeated), standardised values from -Z to Z.
+SERIES_COLUMNS, SERIES_ROWS, SERIES_Z = 64, 16, 3.0
+
+
+def standardised_thumbnails(values: np.ndarray) -> np.ndarray:
+    """Tables' rows (n, 1, 1, F) and series' windows (n, 1, C, L) of standardised values as
+    (n, 1, H, W) images in [0, 1] that a thumbnail can show: a heatmap of channels (or the
+    features) down and time (or features) across, -3 to 3 train standard deviations from black to
+    white; the columns averaged in at most SERIES_COLUMNS equal bins, the rows repeated to at
+    least SERIES_ROWS pixels (a waveform of 3,200 steps becomes 16 x 64)."""
+    x = np.asarray(values, np.float32)
+    n, _, rows, cols = x.shape
+    bins = min(cols, SERIES_COLUMNS)
+    edges = np.linspace(0, cols, bins + 1).round().astype(int)
+    pooled = np.add.reduceat(x, edges[:-1], axis=3) / np.diff(edges).astype(np.float32)
+    repeat = -(-SERIES_ROWS // rows)
+    pooled = np.repeat(pooled, repeat, axis=2)
+    return np.clip((pooled + SERIES_Z) / (2 * SERIES_Z), 0, 1)
+
+
 def sprite_sheets(thumbs: np.ndarray, sheet_size: int = 4096, image_format: str = "png",
                   quality: int = 90) -> SpriteSheets:
     """Tile thumbnails (n, H, W) or (n, H, W, 3) uint8 into sheets of at most sheet_size^2 pixels.
