@@ -124,7 +124,7 @@ def plot_distribution(scores: pd.DataFrame, summary: pd.DataFrame, error: str,
     the threshold of that method (summary) as a line; a log axis where the scores span decades."""
     test = scores[scores["split"] == "test"]
     classes = (test.groupby(["label", "label_name"], sort=True)["is_anomaly"].any().reset_index())
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.38 * max(len(classes), 1)))
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.38 * max(len(classes), 2)))
     values = test[column].to_numpy(np.float64)
     log = len(values) and values.min() > 0 and values.max() / values.min() > 50
     if log:
@@ -160,11 +160,12 @@ def plot_distribution(scores: pd.DataFrame, summary: pd.DataFrame, error: str,
         t = float(row["threshold"].iat[0])
         handles.append(ax.axvline(t, color="k", ls="--", lw=1,
                                   label=f"threshold ({row['fpr_target'].iat[0]:.0%} of {_reference(row)} above)"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / max(len(classes), 1)),
-              ncol=4, fontsize=7)
+    # the legend in a strip of its own under the axis label, whatever the figure's height
+    strip = 0.32 / fig.get_figheight()
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "anomaly score per class (test split)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, strip, 1, 1))
     return fig
 
 
@@ -190,7 +191,9 @@ def _label_lowest(axes: np.ndarray, k: int, label: str) -> None:
 
 
 def _sample_title(row) -> str:
-    return f"#{row.rank} {row.label_name}\nscore {row.score:.3g}"
+    """Rank, class and score; a series window also its start in its recording (`start_s`)."""
+    where = f", {row.recording} at {row.start_s:.2f} s" if hasattr(row, "start_s") else ""
+    return f"#{row.rank} {row.label_name}{where}\nscore {row.score:.3g}"
 
 
 def plot_top(top: pd.DataFrame, error: np.ndarray, inputs: np.ndarray, reconstructions: np.ndarray,
@@ -238,7 +241,8 @@ def plot_top(top: pd.DataFrame, error: np.ndarray, inputs: np.ndarray, reconstru
             ax = axes.flat[j]
             im = ax.imshow(error[j, 0], aspect="auto", cmap="magma", vmin=0, vmax=vmax,
                            extent=(0, length, len(names) - 0.5, -0.5), interpolation="nearest")
-            ax.set_yticks(range(len(names)), names, fontsize=6)
+            # channel names on the first column only: the panels of a row share them
+            ax.set_yticks(range(len(names)), names if j % ncols == 0 else [], fontsize=6)
             ax.set_title(_sample_title(row).replace("\n", ", "), fontsize=7)
         _label_lowest(axes, k, "time in window (s)")
         for ax in axes[:, 0]:

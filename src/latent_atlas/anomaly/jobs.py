@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from latent_atlas.data.store import DataError, load_dataset
+from latent_atlas.data.store import SAMPLES_FILE, DataError, load_dataset, store_folder
 from latent_atlas.io import read_npz, read_parquet, read_parquet_metadata, write_npz, write_parquet
 from latent_atlas.latents import read_latents
 from latent_atlas.runtime import Job, configure_torch, log
@@ -162,6 +162,10 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     detail = sc.reconstruction_scores(model, stream(top_rows), error, scale, rows=range(len(top_rows)))
     top = table.iloc[top_rows][["sample_id", "label_name", "is_anomaly", "score"]].reset_index(drop=True)
     top.insert(0, "rank", np.arange(1, len(top) + 1))
+    if ds.kind == "series":  # where each window lies in its recording
+        samples = read_parquet(store_folder(job.input.data) / SAMPLES_FILE, columns=["recording", "start_s"])
+        top["recording"] = samples["recording"].to_numpy()[top_rows]
+        top["start_s"] = samples["start_s"].to_numpy()[top_rows]
 
     meta = {"dataset": job.wildcards.dataset, "model": model_name, "error": error, "fpr": float(fpr),
             "normal_classes": None if normal is None else [c for i, c in enumerate(ds.class_names)
