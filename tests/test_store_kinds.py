@@ -135,6 +135,13 @@ def test_spoken_digits_as_waveforms_by_speaker(tmp_path):
     assert raw.shape == (1, 1, 4000) and np.all(raw[0, 0, 3999:] == 0)
     with pytest.raises(DataError, match="datasets.w.duration: representation waveform needs a duration"):
         build_dataset("w", {**spec, "duration": None}, seed=0)
+    # resampled; the spectrogram's band (default 100..3800 Hz, above 4 kHz's Nyquist) does not apply
+    assert build_dataset("w", {**spec, "sample_rate": 4000}, seed=0).images.shape == (12, 1, 1, 2000)
+    from latent_atlas.config import ConfigError, _check_dataset
+
+    _check_dataset("datasets.w", {**spec, "sample_rate": 4000, "band": [100, 3800], "db_range": [-30, 0]})
+    with pytest.raises(ConfigError, match="datasets.w.duration: representation waveform needs a duration"):
+        _check_dataset("datasets.w", {**spec, "duration": None})
 
 
 def test_series_and_table_thumbnails_are_heatmaps_of_standardised_values():

@@ -361,7 +361,11 @@ def _check_dataset(key: str, ds: Mapping[str, Any]) -> None:
     split = ds.get("split", {})
     if split.get("method") == "speaker" and source != "audio_digits":
         raise ConfigError(f"{key}.split.method: 'speaker' needs source 'audio_digits', not {source!r}")
-    if source == "audio_digits":
+    if source == "audio_digits" and ds.get("representation") == "waveform":
+        if ds.get("duration") is None:
+            raise ConfigError(f"{key}.duration: representation waveform needs a duration (seconds every "
+                              "recording is padded or cut to, so that every sample has one length)")
+    elif source == "audio_digits":  # the spectrogram's settings
         low, high = ds["band"]
         nyquist = ds["sample_rate"] / 2
         if not 0 <= low < high < nyquist:

@@ -458,8 +458,9 @@ def spectrogram_params(spec: Mapping[str, Any]) -> audio.SpectrogramParams:
 def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
     """Spoken digits as spectrogram images, or (`representation: waveform`) as 1-channel series
     of `duration` seconds at `sample_rate`; class = the digit, or (`label: speaker`) the speaker."""
-    try:
-        params = spectrogram_params(spec)
+    waveform = spec.get("representation") == "waveform"
+    try:  # a waveform takes the rate and duration; the spectrogram's settings do not apply to it
+        params = None if waveform else spectrogram_params(spec)
     except ValueError as err:
         raise DataError(f"{key}.{err}") from None
     try:
@@ -478,19 +479,19 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
     other = ("digit", np.searchsorted(np.unique(digits), digits), [str(d) for d in np.unique(digits)]) \
         if by_speaker else ("speaker", np.searchsorted(np.unique(speakers), speakers), list(np.unique(speakers)))
     attributes, levels = {other[0]: other[1].astype(np.int64)}, {other[0]: other[2]}
-    if spec.get("representation") == "waveform":
-        if params.duration is None:
+    if waveform:
+        if spec.get("duration") is None:
             raise DataError(f"{key}.duration: representation waveform needs a duration (seconds every "
                             "recording is padded or cut to, so that every sample has one length)")
+        rate, duration = int(spec["sample_rate"]), float(spec["duration"])
 
         def load_waveforms(index: np.ndarray, map_fn=map) -> np.ndarray:
-            n = int(round(params.duration * params.sample_rate))
-            out = list(map_fn(audio.wav_to_waveform, [str(files[i]) for i in index],
-                              [params.sample_rate] * len(index), [params.duration] * len(index)))
-            return np.stack(out) if out else np.zeros((0, 1, n), np.float32)
+            out = list(map_fn(audio.wav_to_waveform, [str(files[i]) for i in index], [rate] * len(index),
+                              [duration] * len(index)))
+            return np.stack(out) if out else np.zeros((0, 1, int(round(duration * rate))), np.float32)
 
         return Source(labels, names, load_waveforms, groups=speakers, resized=True, kind="series",
-                      names=["audio"], sample_rate=float(params.sample_rate), start=np.zeros(len(files)),
+                      names=["audio"], sample_rate=float(rate), start=np.zeros(len(files)),
                       attributes=attributes, attribute_levels=levels)
     color = spec.get("color")
 
