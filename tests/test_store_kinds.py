@@ -133,6 +133,7 @@ def test_spoken_digits_as_waveforms_by_speaker(tmp_path):
                                                         for v in files[i].stem.split("_"))])
     raw = plan.source.load(np.array([short]))
     assert raw.shape == (1, 1, 4000) and np.all(raw[0, 0, 3999:] == 0)
+    assert abs(np.abs(raw).max() - 1) < 1e-6  # scaled to a peak of 1 (written at 0.3)
     with pytest.raises(DataError, match="datasets.w.duration: representation waveform needs a duration"):
         build_dataset("w", {**spec, "duration": None}, seed=0)
     # resampled; the spectrogram's band (default 100..3800 Hz, above 4 kHz's Nyquist) does not apply

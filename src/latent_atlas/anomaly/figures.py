@@ -192,7 +192,7 @@ def _label_lowest(axes: np.ndarray, k: int, label: str) -> None:
 
 def _sample_title(row) -> str:
     """Rank, class and score; a series window also its start in its recording (`start_s`)."""
-    where = f", {row.recording} at {row.start_s:.2f} s" if hasattr(row, "start_s") else ""
+    where = f", {row.recording} at {row.start_s:.2f} s" if hasattr(row, "start_s") else ""  # a window
     return f"#{row.rank} {row.label_name}{where}\nscore {row.score:.3g}"
 
 
@@ -235,7 +235,7 @@ def plot_top(top: pd.DataFrame, error: np.ndarray, inputs: np.ndarray, reconstru
         ncols = min(3, max(k, 1))
         nrows = -(-max(k, 1) // ncols)
         length = error.shape[3] / float(sample_rate)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.6 + (0.9 + 0.16 * len(names)) * nrows),
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.8 + max(1.5, 0.9 + 0.16 * len(names)) * nrows),
                                  squeeze=False, sharex=True)
         for j, row in enumerate(top.itertuples()):
             ax = axes.flat[j]

@@ -162,8 +162,8 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     detail = sc.reconstruction_scores(model, stream(top_rows), error, scale, rows=range(len(top_rows)))
     top = table.iloc[top_rows][["sample_id", "label_name", "is_anomaly", "score"]].reset_index(drop=True)
     top.insert(0, "rank", np.arange(1, len(top) + 1))
-    if ds.kind == "series":  # where each window lies in its recording
-        samples = read_parquet(store_folder(job.input.data) / SAMPLES_FILE, columns=["recording", "start_s"])
+    samples = read_parquet(store_folder(job.input.data) / SAMPLES_FILE)
+    if "start_s" in samples:  # windows of a series: where each lies in its recording
         top["recording"] = samples["recording"].to_numpy()[top_rows]
         top["start_s"] = samples["start_s"].to_numpy()[top_rows]
 

@@ -250,9 +250,14 @@ def wav_to_image(path: str | os.PathLike, params: SpectrogramParams) -> np.ndarr
 
 def wav_to_waveform(path: str | os.PathLike, sample_rate: int, duration: float) -> np.ndarray:
     """Read one WAV file as a (1, round(duration * sample_rate)) float32 waveform in [-1, 1]:
-    resampled to `sample_rate` Hz, zero-padded at its end or cut to `duration` seconds."""
+    resampled to `sample_rate` Hz, scaled to a peak of 1 (a recording's loudness depends on the
+    speaker's distance to the microphone and its gain; the spectrogram images are normalised per
+    recording too), zero-padded at its end or cut to `duration` seconds. A silent recording stays 0."""
     x, rate = read_wav(path)
     x = resample(x, rate, sample_rate)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > 0:
+        x = x / peak
     n = int(round(duration * sample_rate))
     out = np.zeros((1, n), np.float32)
     out[0, :min(n, len(x))] = x[:n]

@@ -165,6 +165,7 @@ class DatasetPlan:
         columns = {}
         if self.kind == "series":
             meta["sample_rate"] = float(self.source.sample_rate)
+        if self.source.start is not None:  # windows cut from recordings (source series)
             columns = {"recording": np.asarray(self.source.groups)[self.index].astype(str),
                        "start_s": np.asarray(self.source.start, np.float64)[self.index]}
         return meta, columns

@@ -60,7 +60,8 @@ class Source:
     # What a sample is: "image" (load gives (k, C, H, W)), "table" (load gives (k, F) float32,
     # raw feature values, NaN where missing) or "series" (load gives (k, C, L) float32 windows of
     # raw values). `names`: the feature names (table) or channel names (series); `sample_rate`: Hz
-    # of a series; `start`: (n,) float64 seconds from the series' start to each window's first value.
+    # of a series; `start`: (n,) float64 seconds from the recording's start to each window's first
+    # value, for windows cut from recordings (source series; `groups` then names the recording).
     kind: str = "image"
     names: list[str] | None = None
     sample_rate: float | None = None
@@ -491,8 +492,7 @@ def _read_audio_digits(spec: Mapping[str, Any], key: str) -> Source:
             return np.stack(out) if out else np.zeros((0, 1, int(round(duration * rate))), np.float32)
 
         return Source(labels, names, load_waveforms, groups=speakers, resized=True, kind="series",
-                      names=["audio"], sample_rate=float(rate), start=np.zeros(len(files)),
-                      attributes=attributes, attribute_levels=levels)
+                      names=["audio"], sample_rate=float(rate), attributes=attributes, attribute_levels=levels)
     color = spec.get("color")
 
     def load(index: np.ndarray, map_fn=map) -> np.ndarray:
