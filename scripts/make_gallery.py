@@ -4,7 +4,8 @@
 
 Each entry of GALLERY names a figure of a results tree (`results/figures/...` of the default
 config, `config/config.yaml`; the spoken-digit figures of `config/examples/fsdd.yaml`) and the
-gallery file it becomes (the attributes figures: of config/examples/synthetic_factors.yaml). Every `--results` tree is searched in order (default: results); a figure
+gallery file it becomes (the attributes figures: of config/examples/synthetic_factors.yaml; the
+anomaly figures: of config/examples/fashion_one_class.yaml, daphnet.yaml and fsdd_waveforms.yaml). Every `--results` tree is searched in order (default: results); a figure
 found in none is reported and left as it is. Downscaling is deterministic: the same figure gives
 the same bytes (Lanczos resize to at most MAX_WIDTH pixels, a 256-colour median-cut palette
 without dithering, PNG without metadata), and each file must stay under MAX_BYTES.
@@ -73,6 +74,11 @@ GALLERY = [
     ("figures/shapes/shapes_vae/attributes_axis_traversals.png", "attributes_axis_traversals.png", (0.0, 0.52)),
     ("figures/shapes/shapes_ae/attributes_traversals.png", "attributes_traversals.png"),
     ("figures/shapes/shapes_ae/attributes_arithmetic.png", "attributes_arithmetic.png"),
+    ("figures/fashion_mnist/ae_bag/anomaly_summary.png", "anomaly_fashion_summary.png"),
+    ("figures/fashion_mnist/ae_tshirt/anomaly_curves.png", "anomaly_fashion_curves.png"),
+    ("figures/fashion_mnist/ae_tshirt/anomaly_top.png", "anomaly_fashion_top.png"),
+    ("figures/daphnet/daphnet_ae/anomaly_top.png", "anomaly_daphnet_top.png"),
+    ("figures/fsdd_wave/voices_ae/anomaly_distribution.png", "anomaly_fsdd_distribution.png"),
     ("figures/data/fsdd_examples.png", "fsdd_examples.png"),
     ("figures/fsdd/fsdd_ae/model_reconstructions.png", "fsdd_reconstructions.png"),
     ("figures/fsdd/fsdd_ae/importance_classes.png", "fsdd_importance_classes.png"),
