@@ -72,6 +72,8 @@ EDITS = {
     "importance.variants": {"patch": {"groups": "patch"}},  # the test config's variant, marginal
     "datasets.*.factors.shapes": ["square", "heart"],
     "attributes.traversal.arithmetic": "scale",
+    "datasets.*.table.label_column": "label",
+    "datasets.*.table.split_column": "split",
 }
 
 
