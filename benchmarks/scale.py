@@ -20,11 +20,18 @@ Side by side in this process (ratios, not absolute times: the machine is shared)
 `--projections` adds t-SNE and UMAP maps of the latents at 20,000, 80,000 and 165,000 points (the
 study's sizes; those not above the dataset's size) through the geometry rules, timed the same way.
 Prints a markdown report (docs/benchmarks.md, "Out-of-core datasets").
+
+`--idx` instead measures prepare_data alone on idx (MNIST-format) folders: 48,000 96x96 images
+(40,000 train + 8,000 test), plain and .gz, and an EMNIST-ByClass-sized .gz folder (697,932 +
+116,323 28x28 images, prefix emnist-byclass-, as EMNIST ships). Each runs `write_store` (what the
+prepare_data job runs, one process) then `load_dataset` in a fresh Python process under
+/usr/bin/time, whose maximum resident set size is the peak (docs/benchmarks.md, "Streaming idx files").
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import subprocess
 import sys
@@ -162,6 +169,87 @@ def decode_workers(folder: Path, work: Path, samples: int) -> dict[int, float]:
     return seconds
 
 
+# name: (train images, test images, side in pixels, gzipped, file prefix, classes)
+IDX_CASES = {
+    "idx_96px": (40000, 8000, 96, False, "", 10),
+    "idx_96px_gz": (40000, 8000, 96, True, "", 10),
+    "emnist_byclass": (697932, 116323, 28, True, "emnist-byclass-", 62),
+}
+
+
+def write_idx_file(path: Path, shape: tuple[int, ...], chunks) -> None:
+    """An idx file of unsigned bytes with header `shape`, its data the uint8 arrays `chunks`
+    (written as they come; gzipped when the name ends in .gz)."""
+    magic = 0x803 if len(shape) == 3 else 0x801
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as fh:
+        fh.write(magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in shape))
+        for chunk in chunks:
+            fh.write(np.ascontiguousarray(chunk, np.uint8).tobytes())
+
+
+def idx_folder(work: Path, case: str) -> Path:
+    """The idx folder of IDX_CASES[case]: MNIST-like images (4x4 blocks of random gray inside a
+    black border: compressible, as real digits are) and random labels."""
+    n_train, n_test, side, gz, prefix, classes = IDX_CASES[case]
+    folder = work / case
+    done = folder / "complete"
+    if done.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    border = side // 7
+    ext = ".gz" if gz else ""
+
+    def images(n: int, chunk: int = 8192):
+        for start in range(0, n, chunk):
+            k = min(chunk, n - start)
+            x = rng.integers(0, 256, (k, side // 4, side // 4), dtype=np.uint8).repeat(4, 1).repeat(4, 2)
+            x[:, :border] = x[:, -border:] = x[:, :, :border] = x[:, :, -border:] = 0
+            yield x
+
+    t0 = time.perf_counter()
+    for stem, n in (("train", n_train), ("t10k" if not prefix else "test", n_test)):
+        write_idx_file(folder / f"{prefix}{stem}-images-idx3-ubyte{ext}", (n, side, side), images(n))
+        write_idx_file(folder / f"{prefix}{stem}-labels-idx1-ubyte{ext}", (n,),
+                       [rng.integers(0, classes, n, dtype=np.uint8)])
+    done.write_text("")
+    print(f"# wrote {case} ({n_train + n_test:,} images) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder
+
+
+def idx_prepare_peak(folder: Path, store: Path) -> tuple[float, float]:
+    """(peak RSS in MiB, wall s) of prepare_data's work on the idx folder `folder` (prefix found by
+    the source), run in a fresh process under /usr/bin/time, writing the store to `store`."""
+    code = ("import sys; from latent_atlas.data.build import write_store; "
+            "from latent_atlas.data.store import load_dataset; "
+            "write_store('idx', {'source': 'idx', 'path': sys.argv[1]}, 0, sys.argv[2], workers=1); "
+            "load_dataset(sys.argv[2])")
+    t0 = time.perf_counter()
+    cmd = ["/usr/bin/time", "-f", "maxrss_kb %M", sys.executable, "-c", code, str(folder), str(store)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"prepare_data on {folder} failed:\n{proc.stderr[-1500:]}")
+    kb = int(proc.stderr.strip().splitlines()[-1].split()[-1])
+    return kb / 1024, wall
+
+
+def idx_report(work: Path) -> str:
+    """Markdown table of prepare_data's peak RSS on each IDX_CASES folder."""
+    lines = ["| folder | images | pixels MB (10^6 B, uint8) | files MB | prepare_data wall s | peak RSS MiB |",
+             "|---|---|---|---|---|---|"]
+    for case, (n_train, n_test, side, gz, prefix, classes) in IDX_CASES.items():
+        folder = idx_folder(work, case)
+        peak, wall = idx_prepare_peak(folder, work / "stores" / case)
+        files = sum(f.stat().st_size for f in folder.glob("*-ubyte*")) / 1e6
+        n = n_train + n_test
+        lines.append(f"| {case} ({side}x{side}{', .gz' if gz else ''}) | {n:,} | {n * side * side / 1e6:,.0f} | "
+                     f"{files:,.0f} | {wall:.0f} | {peak:,.0f} |")
+        print(lines[-1], file=sys.stderr)
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, action="append", help="images (train + test); repeatable")
@@ -176,7 +264,12 @@ def main() -> None:
                     help="skip the side-by-side throughput and decode-worker ratios (run them on a quiet machine)")
     ap.add_argument("--ratios-only", action="store_true",
                     help="only the side-by-side ratios, on the store and folder of the first --n (from an earlier run)")
+    ap.add_argument("--idx", action="store_true",
+                    help="only prepare_data's peak memory on idx folders (IDX_CASES), written under --work")
     args = ap.parse_args()
+    if args.idx:
+        print(idx_report(args.work))
+        return
     ns = args.n or [20000]
     rows, notes = [], []
     for n in ([] if args.ratios_only else ns):

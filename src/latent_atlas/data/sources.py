@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from latent_atlas.data.store import SPLITS, DataError, ImageAxes
 from latent_atlas.data.tabular import read_series_source, read_table_source
 from latent_atlas.data.transforms import pil_to_array, set_channels, stack_images
 from latent_atlas.schema import with_defaults
+
+log = logging.getLogger("latent_atlas")
 
 TORCHVISION_ROOT = "resources/torchvision"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -75,10 +79,134 @@ class Source:
 IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
 _IDX_NDIM = {"images": 3, "labels": 1}
 _IDX_PARTS = {"train": ("train",), "test": ("t10k", "test")}
+# What reading a damaged idx file raises: a .gz that is not gzip (BadGzipFile, an OSError), one
+# cut short (EOFError), corrupt compressed data (zlib.error).
+_IDX_READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
+_IDX_BLOCK = 1 << 20  # bytes per read call (a .gz read passes through a bytes object of this size)
+
+
+class IdxFile:
+    """An idx file of unsigned bytes (plain or .gz), whose rows are read when asked for.
+
+    Opening reads and checks the header only: the magic number, and that the file holds the bytes
+    its dimensions say (a plain file by its length; a .gz by its gzip trailer, whose ISIZE is the
+    data's length modulo 2**32, and where that disagrees by decompressing it to count). `read(rows)`
+    reads the rows asked for. A plain file is read with positional reads, one per run of
+    consecutive rows (a forked process opens its own descriptor). A .gz file has no random access:
+    it is decompressed forward from where the last read ended, so rows asked for in increasing
+    order (as `DatasetPlan.image_chunks` asks for them) cost one pass over the file, and a row
+    before the current position restarts the decompression at the file's start
+    (`gzip.GzipFile.seek`). Memory: the rows read.
+
+    Parameters
+    ----------
+    path : path-like
+    kind : {'images', 'labels'}
+        images: magic 0x00000803, rows of (rows, cols) uint8; labels: magic 0x00000801, (n,) uint8.
+
+    Attributes
+    ----------
+    shape : tuple
+        (n, rows, cols) for images, (n,) for labels, as the header says.
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str):
+        self.path = Path(path)
+        self.gz = self.path.suffix == ".gz"
+        self._fh, self._pid = None, None  # this process's open file (`_handle`)
+        ndim = _IDX_NDIM[kind]
+        self.offset = 4 + 4 * ndim
+        with self._errors(), (gzip.open if self.gz else open)(self.path, "rb") as fh:
+            head = fh.read(self.offset)
+        if len(head) < self.offset:
+            raise DataError(f"{self.path}: too short for an idx {kind} file ({len(head)} bytes)")
+        magic = int.from_bytes(head[:4], "big")
+        if magic != IDX_MAGIC[kind]:
+            raise DataError(
+                f"{self.path}: wrong magic number 0x{magic:08X} for an idx {kind} file "
+                f"(expected 0x{IDX_MAGIC[kind]:08X}: unsigned bytes, {ndim} dimension(s))"
+            )
+        self.shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+        self.row_bytes = int(np.prod(self.shape[1:]))
+        expected = self.shape[0] * self.row_bytes
+        with self._errors():
+            held = self._data_bytes(expected)
+        if held != expected:
+            raise DataError(
+                f"{self.path}: header says {'x'.join(map(str, self.shape))} = {expected} bytes of data, "
+                f"file holds {held}"
+            )
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A missing file as FileNotFoundError, a damaged one as DataError, each naming the file."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise FileNotFoundError(f"idx file not found: {self.path}") from None
+        except _IDX_READ_ERRORS as err:
+            raise DataError(f"cannot read idx file {self.path}: {err}") from err
+
+    def _data_bytes(self, expected: int) -> int:
+        """Bytes after the header: a plain file's length less the header; a .gz's `expected` when
+        its trailer's ISIZE agrees, else counted by decompressing (a damaged file, or one of several
+        gzip members, whose trailer counts the last member only)."""
+        if not self.gz:
+            return self.path.stat().st_size - self.offset
+        with open(self.path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        if isize == (self.offset + expected) % 2**32:
+            return expected
+        with gzip.open(self.path, "rb") as fh:
+            return fh.seek(0, os.SEEK_END) - self.offset
+
+    def _handle(self):
+        """This process's open file: a GzipFile (.gz) or a descriptor; a forked process opens its own."""
+        if self._fh is None or self._pid != os.getpid():
+            self._fh = gzip.open(self.path, "rb") if self.gz else os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._fh
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows `rows` (int, any order, each in 0..n-1): (len(rows), *shape[1:]) uint8."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), np.uint8)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError(f"{self.path}: rows {rows.min()}..{rows.max()} asked for, "
+                             f"the file holds {self.shape[0]}")
+        flat = memoryview(out.reshape(-1))
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        with self._errors():
+            for s, e in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+                pos = self.offset + int(rows[s]) * self.row_bytes
+                self._read_into(flat[s * self.row_bytes : e * self.row_bytes], pos)
+        return out
+
+    def _read_into(self, view: memoryview, pos: int) -> None:
+        """Fill `view` with the file's bytes from byte `pos` on."""
+        handle = self._handle()
+        if self.gz:
+            handle.seek(pos)  # forward: decompress and discard; backward: restart at the start
+        while len(view):
+            block = view[:_IDX_BLOCK]
+            got = handle.readinto(block) if self.gz else os.preadv(handle, [block], pos)
+            if got <= 0:
+                raise DataError(f"{self.path}: file ended early (it holds fewer bytes than its header says)")
+            view, pos = view[got:], pos + got
+
+    def __del__(self):
+        if self._fh is not None and self._pid == os.getpid():
+            if self.gz:
+                self._fh.close()
+            else:
+                os.close(self._fh)
 
 
 def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
-    """Read an idx file (plain or .gz) of unsigned bytes.
+    """Read a whole idx file (plain or .gz) of unsigned bytes, with the checks of `IdxFile`.
 
     Parameters
     ----------
@@ -86,33 +214,8 @@ def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
     kind : {'images', 'labels'}
         images: magic 0x00000803, returns (n, rows, cols) uint8; labels: magic 0x00000801, (n,) uint8.
     """
-    path = Path(path)
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"idx file not found: {path}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read idx file {path}: {err}") from err
-    ndim = _IDX_NDIM[kind]
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: too short for an idx {kind} file ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise DataError(
-            f"{path}: wrong magic number 0x{magic:08X} for an idx {kind} file "
-            f"(expected 0x{IDX_MAGIC[kind]:08X}: unsigned bytes, {ndim} dimension(s))"
-        )
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(dims))
-    if len(raw) - offset != expected:
-        raise DataError(
-            f"{path}: header says {'x'.join(map(str, dims))} = {expected} bytes of data, "
-            f"file holds {len(raw) - offset}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+    idx = IdxFile(path, kind)
+    return idx.read(np.arange(idx.shape[0]))
 
 
 def idx_files(folder: str | os.PathLike, prefix: str | None, key: str) -> dict[tuple[str, str], Path]:
@@ -158,25 +261,53 @@ def idx_files(folder: str | os.PathLike, prefix: str | None, key: str) -> dict[t
 def _read_idx_source(spec: Mapping[str, Any], key: str) -> Source:
     files = idx_files(spec["path"], spec.get("prefix"), key)
     prefix = files["train", "images"].name.split("train-images")[0]
+    transpose = spec.get("transpose")
+    labels, split, load = _idx_set(
+        files, transpose if transpose is not None else prefix.lower().startswith("emnist"), key
+    )
+    names = _idx_class_names(files["train", "images"].parent / f"{prefix}mapping.txt", int(labels.max()) + 1)
+    return Source(labels, names, load, split=split)
+
+
+def _idx_set(files: Mapping[tuple[str, str], Path], transpose: bool,
+             key: str) -> tuple[np.ndarray, np.ndarray, Callable[..., np.ndarray]]:
+    """An idx set (`idx_files`) opened for reading images when asked for (`IdxFile`).
+
+    Returns labels : int64 (n,); split : str (n,), the train file's samples first, then the test
+    file's, each in file order; load(index, map_fn) -> (len(index), 1, H, W) uint8 of those
+    samples, transposed (EMNIST stores images column by column) if `transpose`.
+    """
     images, labels, split = [], [], []
     for part in SPLITS:
-        x = read_idx(files[part, "images"], "images")
+        x = IdxFile(files[part, "images"], "images")
         y = read_idx(files[part, "labels"], "labels")
-        if len(x) != len(y):
+        if x.shape[0] != len(y):
             raise DataError(
-                f"{key}: {files[part, 'images']} holds {len(x)} images but "
+                f"{key}: {files[part, 'images']} holds {x.shape[0]} images but "
                 f"{files[part, 'labels']} holds {len(y)} labels"
             )
         images.append(x)
         labels.append(y)
         split.append(np.full(len(y), part, dtype="<U5"))
-    x = np.concatenate(images)[:, None]
-    transpose = spec.get("transpose")
-    if transpose if transpose is not None else prefix.lower().startswith("emnist"):
-        x = x.transpose(0, 1, 3, 2)  # EMNIST stores images column by column
-    y = np.concatenate(labels).astype(np.int64)
-    names = _idx_class_names(files["train", "images"].parent / f"{prefix}mapping.txt", int(y.max()) + 1)
-    return Source(y, names, _indexer(x), split=np.concatenate(split))
+    if images[0].shape[1:] != images[1].shape[1:]:
+        raise DataError(
+            f"{key}: {files['train', 'images']} holds {'x'.join(map(str, images[0].shape[1:]))} images but "
+            f"{files['test', 'images']} holds {'x'.join(map(str, images[1].shape[1:]))}"
+        )
+    starts = np.cumsum([0] + [x.shape[0] for x in images])
+
+    def load(index: np.ndarray, map_fn=map) -> np.ndarray:
+        index = np.asarray(index, np.int64)
+        # An index outside the set goes to the first or last file, whose read refuses it.
+        part = np.clip(np.searchsorted(starts, index, side="right") - 1, 0, len(images) - 1)
+        out = np.empty((len(index), *images[0].shape[1:]), np.uint8)
+        for p, x in enumerate(images):
+            mine = part == p
+            if mine.any():
+                out[mine] = x.read(index[mine] - starts[p])
+        return (np.ascontiguousarray(out.transpose(0, 2, 1)) if transpose else out)[:, None]
+
+    return np.concatenate(labels).astype(np.int64), np.concatenate(split), load
 
 
 def _idx_class_names(mapping: Path, n: int) -> list[str]:
@@ -253,17 +384,44 @@ def _read_torchvision_source(spec: Mapping[str, Any], key: str) -> Source:
     if name == "CelebA":
         return _read_celeba(cls, root, download, spec, key)
     extra = {"split": spec["emnist_split"]} if name == "EMNIST" else {}
+    # Constructing the dataset downloads and checks its raw idx files; they are then read like an
+    # idx folder, a chunk at a time, instead of whole by torchvision (`_unread`).
+    parts = {part: _open_torchvision(_unread(cls), key, root, download, train=part == "train", **extra)
+             for part in SPLITS}
+    names = [str(i) for i in range(10)] if name == "MNIST" else [str(c) for c in parts["test"].classes]
+    transpose = name == "EMNIST"  # EMNIST stores images column by column
+    # torchvision.datasets.mnist keeps {train,t10k}-{images-idx3,labels-idx1}-ubyte (MNIST,
+    # FashionMNIST) and emnist-<split>-{train,test}-...-ubyte (EMNIST) in <root>/<class name>/raw.
+    raw = root / cls.__name__ / "raw"
+    if all(ds.data is None for ds in parts.values()):
+        try:
+            files = idx_files(raw, f"emnist-{extra['split']}-" if extra else "", key)
+        except FileNotFoundError as err:
+            reason = f"its raw idx files are not where expected ({err})"
+        else:
+            labels, split, load = _idx_set(files, transpose, key)
+            return Source(labels, names, load, split=split)
+    else:
+        reason = "torchvision loaded the data itself (its legacy processed files)"
+    log.info("%s: torchvision %s read whole into memory: %s", key, name, reason)
     images, labels, split = [], [], []
-    for part in SPLITS:
-        ds = _open_torchvision(cls, key, root, download, train=part == "train", **extra)
-        images.append(np.asarray(ds.data, dtype=np.uint8))
-        labels.append(np.asarray(ds.targets, dtype=np.int64))
+    for part, ds in parts.items():
+        data, targets = (ds.data, ds.targets) if ds.data is not None else cls._load_data(ds)
+        images.append(np.asarray(data, dtype=np.uint8))
+        labels.append(np.asarray(targets, dtype=np.int64))
         split.append(np.full(len(labels[-1]), part, dtype="<U5"))
     x = np.concatenate(images)[:, None]
-    if name == "EMNIST":
-        x = x.transpose(0, 1, 3, 2)  # EMNIST stores images column by column
-    names = [str(i) for i in range(10)] if name == "MNIST" else [str(c) for c in ds.classes]
+    if transpose:
+        x = x.transpose(0, 1, 3, 2)
     return Source(np.concatenate(labels), names, _indexer(x), split=np.concatenate(split))
+
+
+def _unread(cls):
+    """torchvision's `cls` (MNIST, FashionMNIST or EMNIST) whose constructor downloads and checks
+    the raw files as usual but leaves `data` and `targets` None instead of reading every file whole
+    (plus a copy of it): a subclass of the same name, so it uses the same <root>/<name>/raw folder.
+    Where torchvision loads data otherwise (its legacy processed/*.pt files), `data` is set."""
+    return type(cls.__name__, (cls,), {"_load_data": lambda self: (None, None)})
 
 
 def _open_torchvision(cls, key: str, root: Path, download: bool, **kwargs):
