@@ -106,18 +106,66 @@ def _tick_positions(values: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
     return pos, [f"{t:g}" for t in ticks]
 
 
+# Names a named axis ticks at most (a series' channels); past this many, every k-th name.
+MAX_NAMED_TICKS = 24
+
+
+def axes_kind(axes) -> str:
+    """What a dataset's axes (`data.store.ImageAxes` or None) say its samples are: "table" (named
+    columns: features), "series" (named rows: channels) or "image" (no axes, or numeric ones:
+    spectrograms); the store's `kind`, for files that carry the axes but not the kind."""
+    if axes is not None and axes.col_names is not None:
+        return "table"
+    if axes is not None and axes.row_names is not None:
+        return "series"
+    return "image"
+
+
 def label_image_axes(ax, axes, x: bool = True, y: bool = True, n_ticks: int = 4, fontsize: float = 6) -> None:
     """Tick and label an imshow'd image with its physical axes (`data.store.ImageAxes`: a value
-    per row and per column, e.g. Hz and s of a spectrogram); `x` / `y` choose which axes get
-    ticks and labels (the rest stay bare, as in a grid where one panel carries the scale)."""
-    for on, values, label, set_ticks, set_labels, set_label in (
-        (x, axes.cols, axes.col_label, ax.set_xticks, ax.set_xticklabels, ax.set_xlabel),
-        (y, axes.rows, axes.row_label, ax.set_yticks, ax.set_yticklabels, ax.set_ylabel),
+    per row and per column, e.g. Hz and s of a spectrogram; a series' channel names down the
+    rows); `x` / `y` choose which axes get ticks and labels (the rest stay bare, as in a grid
+    where one panel carries the scale). A named axis ticks its names (every k-th past
+    MAX_NAMED_TICKS), a numeric one `n_ticks` round values."""
+    for on, values, names, label, set_ticks, set_labels, set_label in (
+        (x, axes.cols, axes.col_names, axes.col_label, ax.set_xticks, ax.set_xticklabels, ax.set_xlabel),
+        (y, axes.rows, axes.row_names, axes.row_label, ax.set_yticks, ax.set_yticklabels, ax.set_ylabel),
     ):
         if not on:
             continue
-        pos, labels = _tick_positions(np.asarray(values, dtype=float), n_ticks)
+        if names is not None:
+            pos = np.arange(0, len(names), -(-len(names) // MAX_NAMED_TICKS))
+            labels = [names[i] for i in pos]
+        else:
+            pos, labels = _tick_positions(np.asarray(values, dtype=float), n_ticks)
         set_ticks(pos)
         set_labels(labels, fontsize=fontsize)
         set_label(label, fontsize=fontsize + 1, labelpad=1)
     ax.tick_params(length=2, pad=1)
+
+
+def channel_offset(windows: np.ndarray) -> float:
+    """Vertical distance between the channels of offset line plots (`plot_channels`) of
+    standardised series windows (..., C, L): twice the 99th percentile of |value|, at least 2
+    (two train standard deviations), so that neighbouring channels rarely cross."""
+    return max(2.0, 2.0 * float(np.percentile(np.abs(windows), 99)))
+
+
+def plot_channels(ax, window: np.ndarray, axes, offset: float, color=None, names: bool = True,
+                  **line_kw) -> list:
+    """One series window (C, L) as C lines against time in seconds (`axes.cols`, an ImageAxes of
+    a series), channel i shifted down by i x `offset` (channel 0 at the top); `color` one colour
+    for every line, else channel i in `class_colors(C)[i]`; the channels are ticked at their
+    offsets, named (`axes.row_names`) where `names`, else unlabelled (a panel beside a named one).
+    Returns the lines, in channel order."""
+    window = np.asarray(window)
+    if window.ndim != 2 or window.shape != (len(axes.rows), len(axes.cols)):
+        raise ValueError(f"plot_channels takes one window of shape ({len(axes.rows)}, {len(axes.cols)}) "
+                         f"(channels, steps of the axes), got {window.shape}")
+    colors = class_colors(len(window)) if color is None else [color] * len(window)
+    base = -offset * np.arange(len(window))
+    lines = [ax.plot(axes.cols, values + b, color=c, **line_kw)[0] for values, b, c in zip(window, base, colors)]
+    ax.set_xlim(float(axes.cols[0]), float(axes.cols[-1]))
+    ax.set_yticks(base, axes.row_names)
+    ax.tick_params(axis="y", labelleft=names)
+    return lines

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from latent_atlas.data.figures import plot_examples
-from latent_atlas.data.store import load_dataset, load_image_axes, store_folder
+from latent_atlas.data.figures import plot_examples, plot_series_examples, plot_table_means
+from latent_atlas.data.store import load_dataset, store_folder
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import Job, log
 
 EXAMPLES_PER_CLASS = 8
+# A series' windows drawn per class (line plots: wider than an image), and the rows of each class a
+# table's class means are taken over.
+SERIES_EXAMPLES_PER_CLASS = 3
+TABLE_ROWS_PER_CLASS = 1000
 
 
 def prepare_data(job: Job, *, seed: int, spec: Mapping[str, Any]) -> None:
@@ -26,12 +30,18 @@ def prepare_data(job: Job, *, seed: int, spec: Mapping[str, Any]) -> None:
 
 def plot_dataset_examples(job: Job, *, seed: int) -> None:
     """A grid of EXAMPLES_PER_CLASS images of each class (drawn with `seed`), one file per figure
-    format (only those images are read)."""
-    # Spectrograms (a store with axes in Hz and s) read best in a perceptual colour map; images
-    # keep gray levels as the models see them.
-    cmap = "gray" if load_image_axes(job.input[0]) is None else "magma"
+    format (only those images are read); a series' SERIES_EXAMPLES_PER_CLASS windows per class
+    as line plots; a table's class means over up to TABLE_ROWS_PER_CLASS rows of each class."""
     dataset = load_dataset(job.input[0])
-    fig = plot_examples(dataset, EXAMPLES_PER_CLASS, random_state=int(seed), cmap=cmap)
+    if dataset.kind == "series":
+        fig = plot_series_examples(dataset, SERIES_EXAMPLES_PER_CLASS, random_state=int(seed))
+    elif dataset.kind == "table":
+        fig = plot_table_means(dataset, TABLE_ROWS_PER_CLASS, random_state=int(seed))
+    else:
+        # Spectrograms (a store with axes in Hz and s) read best in a perceptual colour map; images
+        # keep gray levels as the models see them.
+        cmap = "gray" if dataset.axes is None else "magma"
+        fig = plot_examples(dataset, EXAMPLES_PER_CLASS, random_state=int(seed), cmap=cmap)
     save_figure(fig, list(job.output))
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 
-from latent_atlas.plotting import display_image, label_image_axes, scatter_by_class, use_style
+from latent_atlas.plotting import (axes_kind, channel_offset, display_image, label_image_axes, plot_channels,
+                                  scatter_by_class, use_style)
 
 
 def plot_training_curves(table: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -74,8 +75,13 @@ def plot_reconstructions(original: np.ndarray, reconstruction: np.ndarray, label
     original, reconstruction : float ndarray of shape (n, C, H, W) in [0, 1].
     axes : data.store.ImageAxes or None
         Physical axes of the images (spectrograms): the first column's images get frequency and
-        time ticks, the bottom row's the time ticks.
+        time ticks, the bottom row's the time ticks. Axes with channel or feature names (a
+        series', a table's) draw `plot_series_reconstructions` or `plot_table_reconstructions`.
     """
+    if axes_kind(axes) == "series":
+        return plot_series_reconstructions(original, reconstruction, labels, class_names, axes, n_columns, title)
+    if axes_kind(axes) == "table":
+        return plot_table_reconstructions(original, reconstruction, labels, class_names, axes, n_columns, title)
     use_style()
     idx = class_interleaved(labels, n_columns)
     err = np.abs(original[idx] - reconstruction[idx]).mean(axis=1)
@@ -110,6 +116,105 @@ def plot_reconstructions(original: np.ndarray, reconstruction: np.ndarray, label
     fig.colorbar(im, ax=axes[2, :].tolist(), fraction=0.02, pad=0.01, label="|error|")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def _sample_title(class_names: Sequence[str], label: int, original: np.ndarray, reconstruction: np.ndarray) -> str:
+    """A reconstruction panel's title: the sample's class and its mean squared error."""
+    return f"{class_names[label]}, MSE {float(((original - reconstruction) ** 2).mean()):.3f}"
+
+
+def _panel_grid(n: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of n panels, at most 5 to a row, the rows as full as can be."""
+    nrow = -(-max(n, 1) // 5)
+    return nrow, -(-max(n, 1) // nrow)
+
+
+def plot_series_reconstructions(original: np.ndarray, reconstruction: np.ndarray, labels: np.ndarray,
+                                class_names: Sequence[str], axes, n_samples: int = 10,
+                                title: str = "") -> plt.Figure:
+    """Series windows beside their reconstructions: one panel per sample (up to `n_samples`, one
+    class after another, at most 5 to a row), its input (black) and reconstruction (red) as one line pair
+    per channel against seconds from the window's start, channel i shifted down by a shared
+    offset, the channel names on the first column's axis.
+
+    original, reconstruction : float ndarray of shape (n, 1, C, L), standardised (train std units).
+    axes : data.store.ImageAxes of the series (channel names down the rows, `cols` in seconds).
+    """
+    use_style()
+    idx = class_interleaved(labels, n_samples)
+    offset = channel_offset(original[idx])
+    nrow, ncol = _panel_grid(len(idx))
+    fig, panels = plt.subplots(nrow, ncol, squeeze=False, sharex=True, sharey=True, constrained_layout=True,
+                               figsize=(2.5 * ncol + 0.9, (0.6 + 0.35 * len(axes.row_names)) * nrow + 0.6))
+    for j, (ax, i) in enumerate(zip(panels.ravel(), idx)):
+        first = plot_channels(ax, original[i, 0], axes, offset, color="black", names=j % ncol == 0, lw=0.8)[0]
+        rebuilt = plot_channels(ax, reconstruction[i, 0], axes, offset, color="tab:red", names=j % ncol == 0,
+                                lw=0.8, alpha=0.85)[0]
+        ax.set_title(_sample_title(class_names, labels[i], original[i], reconstruction[i]), fontsize=7)
+        ax.tick_params(labelsize=6, length=2, pad=1)
+        if j >= len(idx) - ncol:  # the lowest panel of its column
+            ax.set_xlabel(axes.col_label, fontsize=7)
+            ax.tick_params(labelbottom=True)
+    for ax in panels.ravel()[len(idx):]:
+        ax.set_axis_off()
+    fig.legend([first, rebuilt], ["input", "reconstruction"], loc="outside lower center", ncols=2, fontsize=7)
+    fig.suptitle(f"{title + ': ' if title else ''}series windows and reconstructions (standardised, channels "
+                 f"{offset:.3g} apart)", fontsize=9)
+    return fig
+
+
+# Features named in a table's reconstruction figure; past this many, those with the largest error
+# over the samples shown.
+MAX_FEATURES = 30
+
+
+def plot_table_reconstructions(original: np.ndarray, reconstruction: np.ndarray, labels: np.ndarray,
+                               class_names: Sequence[str], axes, n_samples: int = 10,
+                               title: str = "") -> plt.Figure:
+    """Table rows beside their reconstructions: one panel per sample (up to `n_samples`, one class
+    after another, at most 5 to a row), each feature a row (its name on the first column's axis) with
+    the input (black dot) and the reconstruction (red cross) joined by a grey line (the error).
+    Past MAX_FEATURES features, those with the largest mean squared error over the samples
+    shown, in the table's order; the axis says how many are left out.
+
+    original, reconstruction : float ndarray of shape (n, 1, 1, F), standardised (train std units).
+    axes : data.store.ImageAxes of the table (`col_names`: the F feature names).
+    """
+    use_style()
+    idx = class_interleaved(labels, n_samples)
+    names = axes.col_names
+    x, r = original[idx].reshape(len(idx), -1), reconstruction[idx].reshape(len(idx), -1)
+    if x.shape[1] != len(names):
+        raise ValueError(f"the table's axes name {len(names)} features, the reconstructions have {x.shape[1]}")
+    shown = np.arange(len(names))
+    if len(names) > MAX_FEATURES:
+        shown = np.sort(np.argsort(-((x - r) ** 2).mean(axis=0), kind="stable")[:MAX_FEATURES])
+    nrow, ncol = _panel_grid(len(idx))
+    fig, panels = plt.subplots(nrow, ncol, squeeze=False, sharex=True, sharey=True, constrained_layout=True,
+                               figsize=(1.9 * ncol + 1.3, (0.7 + 0.12 * len(shown)) * nrow + 0.6))
+    pos = np.arange(len(shown))
+    for j, (ax, i) in enumerate(zip(panels.ravel(), idx)):
+        ax.hlines(pos, x[j, shown], r[j, shown], color="0.6", lw=0.8)
+        first = ax.scatter(x[j, shown], pos, s=9, color="black", zorder=3)
+        rebuilt = ax.scatter(r[j, shown], pos, s=12, marker="x", color="tab:red", lw=0.8, zorder=3)
+        ax.axvline(0, color="0.85", lw=0.5, zorder=0)
+        ax.set_title(_sample_title(class_names, labels[i], original[i], reconstruction[i]), fontsize=7)
+        ax.tick_params(labelsize=6, length=2, pad=1)
+        if j >= len(idx) - ncol:  # the lowest panel of its column
+            ax.set_xlabel("value (train std units)", fontsize=7)
+            ax.tick_params(labelbottom=True)
+    ax = panels[0, 0]
+    ax.set_yticks(pos, [names[i] for i in shown])
+    ax.set_ylim(len(shown) - 0.5, -0.5)  # the table's first feature at the top
+    left_out = len(names) - len(shown)
+    for row in panels[:, 0]:
+        row.set_ylabel(f"{len(shown)} of {len(names)} features ({left_out} not shown: smallest error)"
+                       if left_out else axes.col_label, fontsize=7)
+    for ax in panels.ravel()[len(idx):]:
+        ax.set_axis_off()
+    fig.legend([first, rebuilt], ["input", "reconstruction"], loc="outside lower center", ncols=2, fontsize=7)
+    fig.suptitle(f"{title + ': ' if title else ''}table rows and reconstructions (standardised)", fontsize=9)
     return fig
 
 
