@@ -35,39 +35,42 @@ RULES = ["prepare_data", "train", "extract", "anomaly_scores"]
 GOAL_MB = 2.5 * 1024
 
 
-def write_table(path: Path, rows: int, seed: int = 0) -> None:
-    """rows x 50 features in row groups of 100,000 (never the whole table in memory as float64)."""
+def write_parquet_batches(path: Path, rows: int, batch_rows: int, batch) -> None:
+    """Write `rows` rows to `path` in row groups of `batch_rows`, `batch(start, n)` giving each
+    group's columns (never the whole file in memory); kept when `path` already holds `rows` rows."""
     if path.is_file() and pq.ParquetFile(path).metadata.num_rows == rows:
         return
-    rng = np.random.default_rng(seed)
     writer = None
-    for start in range(0, rows, 100_000):
-        n = min(100_000, rows - start)
+    for start in range(0, rows, batch_rows):
+        table = pa.table(batch(start, min(batch_rows, rows - start)))
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def write_table(path: Path, rows: int, seed: int = 0) -> None:
+    """rows x 50 features (a label column: the cluster), in row groups of 100,000."""
+    rng = np.random.default_rng(seed)
+
+    def batch(start: int, n: int) -> dict:
         label = (rng.random(n) < 0.1).astype(np.int64)
         x = rng.normal(size=(n, 50)) + 1.5 * label[:, None] * (np.arange(50) % 7 == 0)
         x[:, :3] = rng.standard_t(3, size=(n, 3))
-        table = pa.table({**{f"f{i:02d}": x[:, i] for i in range(50)}, "label": label})
-        writer = writer or pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    writer.close()
+        return {**{f"f{i:02d}": x[:, i] for i in range(50)}, "label": label}
+
+    write_parquet_batches(path, rows, 100_000, batch)
 
 
 def write_series(path: Path, steps: int, seed: int = 0) -> None:
-    """steps x 9 channels at 64 Hz with a time column, written in row groups of 1,000,000."""
-    if path.is_file() and pq.ParquetFile(path).metadata.num_rows == steps:
-        return
+    """steps x 9 channels at 64 Hz with a time column, in row groups of 1,000,000."""
     rng = np.random.default_rng(seed)
-    writer = None
-    for start in range(0, steps, 1_000_000):
-        n = min(1_000_000, steps - start)
+
+    def batch(start: int, n: int) -> dict:
         t = (start + np.arange(n)) / 64.0
-        cols = {"time": t}
-        for c in range(9):
-            cols[f"ch{c}"] = np.sin(2 * np.pi * t / (0.5 + 0.3 * c)) + rng.normal(0, 0.1, n)
-        table = pa.table(cols)
-        writer = writer or pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    writer.close()
+        return {"time": t, **{f"ch{c}": np.sin(2 * np.pi * t / (0.5 + 0.3 * c)) + rng.normal(0, 0.1, n)
+                              for c in range(9)}}
+
+    write_parquet_batches(path, steps, 1_000_000, batch)
 
 
 def config(table: Path, series: Path) -> dict:

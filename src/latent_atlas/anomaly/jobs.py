@@ -106,11 +106,12 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     held = np.zeros(n, bool)
     held[validation_rows(ds.labels, ds.split, ds.class_names, validation, seed,
                          f"models.{model_name}.train.classes")] = True
-    fitted = train & ~held & (normal if normal is not None else True)
-    reference = held & (normal if normal is not None else True)
+    usual = normal if normal is not None else np.ones(n, bool)  # without labels every sample counts as normal
+    fitted = train & ~held & usual
+    reference = held & usual
     threshold_on = "validation"
     if not reference.any():
-        reference, threshold_on = train & (normal if normal is not None else True), "train"
+        reference, threshold_on = train & usual, "train"
         log.info("%s: no validation samples to set thresholds on: the train split's %s samples are used "
                  "(optimistic: the test false-positive rate runs above anomaly.fpr)", model_name,
                  "normal" if normal is not None else "")
@@ -123,7 +124,7 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     scale = sc.residual_scale(model, stream(np.flatnonzero(fitted))) if error == "standardised" else None
     table = pd.DataFrame({"sample_id": ds.sample_id, "split": ds.split, "label": ds.labels,
                           "label_name": np.asarray(ds.class_names)[ds.labels],
-                          "is_anomaly": ~normal if normal is not None else np.zeros(n, bool)})
+                          "is_anomaly": ~usual})
     table["score"] = sc.reconstruction_scores(model, stream(every), error, scale).score
     if getattr(model, "variational", False):
         table["neg_elbo"] = sc.negative_elbo(model, stream(every))
