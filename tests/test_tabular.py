@@ -300,3 +300,88 @@ def test_series_reads_daphnet():
     assert len(src.labels) == (7040 - 128) // 64 + 1
     first = pd.read_csv(DAPHNET, nrows=128)
     np.testing.assert_array_equal(src.load(np.array([0]))[0], first[src.names].to_numpy(np.float32).T)
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming: the numbers go through a temporary file, block by block
+# ---------------------------------------------------------------------------------------------
+
+
+def test_row_file_reads_rows_in_any_order_and_spans():
+    from latent_atlas.data.tabular import RowFile
+
+    values = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    rows = RowFile(3)
+    for start in range(0, 1000, 170):  # uneven blocks
+        rows.append(values[start:start + 170])
+    assert rows.rows == 1000
+    index = np.array([999, 0, 1, 2, 500, 499, 3])
+    np.testing.assert_array_equal(rows.read(index), values[index])
+    np.testing.assert_array_equal(rows.span(168, 345), values[168:345])
+    assert rows.read(np.array([], np.int64)).shape == (0, 3)
+
+
+def test_missing_values_counted_across_blocks(tmp_path, monkeypatch):
+    """The count and first row of a column's NaNs are those of the whole file when the NaNs lie in
+    several blocks (blocks of 7 rows here)."""
+    import latent_atlas.data.tabular as tabular
+
+    monkeypatch.setattr(tabular, "PARQUET_BLOCK_ROWS", 7)
+    a = np.arange(40, dtype=float)
+    b = np.arange(40, dtype=float)
+    b[[9, 23, 38]] = np.nan
+    pd.DataFrame({"a": a, "b": b}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"column 'b' of .*t\.parquet has 3 missing value\(s\), the first in row 9"):
+        table(tmp_path / "t.parquet")
+    source = table(tmp_path / "t.parquet", impute="mean")
+    got = source.load(np.arange(40))
+    np.testing.assert_array_equal(got[:, 0], a)
+    np.testing.assert_array_equal(np.isnan(got[:, 1]), np.isnan(b))
+
+
+def test_series_windows_read_far_apart_and_close_together(tmp_path, monkeypatch):
+    """Windows read in one span (close ids) and one read each (ids far apart) both equal the
+    recording's slices; a recording read in blocks of 64 steps."""
+    import latent_atlas.data.tabular as tabular
+
+    monkeypatch.setattr(tabular, "PARQUET_BLOCK_ROWS", 64)
+    x = np.random.default_rng(1).normal(size=(3000, 2)).astype(np.float32)
+    np.save(tmp_path / "r.npy", x)
+    source = series(tmp_path / "r.npy", window=50, stride=20, sample_rate=10)
+    n = len(source.labels)
+    for index in (np.arange(10, 20), np.array([n - 1, 0, n // 2]), np.array([3, 3, 140])):
+        expected = np.stack([x[20 * i:20 * i + 50].T for i in index])
+        np.testing.assert_array_equal(source.load(index), expected)
+
+
+def test_series_npy_missing_values_and_fortran_order(tmp_path):
+    x = np.random.default_rng(2).normal(size=(300, 3))
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    source = series(tmp_path / "f.npy", window=100, sample_rate=1)
+    np.testing.assert_array_equal(source.load(np.array([1])), x[None, 100:200].transpose(0, 2, 1).astype(np.float32))
+    x[[150, 210], 2] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    with pytest.raises(DataError, match=r"datasets\.s\.series: column 'ch2' of .*nan\.npy has 2 missing value\(s\), the first in row 150"):
+        series(tmp_path / "nan.npy", window=100, sample_rate=1)
+
+
+def test_time_checks_and_split_in_blocks_equal_whole_arrays(monkeypatch):
+    """The rate, the irregular-step error and the held-out steps do not depend on the block size."""
+    import latent_atlas.data.tabular as tabular
+
+    seconds = np.round(np.arange(1000) / 64.0, 3)  # Daphnet-like: whole milliseconds at 64 Hz
+    whole = tabular.infer_sample_rate(seconds, Path("r.csv"), "w")
+    expected = {fraction: np.arange(1000) / 64.0 >= (1 - fraction) * (1000 / 64.0) for fraction in (0.2, 0.37)}
+    ranges = np.zeros(1000, bool)
+    ranges[(np.arange(1000) / 64.0 >= 2.0) & (np.arange(1000) / 64.0 < 3.5)] = True
+    for block in (7, 64, 1 << 20):
+        monkeypatch.setattr(tabular, "TIME_BLOCK", block)
+        assert tabular.infer_sample_rate(seconds, Path("r.csv"), "w") == whole == pytest.approx(64.0, rel=1e-4)
+        for fraction, test in expected.items():
+            np.testing.assert_array_equal(tabular.held_out_steps(1000, 64.0, fraction, None), test)
+        np.testing.assert_array_equal(tabular.held_out_steps(1000, 64.0, 0.2, [[2.0, 3.5]]), ranges)
+        bad = seconds.copy()
+        bad[500:] += 0.5
+        bad[800:] += 0.5
+        with pytest.raises(DataError, match=r"rows 499 to 500 \(from 0\) are 0\.51[56] s apart.*\(2 step\(s\) off"):
+            tabular.infer_sample_rate(bad, Path("r.csv"), "w")

@@ -55,6 +55,23 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
+def read_rows(fd: int, offset: int, row_bytes: int, rows: np.ndarray, out: np.ndarray, path) -> None:
+    """Fill `out` (C-contiguous, len(rows) rows of `row_bytes` bytes) with the rows `rows` (int64,
+    any order) of the file open as `fd`, whose row 0 starts at byte `offset`: one positional read
+    per run of consecutive rows (safe after fork: no shared file position). `path` names the file
+    in errors."""
+    flat = memoryview(out.reshape(-1).view(np.uint8))
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    for s, e in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+        view = flat[s * row_bytes:e * row_bytes]
+        pos = offset + int(rows[s]) * row_bytes
+        while len(view):
+            got = os.preadv(fd, [view], pos)
+            if got <= 0:
+                raise DataError(f"{path}: file ended early (truncated while reading?)")
+            view, pos = view[got:], pos + got
+
+
 class _ImageFile:
     """An open images.npy: its header, and rows read with positional reads (safe after fork)."""
 
@@ -90,20 +107,8 @@ class _ImageFile:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The stored rows `rows` (int64, any order), as stored (uint8 or float32)."""
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
-        if not len(rows):
-            return out
-        flat = out.reshape(-1).view(np.uint8)
-        fd = self._descriptor()
-        # Runs of consecutive rows are read with one call each.
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for s, e in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-            view = memoryview(flat)[s * self.row_bytes:e * self.row_bytes]
-            pos = self.offset + int(rows[s]) * self.row_bytes
-            while len(view):
-                got = os.preadv(fd, [view], pos)
-                if got <= 0:
-                    raise DataError(f"{self.path}: file ended early (truncated while reading?)")
-                view, pos = view[got:], pos + got
+        if len(rows):
+            read_rows(self._descriptor(), self.offset, self.row_bytes, rows, out, self.path)
         return out
 
     def __del__(self):

@@ -6,11 +6,15 @@ features or channels with statistics of the train split. CSV and TSV files are r
 pyarrow's streaming reader (its whole-file reader peaked at 1.3 GB on a 460 MB CSV of 1,000,000 x
 50 numbers); the stream takes its column types from the file's first block, so the columns read as
 numbers are read as float64 (a column of integers may hold a decimal further down) and label
-columns as text. Parquet files are read a column at a time. A file's numbers are kept as float32.
+columns as text. Parquet and .npy files are read in blocks of rows too. A file's numbers go, as
+float32, block by block into a temporary file (`RowFile`) that the store's writer reads back in
+its own chunks, so memory does not grow with the number of rows or time steps (only the label,
+split and time columns are held whole).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -18,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from latent_atlas.data.store import DataError
+from latent_atlas.data.store import DataError, read_rows
 from latent_atlas.schema import with_defaults
 
 if TYPE_CHECKING:  # sources.py imports this module to register its readers
@@ -79,12 +83,85 @@ def _float32(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pc.cast(values, pa.float32()).to_numpy(zero_copy_only=False)
 
 
-def read_columns(path: Path, where: str, schema: pa.Schema, numeric: list[str], other: list[str],
-                 text: list[str], axis: int) -> tuple[np.ndarray, dict[str, pa.ChunkedArray]]:
-    """The `numeric` columns of a file as one float32 array, and the `other` columns as they are.
+class RowFile:
+    """float32 rows of `width` values, written block by block to a temporary file and read back
+    with positional reads, so a source's numbers are never all in memory (a memory map would count
+    every page read towards the job's RSS).
 
-    A Parquet file is read one column at a time into the array; a CSV file in blocks, joined at
-    the end (so its numbers are briefly held twice).
+    The file is made in the temporary folder (TMPDIR, else /tmp) and unlinked at once: it
+    takes disk space only while the reading process runs, and a killed job leaves nothing behind.
+    Forked workers read it through the inherited descriptor.
+    """
+
+    def __init__(self, width: int):
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="latent-atlas-", suffix=".f32")
+        os.unlink(name)
+        self.fd, self.pid, self.width, self.rows = fd, os.getpid(), int(width), 0
+        self.row_bytes = 4 * self.width
+
+    def append(self, block: np.ndarray) -> None:
+        """Write (k, width) values after the rows written so far."""
+        view = memoryview(np.ascontiguousarray(block, np.float32).reshape(-1).view(np.uint8))
+        pos = self.rows * self.row_bytes
+        while len(view):
+            got = os.pwrite(self.fd, view, pos)
+            view, pos = view[got:], pos + got
+        self.rows += len(block)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), width): the rows `rows` (int, any order)."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((len(rows), self.width), np.float32)
+        if len(rows):
+            read_rows(self.fd, 0, self.row_bytes, rows, out, "a temporary copy of the source")
+        return out
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """float32 (stop - start, width): rows start..stop-1."""
+        return self.read(np.arange(start, stop))
+
+    def __del__(self):
+        if self.pid == os.getpid():
+            os.close(self.fd)
+
+
+class MissingCount:
+    """NaNs per column of blocks seen in order: the count and the first row (from 0) of each."""
+
+    def __init__(self, names: list[str]):
+        self.names, self.rows = list(names), 0
+        self.count = np.zeros(len(names), np.int64)
+        self.first = np.full(len(names), -1, np.int64)
+
+    def add(self, block: np.ndarray) -> None:
+        """(k, len(names)) values of the next k rows."""
+        missing = np.isnan(block)
+        count = missing.sum(0)
+        new = (count > 0) & (self.first < 0)
+        self.first[new] = self.rows + np.argmax(missing[:, new], axis=0)
+        self.count += count
+        self.rows += len(block)
+
+    def check(self, path: Path, where: str, hint: str) -> None:
+        """A DataError naming the first column that holds NaN, with its count and first row."""
+        for j in np.flatnonzero(self.count):
+            raise DataError(f"{where}: column {self.names[j]!r} of {path} has {int(self.count[j])} missing "
+                            f"value(s), the first in row {int(self.first[j])} (from 0){hint}")
+
+
+# Rows per block read from a Parquet file.
+PARQUET_BLOCK_ROWS = 65_536
+
+
+def read_columns(path: Path, where: str, schema: pa.Schema, numeric: list[str], other: list[str],
+                 text: list[str]) -> tuple[RowFile, MissingCount, dict[str, pa.ChunkedArray]]:
+    """The `numeric` columns of a file as float32 rows of a `RowFile`, block by block, their
+    missing values counted, and the `other` columns as they are.
+
+    A Parquet file is read in blocks of PARQUET_BLOCK_ROWS rows, a CSV file in the streaming
+    reader's blocks: peak memory is a block, whatever the file's length.
 
     Parameters
     ----------
@@ -96,9 +173,8 @@ def read_columns(path: Path, where: str, schema: pa.Schema, numeric: list[str], 
         column, with its first value); missing values become NaN.
     other : list of str
         Further columns, returned as pyarrow arrays; those in `text` read as strings from a CSV.
-    axis : {0, 1}
-        0: the array is (n_rows, len(numeric)) (a table's samples); 1: (len(numeric), n_rows)
-        (a recording's channels, each contiguous).
+
+    Returns (rows, missing, others): rows (n_rows, len(numeric)) in the file's order.
     """
     import pyarrow.parquet as pq
 
@@ -107,29 +183,29 @@ def read_columns(path: Path, where: str, schema: pa.Schema, numeric: list[str], 
         if not _is_numeric(dtype):
             first = _first_value(path, schema, name)
             raise DataError(f"{where}: column {name!r} of {path} is not numeric ({dtype}, first value {first!r})")
+    rows, missing = RowFile(len(numeric)), MissingCount(numeric)
+    chunks = {name: [] for name in other}
+    columns = list(dict.fromkeys(numeric + other))
     try:
         if path.suffix.lower() == ".parquet":
-            parquet = pq.ParquetFile(path)
-            n = parquet.metadata.num_rows
-            values = np.empty((n, len(numeric)) if axis == 0 else (len(numeric), n), np.float32)
-            for j, name in enumerate(numeric):
-                values[(slice(None), j) if axis == 0 else j] = _float32(parquet.read(columns=[name]).column(0))
-            others = {name: parquet.read(columns=[name]).column(0) for name in other}
+            # without pre_buffer: with it, pyarrow keeps every block read (1 GB of memory for a
+            # 500 MB file)
+            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PARQUET_BLOCK_ROWS,
+                                                                          columns=columns)
         else:
-            blocks, chunks = [], {name: [] for name in other}
-            for batch in _csv_batches(path, schema, list(dict.fromkeys(numeric + other)), text):
-                blocks.append(np.stack([_float32(batch.column(name)) for name in numeric], axis=1 - axis))
-                for name in other:
-                    chunks[name].append(batch.column(name))
-            if not blocks:  # a header only
-                raise DataError(f"{where}: {path} holds no rows")
-            values = np.concatenate(blocks, axis=axis)
-            others = {name: pa.chunked_array(arrays) for name, arrays in chunks.items()}
+            batches = _csv_batches(path, schema, columns, text)
+        for batch in batches:
+            block = np.stack([_float32(batch.column(name)) for name in numeric], axis=1)
+            missing.add(block)
+            rows.append(block)
+            for name in other:
+                chunks[name].append(batch.column(name))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
         raise DataError(f"{where}: cannot read {path}: {err}") from None
-    if values.shape[axis] == 0:
+    if rows.rows == 0:
         raise DataError(f"{where}: {path} holds no rows")
-    return values, others
+    others = {name: pa.chunked_array(arrays) for name, arrays in chunks.items()}
+    return rows, missing, others
 
 
 def _first_value(path: Path, schema: pa.Schema, name: str):
@@ -143,16 +219,6 @@ def _first_value(path: Path, schema: pa.Schema, name: str):
         if len(present):
             return present[0].as_py()
     return None
-
-
-def check_missing(values: np.ndarray, names: list[str], path: Path, where: str, axis: int, hint: str) -> None:
-    """A DataError naming the first column of `values` (columns along `axis` of a 2-D array) that
-    holds NaN, with the count and the first row (rows counted from 0 after the header)."""
-    for j, name in enumerate(names):
-        missing = np.isnan(values[:, j] if axis == 0 else values[j])
-        if missing.any():
-            raise DataError(f"{where}: column {name!r} of {path} has {int(missing.sum())} missing value(s), "
-                            f"the first in row {int(np.argmax(missing))} (from 0){hint}")
 
 
 def _no_nulls(values: pa.ChunkedArray, name: str, path: Path, where: str) -> None:
@@ -242,11 +308,10 @@ def read_table_source(spec: Mapping[str, Any], key: str) -> Source:
     if not features:
         raise DataError(f"{where}.features: {path} has no column besides the label and split columns")
     other = [c for c in (label, split_column) if c is not None]
-    values, columns = read_columns(path, where, schema, features, other, text=other, axis=0)
+    values, missing, columns = read_columns(path, where, schema, features, other, text=other)
     if options["impute"] == "none":
-        check_missing(values, features, path, where, axis=0,
-                      hint=f"; set {where}.impute to mean or median to fill them")
-    n = len(values)
+        missing.check(path, where, hint=f"; set {where}.impute to mean or median to fill them")
+    n = values.rows
     if label is None:
         labels, class_names = np.zeros(n, np.int64), ["all"]
     else:
@@ -262,7 +327,7 @@ def read_table_source(spec: Mapping[str, Any], key: str) -> Source:
         split = split.astype("<U5")
 
     def load(index: np.ndarray, map_fn=map) -> np.ndarray:
-        return values[np.asarray(index, dtype=np.int64)]
+        return values.read(index)
 
     return Source(labels, class_names, load, split=split, kind="table", names=list(features))
 
@@ -292,8 +357,9 @@ def seconds_since_start(values: pa.ChunkedArray, name: str, path: Path, where: s
     _no_nulls(values, name, path, where)
     dtype = values.type
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
-        seconds = values.to_numpy(zero_copy_only=False).astype(np.float64)
-        return seconds - seconds[0]
+        seconds = values.to_numpy(zero_copy_only=False).astype(np.float64)  # a copy of its own
+        seconds -= seconds[0]
+        return seconds
     if pa.types.is_timestamp(dtype):
         ns = pc.cast(values, pa.timestamp("ns", dtype.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
     elif pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
@@ -309,12 +375,16 @@ def seconds_since_start(values: pa.ChunkedArray, name: str, path: Path, where: s
     return (ns - ns[0]) / 1e9
 
 
+# Steps checked at a time by the time-column checks (bounds their temporary arrays).
+TIME_BLOCK = 1 << 20
+
+
 def time_resolution(seconds: np.ndarray) -> float:
     """The coarsest 10**-k seconds (k = 0..9) of which every time is a whole multiple (to 1% of it),
     e.g. 0.001 for times written in whole milliseconds; 0 when there is none."""
     for k in range(10):
-        scaled = seconds * 10.0**k
-        if np.all(np.abs(scaled - np.round(scaled)) <= 0.01):
+        if all(np.all(np.abs(scaled - np.round(scaled)) <= 0.01)
+               for scaled in (seconds[s:s + TIME_BLOCK] * 10.0**k for s in range(0, len(seconds), TIME_BLOCK))):
             return 10.0**-k
     return 0.0
 
@@ -322,31 +392,58 @@ def time_resolution(seconds: np.ndarray) -> float:
 def infer_sample_rate(seconds: np.ndarray, path: Path, where: str) -> float:
     """Hz of regular times (float64 (T,) seconds from the first): 1 / the mean step.
 
-    Every step must lie within 1% of the median step, plus the times' resolution where they are
-    rounded to a unit ten or more times finer than a step. The rate is the mean step's, not the
-    median's: Daphnet's times in whole milliseconds at 64 Hz step by 15 or 16 ms, with mean 15.625
-    ms (64 Hz) and median 16 ms (62.5 Hz).
+    Every step must lie within 1% of the median step (of the first TIME_BLOCK steps), plus the
+    times' resolution where they are rounded to a unit ten or more times finer than a step. The
+    rate is the mean step's, not the median's: Daphnet's times in whole milliseconds at 64 Hz step
+    by 15 or 16 ms, with mean 15.625 ms (64 Hz) and median 16 ms (62.5 Hz). Steps are checked a
+    block at a time.
     """
     if len(seconds) < 2:
         raise DataError(f"{where}.sample_rate: {path} has fewer than two time steps to infer it from")
-    steps = np.diff(seconds)
-    median = float(np.median(steps))
+    median = float(np.median(np.diff(seconds[:TIME_BLOCK + 1])))
     if not median > 0:
         raise DataError(f"{where}.sample_rate: the times of {path} do not increase; set sample_rate")
     resolution = time_resolution(seconds)
     slack = 0.01 * median + (resolution if resolution <= median / 10 else 0.0)
-    irregular = np.abs(steps - median) > slack
-    if irregular.any():
-        row = int(np.argmax(irregular))
-        raise DataError(f"{where}.sample_rate: the times of {path} are not regular: rows {row} to {row + 1} "
-                        f"(from 0) are {steps[row]:.6g} s apart, the median step is {median:.6g} s "
-                        f"({int(irregular.sum())} step(s) off by more than 1%); set sample_rate or fix the times")
+    for start in range(0, len(seconds) - 1, TIME_BLOCK):
+        steps = np.diff(seconds[start:start + TIME_BLOCK + 1])
+        irregular = np.abs(steps - median) > slack
+        if irregular.any():
+            row = start + int(np.argmax(irregular))
+            count = sum(int((np.abs(np.diff(seconds[s:s + TIME_BLOCK + 1]) - median) > slack).sum())
+                        for s in range(0, len(seconds) - 1, TIME_BLOCK))
+            raise DataError(f"{where}.sample_rate: the times of {path} are not regular: rows {row} to {row + 1} "
+                            f"(from 0) are {seconds[row + 1] - seconds[row]:.6g} s apart, the median step is "
+                            f"{median:.6g} s ({count} step(s) off by more than 1%); set sample_rate or fix the times")
     return (len(seconds) - 1) / seconds[-1]
 
 
+def _npy_blocks(path: Path, where: str, rows: int = PARQUET_BLOCK_ROWS) -> Iterator[np.ndarray]:
+    """float32 (k, C) blocks of the (time steps, channels) array in an .npy file, in order (read
+    with plain reads; a Fortran-order file through a memory map)."""
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if len(shape) != 2 or dtype.kind not in "biuf":
+            raise DataError(f"{where}: {path} must hold a 2-D (time steps, channels) array of numbers, "
+                            f"not {dtype} {shape}")
+        if fortran:
+            array = np.load(path, mmap_mode="r")
+            for start in range(0, shape[0], rows):
+                yield np.asarray(array[start:start + rows], np.float32)
+            return
+        for start in range(0, shape[0], rows):
+            count = min(rows, shape[0] - start)
+            block = np.fromfile(fh, dtype, count=count * shape[1])
+            if block.size != count * shape[1]:
+                raise DataError(f"{where}: {path} ended early (its header says {shape})")
+            yield block.reshape(count, shape[1]).astype(np.float32, copy=False)
+
+
 def _read_recording(path: Path, options: Mapping[str, Any], where: str,
-                    infer_rate: bool) -> tuple[np.ndarray, list[str], float | None, np.ndarray | None]:
-    """One recording: float32 (C, T) channels, their names, the rate inferred from its time column
+                    infer_rate: bool) -> tuple[RowFile, list[str], float | None, np.ndarray | None]:
+    """One recording: its (T, C) channel values as a RowFile (NaN is an error), their names, the rate inferred from its time column
     (or None) and its per-step label column (anomaly_column or label_column; or None)."""
     time, step_label = options.get("time_column"), options.get("anomaly_column") or options.get("label_column")
     channels = options.get("channels")
@@ -354,17 +451,23 @@ def _read_recording(path: Path, options: Mapping[str, Any], where: str,
         for option in ("time_column", "label_column", "anomaly_column"):
             if options.get(option) is not None:
                 raise DataError(f"{where}.{option}: {path} is an .npy array, which has no named columns")
+        rows = missing = names = None
         try:
-            array = np.load(path, mmap_mode="r")
+            for block in _npy_blocks(path, where):
+                if names is None:
+                    names = list(channels) if channels else [f"ch{i}" for i in range(block.shape[1])]
+                    if len(names) != block.shape[1]:
+                        raise DataError(f"{where}.channels: {len(names)} names for the {block.shape[1]} "
+                                        f"columns of {path}")
+                    rows, missing = RowFile(len(names)), MissingCount(names)
+                missing.add(block)
+                rows.append(block)
         except (OSError, ValueError) as err:
             raise DataError(f"{where}: cannot read {path}: {err}") from None
-        if array.ndim != 2 or array.dtype.kind not in "biuf":
-            raise DataError(f"{where}: {path} must hold a 2-D (time steps, channels) array of numbers, "
-                            f"not {array.dtype} {array.shape}")
-        names = list(channels) if channels else [f"ch{i}" for i in range(array.shape[1])]
-        if len(names) != array.shape[1]:
-            raise DataError(f"{where}.channels: {len(names)} names for the {array.shape[1]} columns of {path}")
-        return np.ascontiguousarray(array.T, dtype=np.float32), names, None, None
+        if names is None:
+            raise DataError(f"{where}: {path} holds no time steps")
+        missing.check(path, where, hint="")
+        return rows, names, None, None
     schema = read_schema(path, where)
     named = {"time_column": time, "label_column": options.get("label_column"),
              "anomaly_column": options.get("anomaly_column")}
@@ -384,8 +487,8 @@ def _read_recording(path: Path, options: Mapping[str, Any], where: str,
                             f"anomaly columns; columns: {', '.join(schema.names)}")
     text = [options["label_column"]] if options.get("label_column") else []
     other = [c for c in (time if infer_rate else None, step_label) if c is not None]
-    values, columns = read_columns(path, where, schema, names, other, text=text, axis=1)
-    check_missing(values, names, path, where, axis=1, hint="")
+    values, missing, columns = read_columns(path, where, schema, names, other, text=text)
+    missing.check(path, where, hint="")
     rate = infer_sample_rate(seconds_since_start(columns[time], time, path, where), path, where) if infer_rate else None
     labels = None
     if options.get("anomaly_column"):
@@ -425,22 +528,26 @@ def window_labels(codes: np.ndarray, starts: np.ndarray, window: int, n_classes:
 
 
 def _window_counts(flags: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
-    """int64 (n,) number of True steps of `flags` (T,) in each window."""
-    total = np.zeros(len(flags) + 1, np.int64)
+    """int64 (n,) number of True steps of `flags` (T,) in each window (running sums in int32
+    where they fit: a 10-million-step recording's take 40 MB)."""
+    total = np.zeros(len(flags) + 1, np.int32 if len(flags) < 2**31 - 1 else np.int64)
     np.cumsum(flags, out=total[1:])
-    return total[starts + window] - total[starts]
+    return total[starts + window].astype(np.int64) - total[starts]
 
 
 def held_out_steps(length: int, rate: float, test_fraction: float, test_ranges: list | None) -> np.ndarray:
     """bool (T,) steps of a recording of `length` steps that are test: inside any [start, end)
     of `test_ranges` (seconds from the recording's start), or else from (1 - test_fraction) x its
-    duration (length / rate seconds) on."""
-    seconds = np.arange(length) / rate
-    if test_ranges is None:
-        return seconds >= (1 - test_fraction) * (length / rate)
+    duration (length / rate seconds) on. Step i is at i / rate seconds (computed a block of steps
+    at a time)."""
     test = np.zeros(length, bool)
-    for start, end in test_ranges:
-        test |= (seconds >= start) & (seconds < end)
+    for first in range(0, length, TIME_BLOCK):
+        seconds = np.arange(first, min(first + TIME_BLOCK, length)) / rate
+        block = test[first:first + len(seconds)]
+        if test_ranges is None:
+            block[:] = seconds >= (1 - test_fraction) * (length / rate)
+        for start, end in test_ranges or []:
+            block |= (seconds >= start) & (seconds < end)
     return test
 
 
@@ -465,7 +572,7 @@ def read_series_source(spec: Mapping[str, Any], key: str) -> Source:
     Returns a Source of kind "series": names = channel names, sample_rate (Hz; `series.sample_rate`
     or inferred from `time_column`), start = float64 (n,) seconds from the recording's start to
     the window's first step, groups = the recording's file stem per window, load(index) ->
-    float32 (k, C, window) raw values (cut from one float32 (C, T) array per recording on demand).
+    float32 (k, C, window) raw values (read on demand from each recording's `RowFile`).
     """
     from latent_atlas.data.sources import Source
 
@@ -502,8 +609,8 @@ def read_series_source(spec: Mapping[str, Any], key: str) -> Source:
         elif file_rate is not None and abs(file_rate - first_rate) > 0.01 * first_rate:
             raise DataError(f"{where}.sample_rate: the times of {file} say {file_rate:.6g} Hz, "
                             f"those of {first} {first_rate:.6g} Hz; set sample_rate")
-        if values.shape[1] < window:
-            raise DataError(f"{where}.window: {file} has {values.shape[1]} time steps, fewer than one window "
+        if values.rows < window:
+            raise DataError(f"{where}.window: {file} has {values.rows} time steps, fewer than one window "
                             f"({window})")
         recordings.append(values)
         step_labels.append(labels)
@@ -514,13 +621,14 @@ def read_series_source(spec: Mapping[str, Any], key: str) -> Source:
     elif options.get("label_column"):
         codes, class_names = encode_classes(step_labels)
     else:
-        codes, class_names = [np.zeros(r.shape[1], np.int64) for r in recordings], ["all"]
+        codes, class_names = [None] * len(recordings), ["all"]
     starts, labels, split, groups, start_seconds = [], [], [], [], []
     for file, values, steps in zip(files, recordings, codes):
-        length = values.shape[1]
+        length = values.rows
         first_steps = np.arange(0, length - window + 1, stride)
         starts.append(first_steps)
-        labels.append(window_labels(steps, first_steps, window, len(class_names), rule))
+        labels.append(np.zeros(len(first_steps), np.int64) if steps is None
+                      else window_labels(steps, first_steps, window, len(class_names), rule))
         split.append(window_split(held_out_steps(length, rate, options["test_fraction"], test_ranges),
                                   first_steps, window))
         groups.append(np.full(len(first_steps), file.stem))
@@ -533,9 +641,15 @@ def read_series_source(spec: Mapping[str, Any], key: str) -> Source:
         out = np.empty((len(index), len(names), window), np.float32)
         recording = np.searchsorted(offsets, index, side="right") - 1
         for r in np.unique(recording):
-            here = recording == r
-            windows = np.lib.stride_tricks.sliding_window_view(recordings[r], window, axis=1)
-            out[here] = windows[:, starts[r][index[here] - offsets[r]]].transpose(1, 0, 2)
+            here = np.flatnonzero(recording == r)
+            first = starts[r][index[here] - offsets[r]]
+            lo, hi = int(first.min()), int(first.max()) + window
+            if hi - lo <= 2 * len(here) * window:  # one read of the steps the windows span
+                steps = recordings[r].span(lo, hi)
+                out[here] = np.lib.stride_tricks.sliding_window_view(steps, window, axis=0)[first - lo]
+            else:  # windows far apart: a read each
+                for i, s in zip(here, first):
+                    out[i] = recordings[r].span(int(s), int(s) + window).T
         return out
 
     return Source(np.concatenate(labels), class_names, load, split=np.concatenate(split),
