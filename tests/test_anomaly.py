@@ -393,3 +393,24 @@ def test_top_figure_of_images_series_and_tables(figure_dir):
         figures.plot_top(top, rows, rows, rows, "table", "mse")
     with pytest.raises(ValueError, match="unknown dataset kind"):
         figures.plot_top(top, rows, rows, rows, "audio", "mse")
+
+
+def test_distribution_splits_a_class_that_holds_normals_and_anomalies():
+    """Normal samples named by an attribute: a class then holds both, and gets a violin of each;
+    classes that are all normal or all anomalous keep one row each."""
+    table, summary, _ = _tables()
+    plain = _tables()[0]
+    one_class = table.loc[~table["is_anomaly"], "label"].iloc[0]
+    flip = (table["label"] == one_class).to_numpy() & (np.arange(len(table)) % 2 == 0)
+    table = table.assign(is_anomaly=table["is_anomaly"].to_numpy() | flip)
+    fig = figures.plot_distribution(table, summary, error="mse")
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    name = str(table.loc[table["label"] == one_class, "label_name"].iat[0])
+    assert f"{name} (normal)" in ticks and f"{name} (anomaly)" in ticks
+    assert len(ticks) == plain["label"].nunique() + 1
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "normal" in legend and "anomaly" in legend
+    figures.plt.close(fig)
+    fig = figures.plot_distribution(plain, summary, error="mse")
+    assert len(fig.axes[0].get_yticklabels()) == plain["label"].nunique()
+    figures.plt.close(fig)

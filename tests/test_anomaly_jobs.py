@@ -56,7 +56,8 @@ def run(tmp_path_factory):
                    for k in ("scores", "summary", "curves", "top", "cells")})
     anomaly_scores(Job(input=Files(data=data, model=str(model), latents=str(folder / "latents.parquet")), output=out,
                        wildcards=Files(dataset="blobs", model="ae")),
-                   seed=0, numeric_threads=1, normal_classes=TRAIN["classes"], validation=_validation(), error="mse",
+                   seed=0, numeric_threads=1, normal_classes=TRAIN["classes"], normal_attributes=None,
+                   validation=_validation(), error="mse",
                    fpr=0.1,
                    top_k=5, batch_size=50,
                    baselines={"methods": ["iforest", "ecod", "knn"], "inputs": ["raw", "latent"], "max_fit": 500, "k": 3})
@@ -151,9 +152,83 @@ def test_without_labels_the_summary_is_empty_and_scores_remain(run, tmp_path):
                    for k in ("scores", "summary", "curves", "top", "cells")})
     anomaly_scores(Job(input=Files(data=data, model=str(folder / "model.pt"), latents=str(folder / "latents.parquet")),
                        output=out, wildcards=Files(dataset="blobs", model="ae")),
-                   seed=0, numeric_threads=1, normal_classes=None, validation=None, error="standardised", fpr=0.1,
+                   seed=0, numeric_threads=1, normal_classes=None, normal_attributes=None, validation=None,
+                   error="standardised", fpr=0.1,
                    top_k=3, batch_size=64, baselines={"methods": ["ecod"], "inputs": ["latent"], "max_fit": 50, "k": 3})
     assert len(read_parquet(out.summary)) == 0 and len(read_parquet(out.curves)) == 0
     scores = read_parquet(out.scores)
     assert scores["score"].notna().all() and not scores["is_anomaly"].any() and "ecod_latent" in scores
     assert pd.isna(read_parquet_metadata(out.scores)["normal_classes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Normal samples by attribute values (the classes stay what they are)
+# ---------------------------------------------------------------------------------------------
+
+
+def _attribute_table(folder, data) -> str:
+    """An attribute table of the fixture's store: `kind` usual for class plain, odd for the others."""
+    from latent_atlas.data.attributes import attribute_frame
+    from latent_atlas.io import write_parquet
+
+    ds = load_dataset(data[0])
+    frame, described = attribute_frame(ds.sample_id, ds.labels, ds.class_names, {"kind": (ds.labels != 0).astype(int)},
+                                       {"kind": ["usual", "odd"]}, None, None, "datasets.blobs")
+    path = str(folder / "attributes.parquet")
+    write_parquet(frame, path, metadata={"dataset": "blobs", "attributes": described})
+    return path
+
+
+def test_attribute_mask_and_training_mask(run, tmp_path):
+    from latent_atlas.data.attributes import attribute_mask
+    from latent_atlas.models.jobs import training_mask
+
+    folder, data, _ = run
+    path = _attribute_table(tmp_path, data)
+    ds = load_dataset(data[0])
+    usual = attribute_mask(path, ds.sample_id, {"kind": ["usual"]}, "k")
+    np.testing.assert_array_equal(usual, ds.labels == 0)
+    np.testing.assert_array_equal(attribute_mask(path, ds.sample_id, {"kind": ["usual", "odd"], "class": ["other"]}, "k"),
+                                  ds.labels == 2)
+    np.testing.assert_array_equal(training_mask(ds, {"classes": ["plain", "patched"], "attributes": {"kind": ["odd"]}},
+                                                path, "models.ae.train"), ds.labels == 1)
+    assert training_mask(ds, {"classes": None}, None, "models.ae.train") is None
+    with pytest.raises(DataError, match=r"models\.ae\.train\.attributes: the dataset has no attribute\(s\) 'voice'.*class, kind"):
+        training_mask(ds, {"attributes": {"voice": ["x"]}}, path, "models.ae.train")
+    with pytest.raises(DataError, match=r"k\.kind: no value 'weird'; attribute 'kind' takes: usual, odd"):
+        attribute_mask(path, ds.sample_id, {"kind": ["weird"]}, "k")
+    with pytest.raises(DataError, match="does not list the dataset store's samples"):
+        attribute_mask(path, ds.sample_id[::-1], {"kind": ["odd"]}, "k")
+
+
+def test_validation_rows_by_attributes_are_those_by_the_same_classes(run, tmp_path):
+    from latent_atlas.data.attributes import attribute_mask
+
+    folder, data, _ = run
+    ds = load_dataset(data[0])
+    usual = attribute_mask(_attribute_table(tmp_path, data), ds.sample_id, {"kind": ["usual"]}, "k")
+    by_class = validation_rows(ds.labels, ds.split, ds.class_names, _validation(), 0, "k")
+    by_attribute = validation_rows(ds.labels, ds.split, ds.class_names,
+                                   {**_validation(), "classes": None, "attributes": {"kind": ["usual"]}}, 0, "k", usual)
+    assert len(by_class) > 0
+    np.testing.assert_array_equal(by_attribute, by_class)
+
+
+def test_normal_attributes_give_the_classes_answer(run, tmp_path):
+    """Normal samples named by an attribute (`kind: usual`, which is class plain) give the same
+    anomalies, thresholds and areas as naming the class."""
+    folder, data, out = run
+    path = _attribute_table(tmp_path, data)
+    mine = Files(**{k: str(tmp_path / f"{k}.{'npz' if k == 'cells' else 'parquet'}")
+                    for k in ("scores", "summary", "curves", "top", "cells")})
+    anomaly_scores(Job(input=Files(data=data, model=str(folder / "model.pt"), latents=str(folder / "latents.parquet"),
+                                   attributes=path), output=mine, wildcards=Files(dataset="blobs", model="ae")),
+                   seed=0, numeric_threads=1, normal_classes=None, normal_attributes={"kind": ["usual"]},
+                   validation={**_validation(), "classes": None, "attributes": {"kind": ["usual"]}}, error="mse",
+                   fpr=0.1, top_k=5, batch_size=50,
+                   baselines={"methods": ["iforest", "ecod", "knn"], "inputs": ["raw", "latent"], "max_fit": 500, "k": 3})
+    ours, theirs = read_parquet(mine.scores), read_parquet(out.scores)
+    np.testing.assert_array_equal(ours["is_anomaly"], theirs["is_anomaly"])
+    assert ours["is_anomaly"].sum() == 80
+    pd.testing.assert_frame_equal(read_parquet(mine.summary), read_parquet(out.summary))
+    assert read_parquet_metadata(mine.scores)["normal_attributes"] == {"kind": ["usual"]}

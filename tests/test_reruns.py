@@ -74,6 +74,8 @@ EDITS = {
     "attributes.traversal.arithmetic": "scale",
     "datasets.*.table.label_column": "label",
     "datasets.*.table.split_column": "split",
+    "models.*.train.attributes": {"class": [0, 1, 2]},
+    "anomaly.normal_attributes": {"class": [0, 1]},
 }
 
 

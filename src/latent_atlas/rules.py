@@ -265,8 +265,9 @@ READS: dict[str, Reads] = {
     "attribute_scores": Reads(via=("attributes.models",)),
     "plot_attribute_scores": Reads(FIGURE, via=("attributes.models",)),
     # anomaly: the normal classes default to the model's training classes (the one-class protocol)
-    "anomaly_scores": Reads((*SEEDED, *_keys("anomaly", "normal_classes", "error", "fpr", "top_k", "batch_size",
-                                             "baselines"), "models.{model}.train.classes",
+    "anomaly_scores": Reads((*SEEDED, *_keys("anomaly", "normal_classes", "normal_attributes", "error", "fpr",
+                                             "top_k", "batch_size", "baselines"), "models.{model}.train.classes",
+                             "models.{model}.train.attributes",
                              "models.{model}.train.validation_fraction", "models.{model}.train.max_train_samples"),
                             via=("anomaly.models",)),
     "plot_anomaly": Reads(FIGURE, via=("anomaly.models",)),

@@ -33,6 +33,7 @@ rule anomaly_scores:
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],
         normal_classes=anomaly_normal_classes,
+        normal_attributes=anomaly_normal_attributes,
         validation=anomaly_validation,
         error=ANOMALY["error"],
         fpr=ANOMALY["fpr"],

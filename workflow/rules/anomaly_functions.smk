@@ -16,28 +16,48 @@ def anomaly_normal_classes(wildcards):
     return (MODELS[wildcards.model].get("train") or {}).get("classes")
 
 
+def anomaly_normal_attributes(wildcards):
+    """anomaly.normal_attributes, else the attribute values the model was trained on
+    (train.attributes), else null (classes alone say which samples are normal)."""
+    if ANOMALY["normal_attributes"] is not None:
+        return ANOMALY["normal_attributes"]
+    return (MODELS[wildcards.model].get("train") or {}).get("attributes")
+
+
 def anomaly_validation(wildcards):
     """What says which training samples the model's training held out for validation (the
-    thresholds' reference): its train.classes, validation_fraction and max_train_samples; None for
+    thresholds' reference): its train.classes and attributes, validation_fraction and
+    max_train_samples; None for
     a model trained elsewhere."""
     spec = MODELS[wildcards.model]
     if spec.get("source") or "train" not in spec:
         return None
     train = spec["train"]
-    return {
+    validation = {
         "classes": train.get("classes"),
         "validation_fraction": train["validation_fraction"],
         "max_train_samples": train.get("max_train_samples"),
     }
+    if train.get(
+        "attributes"
+    ):  # only where set: other models' params stay as they were
+        validation["attributes"] = train["attributes"]
+    return validation
 
 
 def anomaly_inputs(wildcards):
-    """The dataset store, the model and its latents (for the baselines on latents)."""
-    return {
+    """The dataset store, the model and its latents (for the baselines on latents); the attribute
+    table where attribute values say which samples are normal or were trained on."""
+    inputs = {
         "data": dataset_store(wildcards.dataset),
         "model": f"results/{wildcards.dataset}/{wildcards.model}/model.pt",
         "latents": f"results/{wildcards.dataset}/{wildcards.model}/latents.parquet",
     }
+    if anomaly_normal_attributes(wildcards) or (
+        anomaly_validation(wildcards) or {}
+    ).get("attributes"):
+        inputs["attributes"] = f"results/data/{wildcards.dataset}/attributes.parquet"
+    return inputs
 
 
 def anomaly_figure(what):

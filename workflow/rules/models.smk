@@ -11,6 +11,7 @@ include: "models_functions.smk"
 rule train:
     input:
         rules.prepare_data.output,
+        attributes=train_attributes,
     output:
         model="results/{dataset}/{model}/model.pt",
         metrics="results/{dataset}/{model}/metrics.json",

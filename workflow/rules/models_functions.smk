@@ -12,6 +12,14 @@ def model_setting(key):
     return lambda wildcards: MODELS[wildcards.model].get(key)
 
 
+def train_attributes(wildcards):
+    """The dataset's attribute table where the model trains on chosen attribute values
+    (train.attributes), else nothing."""
+    if (MODELS[wildcards.model].get("train") or {}).get("attributes"):
+        return f"results/data/{wildcards.dataset}/attributes.parquet"
+    return []
+
+
 def is_classifier(model):
     return model_kind(MODELS[model]) == "classifier"
 

@@ -121,16 +121,19 @@ def plot_distribution(scores: pd.DataFrame, summary: pd.DataFrame, error: str,
                       column: str = "score", title: str = "") -> plt.Figure:
     """The distribution of `column` of the scores table per class on the test split (a violin per
     class, its samples as points where there are few; normal classes blue, anomalous red), and
-    the threshold of that method (summary) as a line; a log axis where the scores span decades."""
+    the threshold of that method (summary) as a line; a log axis where the scores span decades.
+    Where attributes rather than classes say what is normal, a class holds both: it gets a violin
+    of its normal samples and one of its anomalies."""
     test = scores[scores["split"] == "test"]
-    classes = (test.groupby(["label", "label_name"], sort=True)["is_anomaly"].any().reset_index())
+    classes = test.groupby(["label", "label_name", "is_anomaly"], sort=True).size().reset_index()
+    mixed = classes["label"].duplicated().any()
     fig, ax = plt.subplots(figsize=(7, 1.6 + 0.38 * max(len(classes), 2)))
     values = test[column].to_numpy(np.float64)
     log = len(values) and values.min() > 0 and values.max() / values.min() > 50
     if log:
         ax.set_xscale("log")
     for y, row in enumerate(classes.itertuples()):
-        v = test.loc[test["label"] == row.label, column].to_numpy(np.float64)
+        v = test.loc[(test["label"] == row.label) & (test["is_anomaly"] == row.is_anomaly), column].to_numpy(np.float64)
         color = "tab:red" if row.is_anomaly else "tab:blue"
         drawn = np.log10(v) if log else v
         if len(v) >= 10 and np.ptp(drawn) > 0:
@@ -147,13 +150,17 @@ def plot_distribution(scores: pd.DataFrame, summary: pd.DataFrame, error: str,
         ax.plot(np.median(v), y, marker="|", color="k", ms=10)
     if log:  # the violins span their class's range; moved vertices do not update the data limits
         ax.set_xlim(values.min() / 1.2, values.max() * 1.2)
-    ax.set_yticks(range(len(classes)), classes["label_name"].astype(str))
+    names = classes["label_name"].astype(str)
+    if mixed:
+        names = names + np.where(classes["is_anomaly"], " (anomaly)", " (normal)")
+    ax.set_yticks(range(len(classes)), names)
     ax.invert_yaxis()
     ax.set_ylabel("class")
     ax.set_xlabel(_axis_label(column, error))
     handles = [plt.Rectangle((0, 0), 1, 1, color=color, alpha=0.5, label=name)
-               for color, name, shown in (("tab:blue", "normal class", ~classes["is_anomaly"]),
-                                          ("tab:red", "anomalous class", classes["is_anomaly"])) if shown.any()]
+               for color, name, shown in (("tab:blue", "normal" if mixed else "normal class", ~classes["is_anomaly"]),
+                                          ("tab:red", "anomaly" if mixed else "anomalous class", classes["is_anomaly"]))
+               if shown.any()]
     handles.append(plt.Line2D([], [], marker="|", color="k", ls="", ms=10, label="median"))
     row = summary[[score_column(m, i) == column for m, i in zip(summary["method"], summary["input"])]]
     if len(row):

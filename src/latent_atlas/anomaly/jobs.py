@@ -4,7 +4,8 @@ Which samples are normal: `anomaly.normal_classes`, else the model's `train.clas
 one-class protocol; the workflow passes them as `normal_classes`), else the class "normal" of a
 dataset whose classes are "normal" and "anomaly" (a series' anomaly_column), else none: the
 scores, the top anomalies and the distribution are written, and the summary and curves are
-empty.
+empty. Attribute values narrow it (or alone say it): `anomaly.normal_attributes`, else the
+model's `train.attributes` (a voice held out while the classes stay the digits).
 
 Where each threshold comes from (`threshold_on` in the summary): the validation samples the
 model's training held out (`validation`: the same seeded carve-out of the train split as
@@ -63,17 +64,23 @@ def normal_mask(labels: np.ndarray, class_names: Sequence[str], normal_classes, 
 
 
 def validation_rows(labels: np.ndarray, split: np.ndarray, class_names: Sequence[str],
-                    validation: Mapping[str, Any] | None, seed: int, key: str) -> np.ndarray:
+                    validation: Mapping[str, Any] | None, seed: int, key: str,
+                    trained_attributes: np.ndarray | None = None) -> np.ndarray:
     """Positions of the samples the model's training held out for validation (empty when there
-    is none): the training's own carve-out of the train split of the samples it saw."""
+    is none): the training's own carve-out of the train split of the samples it saw (those of
+    validation["classes"] and, where validation["attributes"] is set, where `trained_attributes`,
+    the (n,) mask of its attribute values, is True)."""
     from latent_atlas.data.labels import select_classes
     from latent_atlas.models.training import split_train_validation
 
     if not validation or not validation.get("validation_fraction"):
         return np.zeros(0, np.int64)
-    seen = np.arange(len(labels))
+    seen = np.ones(len(labels), bool)
     if validation.get("classes"):
-        seen = np.flatnonzero(select_classes(labels, class_names, validation["classes"], key)[0])
+        seen &= select_classes(labels, class_names, validation["classes"], key)[0]
+    if validation.get("attributes"):
+        seen &= trained_attributes
+    seen = np.flatnonzero(seen)
     pool = np.flatnonzero(split[seen] == "train")
     _, held = split_train_validation(pool, float(validation["validation_fraction"]), int(seed),
                                      validation.get("max_train_samples"))
@@ -81,7 +88,7 @@ def validation_rows(labels: np.ndarray, split: np.ndarray, class_names: Sequence
 
 
 def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes: Sequence[Any] | None,
-                   validation: Mapping[str, Any] | None, error: str, fpr: float, top_k: int, batch_size: int,
+                   normal_attributes: Mapping[str, Sequence[Any]] | None, validation: Mapping[str, Any] | None, error: str, fpr: float, top_k: int, batch_size: int,
                    baselines: Mapping[str, Any]) -> None:
     """The anomaly tables of model `job.wildcards.model` (module docstring): its reconstruction
     error (anomaly.error; a VAE's negative ELBO too) for every sample of the dataset store
@@ -94,6 +101,7 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     configure_torch()
     from latent_atlas.anomaly import scores as sc
     from latent_atlas.anomaly.baselines import baseline_scores, fit_rows
+    from latent_atlas.data.attributes import attribute_mask
     from latent_atlas.devices import default_device
     from latent_atlas.models.networks import load_model
 
@@ -102,10 +110,20 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     model = load_model(job.input.model, map_location=default_device())
     n = len(ds)
     normal = normal_mask(ds.labels, ds.class_names, normal_classes, "anomaly.normal_classes")
+    trained_attributes = None
+    if (validation or {}).get("attributes"):
+        trained_attributes = attribute_mask(job.input.attributes, ds.sample_id, validation["attributes"],
+                                            f"models.{model_name}.train.attributes")
+    if normal_attributes:
+        by_attributes = attribute_mask(job.input.attributes, ds.sample_id, normal_attributes,
+                                       "anomaly.normal_attributes")
+        if by_attributes.all() and (normal is None or normal.all()):
+            raise DataError("anomaly.normal_attributes: every sample is normal: there is no anomaly to find")
+        normal = by_attributes if normal is None else normal & by_attributes
     train, test = ds.split == "train", ds.split == "test"
     held = np.zeros(n, bool)
     held[validation_rows(ds.labels, ds.split, ds.class_names, validation, seed,
-                         f"models.{model_name}.train.classes")] = True
+                         f"models.{model_name}.train.classes", trained_attributes)] = True
     usual = normal if normal is not None else np.ones(n, bool)  # without labels every sample counts as normal
     fitted = train & ~held & usual
     reference = held & usual
@@ -171,7 +189,7 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     meta = {"dataset": job.wildcards.dataset, "model": model_name, "error": error, "fpr": float(fpr),
             "normal_classes": None if normal is None else [c for i, c in enumerate(ds.class_names)
                                                            if normal[ds.labels == i].any()],
-            "threshold_on": threshold_on, "kind": ds.kind}
+            "normal_attributes": normal_attributes or None, "threshold_on": threshold_on, "kind": ds.kind}
     write_parquet(table, job.output.scores, meta)
     write_parquet(summary, job.output.summary, meta)
     write_parquet(curves, job.output.curves, meta)

@@ -143,3 +143,41 @@ def attribute_frame(sample_id: np.ndarray, labels: np.ndarray, class_names: Sequ
             described.append({"name": name, "origin": str(table_path), "levels": None})
     return pd.DataFrame(frame), described
 
+
+
+def attribute_mask(path: str | os.PathLike, sample_id: np.ndarray, selection: Mapping[str, Sequence[Any]],
+                   key: str) -> np.ndarray:
+    """True for the samples (`sample_id`, the store's order) whose attributes take one of the listed
+    values, for every attribute of `selection` (name -> values), in the attribute table `path`.
+
+    A value is a level's name (what the table's `levels` list, compared as text: "theo", 2) or,
+    where an attribute has no level names, its integer value. An unknown attribute or value is a
+    DataError naming `key` and listing what the table has.
+    """
+    from latent_atlas.io import read_parquet, read_parquet_metadata
+
+    described = {d["name"]: d for d in read_parquet_metadata(path).get("attributes") or []}
+    unknown = [name for name in selection if name not in described]
+    if unknown:
+        raise DataError(f"{key}: the dataset has no attribute(s) {', '.join(map(repr, unknown))} ({path}); "
+                        f"it has: {', '.join(described)}")
+    table = read_parquet(path, columns=[ID, *selection])
+    if not np.array_equal(table[ID].to_numpy(), np.asarray(sample_id)):
+        raise DataError(f"{key}: {path} does not list the dataset store's samples; rerun dataset_attributes")
+    keep = np.ones(len(table), bool)
+    for name, values in selection.items():
+        levels = described[name].get("levels")
+        names = [str(level) for level in levels] if levels else None
+        codes = []
+        for value in values:
+            if names is not None and str(value) in names:
+                codes.append(names.index(str(value)))
+            elif names is None and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                codes.append(int(value))
+            else:
+                held = ", ".join(names) if names is not None else "integer values"
+                raise DataError(f"{key}.{name}: no value {value!r}; attribute {name!r} takes: {held}")
+        keep &= np.isin(table[name].to_numpy(), codes)
+    if not keep.any():
+        raise DataError(f"{key}: no sample has these attribute values")
+    return keep

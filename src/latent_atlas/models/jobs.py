@@ -43,10 +43,11 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
     ds = load_dataset(job.input[0])
     arch_params = output_for(arch, arch_params, ds.kind, name)
     n_classes = len(ds.class_names)
-    if (training or {}).get("classes"):
-        ds = ds.subset(class_mask(ds, training["classes"], f"models.{name}.train.classes"))
-        log.info("%s: trained on classes %s only (%d samples)", name, ", ".join(map(str, training["classes"])),
-                 len(ds))
+    keep = training_mask(ds, training or {}, job.input.get("attributes"), f"models.{name}.train")
+    if keep is not None:
+        ds = ds.subset(keep)
+        log.info("%s: trained on %d samples only (%s)", name, len(ds),
+                 "; ".join(f"{k} {v}" for k, v in (training or {}).items() if k in ("classes", "attributes") and v))
     torch.manual_seed(seed)
     model = build_model(arch, ds.images.shape[1:], n_classes, arch_params)
     device = default_device()
@@ -66,6 +67,21 @@ def train(job: Job, *, seed: int, numeric_threads: int, arch: str, arch_params: 
         for epoch, path in result.snapshots.items():
             write_bytes(path.read_bytes(), checkpoint.snapshot_path(job.output.snapshots, epoch))
     checkpoint.remove(checkpoint_dir)
+
+
+def training_mask(ds, training: Mapping[str, Any], attributes_path: str | None, key: str) -> np.ndarray | None:
+    """The samples of `ds` a model trains on: those of `training["classes"]` whose attributes
+    (the table `attributes_path`) take the values `training["attributes"]` lists; None when neither
+    is set (every sample). `key` is `models.<name>.train`."""
+    keep = None
+    if training.get("classes"):
+        keep = class_mask(ds, training["classes"], f"{key}.classes")
+    if training.get("attributes"):
+        from latent_atlas.data.attributes import attribute_mask
+
+        chosen = attribute_mask(attributes_path, ds.sample_id, training["attributes"], f"{key}.attributes")
+        keep = chosen if keep is None else keep & chosen
+    return keep
 
 
 def class_mask(ds, classes, key: str) -> np.ndarray:
