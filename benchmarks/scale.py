@@ -26,6 +26,11 @@ Prints a markdown report (docs/benchmarks.md, "Out-of-core datasets").
 116,323 28x28 images, prefix emnist-byclass-, as EMNIST ships). Each runs `write_store` (what the
 prepare_data job runs, one process) then `load_dataset` in a fresh Python process under
 /usr/bin/time, whose maximum resident set size is the peak (docs/benchmarks.md, "Streaming idx files").
+
+`--tabular` runs the table and series cases (benchmarks/scale_tabular.py: a 1,000,000 x 50 table
+and a 10,000,000 x 9 series through prepare_data -> train -> extract -> anomaly_scores, then
+prepare_data alone at a tenth of their sizes and at their sizes; docs/benchmarks.md, "Tables and
+series at scale").
 """
 
 from __future__ import annotations
@@ -266,9 +271,18 @@ def main() -> None:
                     help="only the side-by-side ratios, on the store and folder of the first --n (from an earlier run)")
     ap.add_argument("--idx", action="store_true",
                     help="only prepare_data's peak memory on idx folders (IDX_CASES), written under --work")
+    ap.add_argument("--tabular", action="store_true",
+                    help="the table and series cases instead (benchmarks/scale_tabular.py: 1,000,000 x 50 "
+                         "table, 10,000,000 x 9 series, prepare_data -> train -> extract -> anomaly_scores; "
+                         "then prepare_data alone at a tenth of the sizes and at the sizes)")
     args = ap.parse_args()
     if args.idx:
         print(idx_report(args.work))
+        return
+    if args.tabular:
+        for extra in ([], ["--prepare"]):
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_tabular.py"),
+                            "--work", str(args.work / "tabular"), *extra], check=True)
         return
     ns = args.n or [20000]
     rows, notes = [], []
