@@ -21,7 +21,9 @@ def importance_settings(job_function: Callable, section: Mapping[str, Any] | Non
     settings = with_defaults(section, "#/properties/importance", "importance")
     given = {"seed": seed, "numeric_threads": numeric_threads,
              "logits": kind == "classifier" and settings["classifier_logits"]}
-    names = [p.name for p in inspect.signature(job_function).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    # a keyword with a default (`samples`) is passed only where the config sets it
+    names = [p.name for p in inspect.signature(job_function).parameters.values()
+             if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
     return {name: given[name] if name in given else settings[name] for name in names}
 
 

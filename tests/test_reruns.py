@@ -37,6 +37,11 @@ NOT_EDITABLE = {
     "datasets.*.attributes": "a table of the dataset's sample ids (tests/test_attributes.py reads one); its "
                              "keys reach dataset_attributes alone, as the dataset entry's spec",
 }
+# A selection file (samples: {file, selection}) must hold sample ids of the run's data; absent, the
+# rules keep their inputs and params. tests/test_selection.py runs one and edits its file.
+NOT_EDITABLE.update({key: "a selection file of the run's sample ids (tests/test_selection.py)"
+                     for key in ("explain.samples.file", "explain.samples.selection", "importance.samples",
+                                 "featureviz.samples", "compare.samples")})
 
 # The model whose entry carries each model key (the arch must take it); others use conv_ae.
 MODEL_FOR = {"params.hidden": "dense_ae", "params.latent_activation": "dense_ae", "params.feature_dim": "cnn",

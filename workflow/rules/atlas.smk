@@ -9,6 +9,9 @@ include: "atlas_functions.smk"
 
 
 use rule explain_maps as atlas_maps with:
+    input:
+        # not explain's selection file: the atlas maps its own samples (sample_ids below)
+        "results/{dataset}/{model}/latents.parquet",
     output:
         maps="results/{dataset}/{model}/atlas/maps.parquet",
         placement="results/{dataset}/{model}/atlas/placement.parquet",

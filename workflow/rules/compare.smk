@@ -10,6 +10,9 @@ include: "compare_functions.smk"
 
 
 use rule explain_maps as compare_maps with:
+    input:
+        "results/{dataset}/{model}/latents.parquet",
+        **COMPARE_SELECTION_INPUTS,
     output:
         maps="results/{dataset}/{model}/compare/maps.parquet",
         placement="results/{dataset}/{model}/compare/placement.parquet",
@@ -21,6 +24,7 @@ use rule explain_maps as compare_maps with:
     benchmark:
         "results/benchmarks/compare_maps/{dataset}/{model}.tsv"
     params:
+        **COMPARE_SELECTION_PARAMS,
         split=COMPARE["split"],
         n_samples=COMPARE["max_samples"],
         sample_ids=[],
@@ -28,6 +32,7 @@ use rule explain_maps as compare_maps with:
 
 rule compare_pair:
     input:
+        **COMPARE_SELECTION_INPUTS,
         latents_a="results/{dataset}/{a}/latents.parquet",
         latents_b="results/{dataset}/{b}/latents.parquet",
     output:
@@ -45,6 +50,7 @@ rule compare_pair:
         "../../envs/analysis.yaml"
     threads: config["numeric_threads"]
     params:
+        **COMPARE_SELECTION_PARAMS,
         job="latent_atlas.compare.jobs:compare_pair",
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],

@@ -1,6 +1,13 @@
 # Input functions, settings and targets of the compare stage (its rules: compare.smk).
 
+from latent_atlas.selection import selection_inputs, selection_params
+
 COMPARE = config["compare"]
+# The compared samples' selection file and its settings (compare.samples), where set: inputs and
+# params of compare_pair and compare_maps (compare_maps' input is always its latents and these
+# alone, not explain_maps' selection of explained samples).
+COMPARE_SELECTION_INPUTS = selection_inputs(COMPARE)
+COMPARE_SELECTION_PARAMS = selection_params(COMPARE, "compare")
 COMPARE_PAIRS = rules_lib.compare_pairs(config)
 
 
@@ -33,14 +40,17 @@ def compare_table_inputs(wildcards):
 
 def compare_maps_of(dataset, model):
     """A model's maps of the compared samples. They are explain's maps when explain maps the
-    model with the same split and sample count and no named samples (the same job on the same
-    samples with the same settings: byte for byte the same coordinates), else compare_maps'.
+    model with the same split and sample count and no named samples, and compare names no
+    selection (the same job on the same samples with the same settings: byte for byte the same
+    coordinates), else compare_maps'.
     """
     if (
         model in EXPLAIN["models"]
         and EXPLAIN["split"] == COMPARE["split"]
         and EXPLAIN["n_samples"] == COMPARE["max_samples"]
         and not EXPLAIN["samples"]["ids"]
+        and not explained_inputs(EXPLAIN["samples"])
+        and not COMPARE_SELECTION_PARAMS
     ):
         return rules.explain_maps.output.maps.format(dataset=dataset, model=model)
     return rules.compare_maps.output.maps.format(dataset=dataset, model=model)

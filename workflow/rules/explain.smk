@@ -10,6 +10,7 @@ include: "explain_functions.smk"
 rule explain_maps:
     input:
         "results/{dataset}/{model}/latents.parquet",
+        **explained_inputs(EXPLAIN["samples"]),
     output:
         maps="results/{dataset}/{model}/explain/maps.parquet",
         placement="results/{dataset}/{model}/explain/placement.parquet",
@@ -30,7 +31,7 @@ rule explain_maps:
         numeric_threads=config["numeric_threads"],
         split=EXPLAIN["split"],
         n_samples=EXPLAIN["n_samples"],
-        sample_ids=EXPLAIN["samples"]["ids"],
+        sample_ids=explained_samples(EXPLAIN["samples"]),
         tsne=EXPLAIN["tsne"],
         umap=EXPLAIN["umap"],
         loading_components=EXPLAIN["pca"]["loading_components"],

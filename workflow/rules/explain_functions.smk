@@ -1,5 +1,7 @@
 # Input functions, settings and targets of the explain stage (its rules: explain.smk).
 
+from latent_atlas.selection import explained_inputs, explained_samples
+
 EXPLAIN = config["explain"]
 
 

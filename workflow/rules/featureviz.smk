@@ -112,6 +112,7 @@ rule featureviz_tv_l1_grid:
 
 rule featureviz_gallery:
     input:
+        **FV_SELECTION_INPUTS,
         model="results/{dataset}/{model}/model.pt",
         data=rules.prepare_data.output,
     output:
@@ -129,6 +130,7 @@ rule featureviz_gallery:
     resources:
         gpu=1,
     params:
+        **FV_SELECTION_PARAMS,
         job="latent_atlas.featureviz.jobs:featureviz_gallery",
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],

@@ -1,6 +1,11 @@
 # Input functions, settings and targets of the featureviz stage (its rules: featureviz.smk).
 
+from latent_atlas.selection import selection_inputs, selection_params
+
 FV = config["featureviz"]
+# The gallery's pool of real starts (featureviz.samples), where set: rule featureviz_gallery's.
+FV_SELECTION_INPUTS = selection_inputs(FV)
+FV_SELECTION_PARAMS = selection_params(FV, "featureviz")
 
 
 # Shared optimisation settings (params of every job: a change reruns them).

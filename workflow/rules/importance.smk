@@ -37,6 +37,7 @@ checkpoint importance_plan:
 
 rule importance_block:
     input:
+        **IMPORTANCE_SELECTION_INPUTS,
         data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
         plan="results/{dataset}/{model}/{analysis}/plan.json",
@@ -55,6 +56,7 @@ rule importance_block:
     resources:
         gpu=1,
     params:
+        **IMPORTANCE_SELECTION_PARAMS,
         job="latent_atlas.importance.jobs:importance_block",
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],
@@ -116,6 +118,7 @@ use rule importance_gather as importance_gather_logits with:
 
 rule latent_importance:
     input:
+        **IMPORTANCE_SELECTION_INPUTS,
         data=rules.prepare_data.output,
         model="results/{dataset}/{model}/model.pt",
     output:
@@ -130,6 +133,7 @@ rule latent_importance:
     resources:
         gpu=1,
     params:
+        **IMPORTANCE_SELECTION_PARAMS,
         job="latent_atlas.importance.jobs:latent_importance",
         seed=config["seed"],
         numeric_threads=config["numeric_threads"],

@@ -1,8 +1,13 @@
 # Input functions, settings and targets of the importance stage (its rules: importance.smk).
 
 from latent_atlas.io import read_json
+from latent_atlas.selection import selection_inputs, selection_params
 
 IMPORTANCE = config["importance"]
+# The evaluation images' selection file and its settings (importance.samples), where set:
+# inputs and params of the rules that evaluate (importance_block, latent_importance).
+IMPORTANCE_SELECTION_INPUTS = selection_inputs(IMPORTANCE)
+IMPORTANCE_SELECTION_PARAMS = selection_params(IMPORTANCE, "importance")
 # The main analysis (importance/) and each variant (importance_<name>/).
 ANALYSIS = "importance(?:_[a-z0-9]+)?"
 VARIANT_KEYS = ("groups", "patch", "superpixel", "permutation", "conditional")

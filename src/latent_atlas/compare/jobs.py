@@ -42,17 +42,32 @@ def _rows(latents, sample_ids: np.ndarray, path: str, where: str) -> np.ndarray:
     return latents.z[rows].astype(np.float64)
 
 
-def compare_pair(job: Job, *, seed: int, numeric_threads: int, split: str, max_samples: int, k: Sequence[int],
-                 rbf_max_samples: int, svcca_k: int, cv_folds: int) -> None:
+def selected_rows(job: Job, ids: pd.DataFrame, samples: Mapping[str, Any], path: str) -> np.ndarray:
+    """Positions in the id frame `ids` (of the latents file `path`) of the samples of the selection
+    `samples` (compare.samples, its file the job's input `samples`), in sample_id order."""
+    from latent_atlas.selection import restrict, selected_ids
+
+    return restrict(selected_ids(samples, job.input.samples), ids["sample_id"].to_numpy(),
+                    f"{samples['key']}.file", job.input.samples, among=f"the latents {path}")
+
+
+def compare_pair(job: Job, *, samples: Mapping[str, Any] | None = None, seed: int, numeric_threads: int, split: str,
+                 max_samples: int, k: Sequence[int], rbf_max_samples: int, svcca_k: int, cv_folds: int) -> None:
     """The measures of one pair (wildcards a, b) on the same `max_samples` seeded samples of
     `split`: one row of scalar measures (`measures.pair_measures`: CKA, Procrustes, SVCCA, kNN
     overlap at each of `k`, linear probes both ways, class probes), the per-point kNN overlap, and
-    the matched dimensions."""
+    the matched dimensions. `samples` (compare.samples; the rule passes it only where it is set,
+    so it is not keyword-only): on that selection's samples instead (split and max_samples unread),
+    the samples compare_maps maps."""
     from latent_atlas.compare.measures import match_dimensions, pair_measures
 
     a, b = job.wildcards.a, job.wildcards.b
     latents_a = read_latents(job.input.latents_a)
-    ids = latents_a.ids.iloc[compared_rows(latents_a.ids, split, max_samples, int(seed))][POINT_IDS]
+    if samples is None:
+        rows = compared_rows(latents_a.ids, split, max_samples, int(seed))
+    else:
+        rows = selected_rows(job, latents_a.ids, samples, job.input.latents_a)
+    ids = latents_a.ids.iloc[rows][POINT_IDS]
     ids = ids.reset_index(drop=True)
     sample_ids = ids["sample_id"].to_numpy()
     where = f"compare {a} vs {b}"

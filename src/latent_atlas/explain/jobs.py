@@ -28,6 +28,7 @@ from latent_atlas.latents import Latents, class_names_of, read_latents
 from latent_atlas.plotting import save_figure, use_style
 from latent_atlas.projections import METHODS
 from latent_atlas.runtime import Job
+from latent_atlas.selection import restrict, selected_ids
 
 
 def _metadata(job: Job, **read) -> dict:
@@ -58,11 +59,22 @@ def _map_samples(job: Job) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     return maps, X, _feature_names(latents)
 
 
-def explain_maps(job: Job, *, seed: int, numeric_threads: int, split: str, n_samples: int,
-                 sample_ids: Sequence[int], tsne: Mapping, umap: Mapping, loading_components: int) -> None:
+def _selected_rows(job: Job, latents: Latents, samples: Mapping) -> np.ndarray:
+    """Positions (n,) int64 in the latents of the samples of a selection (`samples`: a stage's
+    `samples` key as rule params pass it, its file the job's input `samples`), in sample_id order."""
+    ids = selected_ids(samples, job.input.samples)
+    return restrict(ids, latents.ids["sample_id"].to_numpy(), f"{samples['key']}.file", job.input.samples,
+                    among=f"the latents {job.input[0]}")
+
+
+def explain_maps(job: Job, *, samples: Mapping | None = None, seed: int, numeric_threads: int, split: str,
+                 n_samples: int, sample_ids: Sequence[int] | Mapping, tsne: Mapping, umap: Mapping,
+                 loading_components: int) -> None:
     """PCA, t-SNE (`tsne` settings) and UMAP (`umap`) of `n_samples` seeded samples of `split`,
     and where the explained samples (`sample_ids`; empty: the first two test samples of
-    different classes) land in them.
+    different classes; a mapping: the selection explain.samples names, `selection.explained_samples`)
+    land in them. `samples` (compare_maps with compare.samples; the rule passes it only where it
+    is set, so it is not keyword-only): the maps are of that selection's samples instead.
 
     Outputs: maps and placement (coords_table of the map samples and of the explained ones,
     placed by `transform`), pca_scree, pca_loadings (`loading_components` components),
@@ -70,8 +82,14 @@ def explain_maps(job: Job, *, seed: int, numeric_threads: int, split: str, n_sam
     """
     seed = int(seed)
     latents = read_latents(job.input[0])
-    explained_ids = explained_sample_ids(latents.ids, sample_ids)
-    subset = map_subset(latents.ids, split, n_samples, exclude=explained_ids, random_state=seed)
+    if isinstance(sample_ids, Mapping):
+        explained_ids = latents.ids["sample_id"].to_numpy()[_selected_rows(job, latents, sample_ids)].tolist()
+    else:
+        explained_ids = explained_sample_ids(latents.ids, sample_ids)
+    if samples is None:
+        subset = map_subset(latents.ids, split, n_samples, exclude=explained_ids, random_state=seed)
+    else:
+        subset = _selected_rows(job, latents, samples)
     # openTSNE's result depends on its thread count: numeric_threads, never the job's cores.
     coords, models = embed_maps(_features(latents, subset), tsne=tsne, umap=umap, random_state=seed,
                                 n_jobs=int(numeric_threads))
@@ -84,7 +102,7 @@ def explain_maps(job: Job, *, seed: int, numeric_threads: int, split: str, n_sam
         [pca_contributions(x, models["pca"], columns).assign(sample_id=np.int64(sid))
          for sid, x in zip(explained_ids, X_new)], ignore_index=True)
     meta = _metadata(job, split=split, n_samples=n_samples, sample_ids=sample_ids, tsne=tsne, umap=umap,
-                     loading_components=loading_components)
+                     loading_components=loading_components, **({} if samples is None else {"samples": samples}))
     out = job.output
     write_parquet(coords_table(latents.ids.iloc[subset], coords), out.maps, meta)
     write_parquet(coords_table(latents.ids.iloc[explained], placed), out.placement, meta)

@@ -18,6 +18,7 @@ from latent_atlas.featureviz import figures
 from latent_atlas.io import library_versions, read_npz, read_parquet, read_parquet_metadata, write_npz, write_parquet
 from latent_atlas.plotting import save_figure
 from latent_atlas.runtime import Job
+from latent_atlas.selection import restrict, selected_ids
 
 
 def _classifier(job: Job):
@@ -110,18 +111,33 @@ def featureviz_tv_l1_grid(job: Job, *, seed: int, numeric_threads: int, optimise
     _write_result(job, table, images, _metadata(job, model, names, optimiser, settings))
 
 
-def featureviz_gallery(job: Job, *, seed: int, numeric_threads: int, optimiser: Mapping, settings: Mapping) -> None:
+def _start_pool(job: Job, samples: Mapping | None):
+    """The images `start: auto` searches: the test split of the job's dataset, or with a
+    selection (`samples`: featureviz.samples, file `job.input.samples`) its samples of any split
+    in sample_id order."""
+    data = load_dataset(job.input.data)
+    if samples is None:
+        return data.test()
+    ids = selected_ids(samples, job.input.samples)
+    return data.subset(restrict(ids, data.sample_id, f"{samples['key']}.file", job.input.samples,
+                                among=f"dataset {data.name!r}"))
+
+
+def featureviz_gallery(job: Job, *, samples: Mapping | None = None, seed: int, numeric_threads: int,
+                       optimiser: Mapping, settings: Mapping) -> None:
     """Figure set 5: gallery of hidden layer `job.wildcards.layer`'s units. With `start: auto`,
-    `start_images` seeded test images are the real starts to fall back on (gallery.auto_starts)."""
+    `start_images` seeded test images are the real starts to fall back on (gallery.auto_starts);
+    `samples` (featureviz.samples; the rule passes it only where it is set, so it is not
+    keyword-only): they are drawn from that selection instead."""
     from latent_atlas.featureviz.gallery import gallery
 
     model, opt = _classifier(job), _optimiser(optimiser, seed)
     n_real = settings["start_images"]
     real = real_ids = None
     if settings["start"] == "auto" and n_real > 0:
-        test = load_dataset(job.input.data).test()
-        rows = np.sort(np.random.default_rng(seed).permutation(len(test.images))[:n_real])
-        real, real_ids = test.images[rows], test.sample_id[rows]
+        pool = _start_pool(job, samples)
+        rows = np.sort(np.random.default_rng(seed).permutation(len(pool.images))[:n_real])
+        real, real_ids = pool.images[rows], pool.sample_id[rows]
     names = _model_class_names(model)
     table, images = gallery(model, names, opt, layer=int(job.wildcards.layer), images=real, image_ids=real_ids,
                             **{k: v for k, v in settings.items() if k != "start_images"})

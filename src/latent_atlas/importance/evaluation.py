@@ -24,17 +24,25 @@ from latent_atlas.importance.tables import latent_frame, pixel_frame
 log = logging.getLogger("latent_atlas")
 
 
-def evaluation_set(test, max_samples: int | None, seed: int):
-    """Images (N, C, H, W), labels (N,) and class names of a test split (`Dataset.test()`): every
-    image, or a seeded random subset of `max_samples` in their original order. Only these rows
-    are read from a stored dataset."""
+def evaluation_set(test, max_samples: int | None, seed: int, what: str = "the test split"):
+    """Images (N, C, H, W), labels (N,) and class names of the candidate images `test` (the test
+    split, `Dataset.test()`, or the selected samples that `what` names): every image, or a seeded
+    random subset of `max_samples` in their original order. Only these rows are read from a stored
+    dataset."""
     if len(test) < 2:
-        raise ValueError(f"dataset {test.name!r}: the test split has {len(test)} images; importance needs >= 2")
-    idx = np.arange(len(test))
-    if max_samples is not None and max_samples < len(test):
-        rng = np.random.default_rng([int(seed), LATENT_STREAM + 1])
-        idx = np.sort(rng.choice(len(test), size=int(max_samples), replace=False))
+        raise ValueError(f"dataset {test.name!r}: {what} has {len(test)} images; importance needs >= 2")
+    idx = evaluation_rows(len(test), max_samples, seed)
     return test.images[idx], test.labels[idx], list(test.class_names)
+
+
+def evaluation_rows(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """Positions (k,) int64, ascending, of the evaluation images among `n` candidates: all, or a
+    seeded random subset of `max_samples`."""
+    idx = np.arange(n)
+    if max_samples is not None and max_samples < n:
+        rng = np.random.default_rng([int(seed), LATENT_STREAM + 1])
+        idx = np.sort(rng.choice(n, size=int(max_samples), replace=False))
+    return idx
 
 
 def primary_output(model) -> str:

@@ -9,7 +9,7 @@ latent_importance): the plan, gather, explorer and figure jobs start without the
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from latent_atlas.data.store import load_image_axes
 from latent_atlas.importance.explorer import write_explorer
@@ -17,6 +17,7 @@ from latent_atlas.importance.plan import describe, pixel_blocks, plan, plan_grou
 from latent_atlas.importance.tables import gather_shards, groups_on_pixels, shard_outputs
 from latent_atlas.io import read_json, read_parquet, read_parquet_metadata, write_json, write_parquet
 from latent_atlas.runtime import Job
+from latent_atlas.selection import restrict, selected_ids
 
 
 def importance_plan(job: Job, *, block_size: int, groups: str, patch: dict | None, superpixel: dict | None) -> None:
@@ -26,33 +27,55 @@ def importance_plan(job: Job, *, block_size: int, groups: str, patch: dict | Non
     write_json(plan(job.input[0], block_size, groups, patch, superpixel), job.output[0])
 
 
-def _model_and_evaluation_set(job: Job, device: str, max_samples: int | None, seed: int):
-    """The job's model on `device` (importance.device), and the evaluation set of its dataset:
-    `max_samples` seeded test images (None: all)."""
+def _evaluation_candidates(job: Job, samples: Mapping | None):
+    """The images importance may evaluate on, and what they are (for messages): the test split of
+    the job's dataset, or with a selection (`samples`: importance.samples, file `job.input.samples`)
+    its samples of any split in sample_id order."""
     from latent_atlas.data.store import load_dataset
+
+    data = load_dataset(job.input.data)
+    if samples is None:
+        return data.test(), "the test split"
+    ids = selected_ids(samples, job.input.samples)
+    rows = restrict(ids, data.sample_id, f"{samples['key']}.file", job.input.samples, among=f"dataset {data.name!r}")
+    return data.subset(rows), f"selection {samples['selection']!r} of {job.input.samples}"
+
+
+def _model_and_evaluation_set(job: Job, device: str, max_samples: int | None, seed: int, samples: Mapping | None):
+    """The job's model on `device` (importance.device), and the evaluation set of its dataset:
+    `max_samples` seeded images (None: all) of the test split or of the selection `samples`;
+    last the table metadata that records a selection (the key, file, name and the evaluation
+    set's sample ids; none without one, so such tables keep their bytes)."""
     from latent_atlas.devices import resolve_device
-    from latent_atlas.importance.evaluation import evaluation_set
+    from latent_atlas.importance.evaluation import evaluation_rows, evaluation_set
     from latent_atlas.models.networks import load_model
 
     device = resolve_device(device, "importance.device")
     model = load_model(job.input.model, map_location=device)
-    test = load_dataset(job.input.data).test()
-    images, labels, class_names = evaluation_set(test, max_samples, int(seed))
-    return model, device, images, labels, class_names
+    candidates, what = _evaluation_candidates(job, samples)
+    images, labels, class_names = evaluation_set(candidates, max_samples, int(seed), what)
+    meta = {}
+    if samples is not None:
+        used = candidates.sample_id[evaluation_rows(len(candidates), max_samples, int(seed))]
+        meta["samples"] = {**samples, "sample_ids": [int(s) for s in used]}
+    return model, device, images, labels, class_names, meta
 
 
-def importance_block(job: Job, *, seed: int, numeric_threads: int, max_samples: int | None, device: str,
-                     logits: bool, method: str, n_perm: int, batch_size: int, memory_mb: float,
-                     sign_threshold: float, confidence: float, permutation: str, conditional: dict | None) -> None:
+def importance_block(job: Job, *, samples: Mapping | None = None, seed: int, numeric_threads: int,
+                     max_samples: int | None, device: str, logits: bool, method: str, n_perm: int, batch_size: int,
+                     memory_mb: float, sign_threshold: float, confidence: float, permutation: str,
+                     conditional: dict | None) -> None:
     """One shard: importance of block `{block}` of the plan's groups (pixels alone, or groups
     permuted jointly) for every output of the model (the class outputs too when `logits`), with
     the `importance` settings of the same names (block_table); `conditional` (ring, clusters) where
-    `permutation` is conditional."""
+    `permutation` is conditional. `samples` (importance.samples; the rule passes it only where it
+    is set, so it is not keyword-only): the evaluation images are that selection's, recorded in the
+    shard's metadata."""
     from latent_atlas.importance.evaluation import block_table
 
     block = int(job.wildcards.block)
     layout = read_json(job.input.plan)
-    model, device, images, _, _ = _model_and_evaluation_set(job, device, max_samples, seed)
+    model, device, images, _, _, meta = _model_and_evaluation_set(job, device, max_samples, seed, samples)
     blocks = pixel_blocks(layout["n_groups"], layout["block_size"])
     if not 0 <= block < len(blocks):
         raise ValueError(f"block {block} out of range: {layout['n_groups']} groups in blocks of "
@@ -64,7 +87,7 @@ def importance_block(job: Job, *, seed: int, numeric_threads: int, max_samples: 
                         sign_threshold=sign_threshold, confidence=confidence, seed=int(seed), device=device,
                         groups=None if groups is None else [groups[i] for i in ids], group_ids=ids,
                         conditional=conditional if permutation == "conditional" else None)
-    write_parquet(table, job.output[0], metadata={"block": block})
+    write_parquet(table, job.output[0], metadata={"block": block, **meta})
 
 
 def importance_gather(job: Job, *, output_name: str, min_effect: float, fdr: float, permutation: str) -> None:
@@ -86,17 +109,18 @@ def importance_gather(job: Job, *, output_name: str, min_effect: float, fdr: flo
     write_parquet(groups_on_pixels(table, plan_groups(layout), layout["width"]), job.output.pixel, metadata=meta)
 
 
-def latent_importance(job: Job, *, seed: int, numeric_threads: int, max_samples: int | None, device: str,
-                      n_perm: int, batch_size: int, confidence: float) -> None:
+def latent_importance(job: Job, *, samples: Mapping | None = None, seed: int, numeric_threads: int,
+                      max_samples: int | None, device: str, n_perm: int, batch_size: int, confidence: float) -> None:
     """Encoded dimension -> output importance per class of a model (latent_table), on the same
-    evaluation set as its pixel importance."""
+    evaluation set as its pixel importance (`samples`: as importance_block's)."""
     from latent_atlas.importance.evaluation import latent_table
 
-    model, device, images, labels, class_names = _model_and_evaluation_set(job, device, max_samples, seed)
+    model, device, images, labels, class_names, meta = _model_and_evaluation_set(job, device, max_samples, seed,
+                                                                                 samples)
     table = latent_table(model, images, labels, class_names, n_perm=n_perm, batch_size=batch_size,
                          confidence=confidence, seed=int(seed), device=device)
     write_parquet(table, job.output[0], metadata={
-        "dataset": job.wildcards.dataset, "model": job.wildcards.model,
+        "dataset": job.wildcards.dataset, "model": job.wildcards.model, **meta,
     })
 
 
