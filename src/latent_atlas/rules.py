@@ -254,7 +254,8 @@ READS: dict[str, Reads] = {
     # their maps are explain's where explain maps the same samples (compare_maps_of)
     "plot_compare": Reads(("compare.show", *FIGURE), via=(*COMPARED, *EXPLAIN_SAME_MAPS)),
     # the comparison page: the first of compare.k, the atlas's point size and thumbnails
-    "compare_page": Reads(("seed", "compare.k", "atlas.point_size", "atlas.thumbnails"),
+    "compare_page": Reads(("seed", "compare.k", "atlas.point_size",
+                           *_keys("atlas.thumbnails", "max_samples", "format", "quality", "sheet_size")),
                           via=(*COMPARED, *EXPLAIN_SAME_MAPS)),
     # attributes
     "attribute_probes": Reads((*SEEDED, *_keys("attributes", "names", "split", "max_samples", "cv_folds", "mi_bins",

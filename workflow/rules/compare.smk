@@ -125,6 +125,7 @@ rule compare_page:
         seed=config["seed"],
         k=COMPARE["k"][0],
         point_size=ATLAS["point_size"],
-        thumbnails=ATLAS["thumbnails"],
+        # the thumbnails as the atlas draws them; not on_map: this page draws dots only
+        thumbnails={k: v for k, v in ATLAS["thumbnails"].items() if k != "on_map"},
     script:
         "../scripts/run_job.py"

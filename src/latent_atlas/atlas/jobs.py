@@ -21,6 +21,7 @@ from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, read_parquet_metadata, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
 from latent_atlas.runtime import Job
+from latent_atlas.schema import with_defaults
 
 
 def _positions(known: np.ndarray, sample_ids: np.ndarray, source: str) -> np.ndarray:
@@ -146,8 +147,9 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
           importance: str) -> None:
     """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
     points of `point_size`, `thumbnails` (max_samples, seeded with `seed`; format, quality,
-    sheet_size), a link to the importance explorer `importance` ("" for none), a colour mode
-    per attribute of the optional input `attributes` (the dataset's attribute table), and one by
+    sheet_size; on_map, the most points in a map's view drawn as thumbnails; the dataset store's
+    name, in the page's config entries), a link to the importance explorer `importance` ("" for
+    none), a colour mode per attribute of the optional input `attributes` (the dataset's attribute table), and one by
     anomaly score from the optional input `anomaly` (the anomaly stage's scores of the model)."""
     points = read_parquet(job.input.points)
     quality = read_parquet(job.input.quality)
@@ -182,13 +184,15 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
     sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
+    on_map = with_defaults(thumbnails, "#/properties/atlas/properties/thumbnails", "atlas.thumbnails")["on_map"]
 
     meta = {
         "title": title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
         "class_names": list(class_names), "palette": class_palette(len(class_names)),
         "z_lo": [float(v) for v in lo], "z_hi": [float(v) for v in hi],
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
-        "importance": importance or None, "point_size": float(point_size),
+        "importance": importance or None, "point_size": float(point_size), "images_on_map": int(on_map),
+        "dataset": load_dataset(job.input.data).name,
     }
     if "anomaly" in job.input.keys():
         arrays["anomaly"], meta["scalars"] = anomaly_scalar(job.input.anomaly, sample_ids)
