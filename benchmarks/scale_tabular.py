@@ -3,6 +3,12 @@
 channels, read from each rule's Snakemake benchmark file (`s`, `max_rss`).
 
     python benchmarks/scale_tabular.py [--rows 1000000] [--steps 10000000] [--work DIR]
+    python benchmarks/scale_tabular.py --prepare [--in-memory-tree DIR]   # flat in N?
+
+`--prepare` instead measures prepare_data alone (the source read and the store written, in a fresh
+process under /usr/bin/time) on the table and the series at a tenth of their sizes and at their
+sizes, beside a checkout of the older whole-array readers when `--in-memory-tree` names one (e.g.
+`git worktree add /tmp/old 65d8b96`): peak RSS flat in N is the goal.
 
 The table is Parquet: 50 float64 features (a mixture of two Gaussian clusters, a few heavy-tailed
 columns), a label column (the cluster) and no split column (a seeded stratified split). The series
@@ -18,6 +24,7 @@ scale").
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -112,13 +119,51 @@ def run(work: Path, cfg: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def prepare_peak(tree: Path, name: str, spec: dict, store: Path) -> tuple[float, float]:
+    """(peak RSS in MiB, wall s) of prepare_data's work (write_store) on the dataset `spec`, with
+    the code of the checkout `tree`, in a fresh process under /usr/bin/time."""
+    code = ("import json, sys; from latent_atlas.data.build import write_store; "
+            "write_store(sys.argv[1], json.loads(sys.argv[2]), 0, sys.argv[3], workers=1)")
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb %M", sys.executable, "-c", code, name,
+                           json.dumps(spec), str(store)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tree / "src"), "PATH": "/usr/bin:/bin"})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"prepare_data of {name} failed:\n{proc.stderr[-1500:]}")
+    return int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024, wall
+
+
+def prepare_report(work: Path, rows: int, steps: int, old_tree: Path | None) -> str:
+    """Markdown table: prepare_data's peak RSS on the table and the series at a tenth of their sizes
+    and at their sizes, the streaming readers beside `old_tree`'s (when given)."""
+    lines = ["| data | size | file MB | path | wall s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    trees = [("streaming", ROOT)] + ([("whole array", old_tree)] if old_tree else [])
+    for kind, sizes in (("table", (rows // 10, rows)), ("series", (steps // 10, steps))):
+        for n in sizes:
+            path = work / f"{kind}_{n}.parquet"
+            (write_table if kind == "table" else write_series)(path, n)
+            spec = config(path, path)["datasets"][kind]
+            for label, tree in trees:
+                peak, wall = prepare_peak(tree, kind, spec, work / "stores" / f"{kind}_{n}_{label.replace(' ', '_')}")
+                shape = f"{n:,} x 50" if kind == "table" else f"{n:,} x 9"
+                lines.append(f"| {kind} | {shape} | {path.stat().st_size / 1e6:,.0f} | {label} | {wall:.0f} | {peak:,.0f} |")
+                print(lines[-1], file=sys.stderr)
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--steps", type=int, default=10_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/latent-atlas-scale-tabular"))
+    ap.add_argument("--prepare", action="store_true", help="only prepare_data's peak RSS at N/10 and N")
+    ap.add_argument("--in-memory-tree", type=Path, help="with --prepare: a checkout of the whole-array readers")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.prepare:
+        print(prepare_report(args.work, args.rows, args.steps, args.in_memory_tree))
+        return
     table, series = args.work / f"table_{args.rows}.parquet", args.work / f"series_{args.steps}.parquet"
     write_table(table, args.rows)
     write_series(series, args.steps)

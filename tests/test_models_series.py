@@ -202,7 +202,7 @@ def test_training_on_standardised_data_lowers_the_loss(arch):
     before = evaluate(model, ds.images, labels, train)["loss"]
     result = train_model(model, ds.images, ds.labels, ds.split,
                          {"epochs": 30, "batch_size": 8, "lr": 0.01, "validation_fraction": 0.2}, progress=False)
-    after = evaluate(result.model, ds.images, labels, train)["loss"]
+    after = evaluate(result.model.cpu(), ds.images, labels, train)["loss"]
     assert after < 0.85 * before, (before, after)
     losses = list(result.log["train_loss"])
     assert losses[-1] < losses[0] and np.isfinite(result.log["val_loss"]).all()

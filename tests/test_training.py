@@ -52,7 +52,7 @@ def test_one_epoch_lowers_the_loss(ds, arch):
     result = train_model(model, ds.images, ds.labels, ds.split,
                          {"epochs": 1, "batch_size": 8, "lr": 0.01, "validation_fraction": 0},
                          progress=False)
-    after = evaluate(result.model, images, labels, train)["loss"]
+    after = evaluate(result.model.cpu(), images, labels, train)["loss"]
     assert after < before, (before, after)
     assert list(result.log["epoch"]) == [1]
 

@@ -215,7 +215,10 @@ def build_dataset(name: str, spec: Mapping[str, Any], seed: int, workers: int = 
 def write_store(name: str, spec: Mapping[str, Any], seed: int, folder, workers: int = 1) -> None:
     """Write the dataset store of config entry `datasets.<name>` to `folder`, decoding and writing
     a chunk of images at a time (peak memory: a chunk per worker, not the dataset). The decoding
-    processes start before the source's tables are read, so they do not hold copies of them."""
+    processes start before the source's tables are read, so they do not hold copies of them. The
+    table and series sources read their files in this process, a block at a time: no workers."""
+    if spec.get("source") in ("table", "series"):
+        workers = 1
     with decoding_map(workers) as map_fn:
         plan = plan_dataset(name, spec, seed)
         plan.fit()
