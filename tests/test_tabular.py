@@ -321,16 +321,18 @@ def test_row_file_reads_rows_in_any_order_and_spans():
     assert rows.read(np.array([], np.int64)).shape == (0, 3)
 
 
-def test_missing_values_counted_across_blocks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("block_rows, group_rows", [(7, 40), (64, 15), (3, 15)])
+def test_missing_values_counted_across_blocks(tmp_path, monkeypatch, block_rows, group_rows):
     """The count and first row of a column's NaNs are those of the whole file when the NaNs lie in
-    several blocks (blocks of 7 rows here)."""
+    several blocks: row groups read in batches (7-row blocks of a 40-row group; 3-row blocks of
+    15-row groups) or a column at a time (15-row groups)."""
     import latent_atlas.data.tabular as tabular
 
-    monkeypatch.setattr(tabular, "PARQUET_BLOCK_ROWS", 7)
+    monkeypatch.setattr(tabular, "PARQUET_BLOCK_ROWS", block_rows)
     a = np.arange(40, dtype=float)
     b = np.arange(40, dtype=float)
     b[[9, 23, 38]] = np.nan
-    pd.DataFrame({"a": a, "b": b}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"a": a, "b": b}).to_parquet(tmp_path / "t.parquet", row_group_size=group_rows)
     with pytest.raises(DataError, match=r"column 'b' of .*t\.parquet has 3 missing value\(s\), the first in row 9"):
         table(tmp_path / "t.parquet")
     source = table(tmp_path / "t.parquet", impute="mean")
