@@ -659,9 +659,19 @@ def test_jobs_write_the_stage_files(tmp_path):
     tables_in = Files(pixel=pixel_path, latent=latent_path, data=inputs.data)
     _run(jobs.importance_explorer, _job(tables_in, Files([str(d / "explorer.html")])), settings)
     assert "tiny / tiny_model" in (d / "explorer.html").read_text()
-    figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2")}
-    jobs.plot_importance(_job(tables_in, Files(figs)), top_k=2, classes=[2], fdr=0.05)
+    figs = {name: [str(tmp_path / f"{name}.png")] for name in ("directional", "dimension", "classes", "class_2",
+                                                                 "class_9")}
+    # class 9 has no evaluation samples here: its figure says so (the default classes [0, 6] on a
+    # dataset of two classes), the others are drawn
+    assert not (latent["class"] == 9).any()
+    jobs.plot_importance(_job(tables_in, Files(figs)), top_k=2, classes=[2, 9], fdr=0.05)
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figs)
+    from latent_atlas.importance.figures import plot_absent_class
+
+    fig = plot_absent_class(latent, 9)
+    text = fig.axes[0].texts[0].get_text()
+    assert text.startswith("class 9: no evaluation samples") and "class" in text and "(importance.classes" in text
+    assert all(f"{int(c)} (" in text for c in latent["class"].unique())
 
 
 # --------------------------------------------------------------------------------------------

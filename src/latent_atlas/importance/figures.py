@@ -282,6 +282,23 @@ def _bar(ax, sub: pd.DataFrame, top: list[int], horizontal: bool = False):
     ax.tick_params(axis="y", labelsize=6)
 
 
+def plot_absent_class(latent: pd.DataFrame, cls: int, title: str = ""):
+    """The figure of a class of `importance.classes` that the latent importance table lacks (the
+    dataset has fewer classes, or none of its evaluation samples is of that class): says so and
+    names the classes it has, so the figure set stays the same for every dataset."""
+    use_style()
+    present = latent.drop_duplicates("class").sort_values("class")
+    names = ", ".join(f"{int(c)} ({n})" for c, n in zip(present["class"], present["class_name"]))
+    fig, ax = plt.subplots(figsize=(6, 2.2))
+    ax.text(0.5, 0.5, f"class {cls}: no evaluation samples of this class\n(importance.classes; the table has "
+            f"class{'es' if len(present) != 1 else ''} {names})", ha="center", va="center", wrap=True,
+            transform=ax.transAxes, fontsize=8)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
 def plot_class(pixel: pd.DataFrame, latent: pd.DataFrame, cls: int, top_k: int, axes=None,
                fdr: float | None = None):
     """One class: sorted bar chart of latent importance beside the heatmaps of its top-k dims

@@ -16,7 +16,7 @@ from latent_atlas.importance.explorer import write_explorer
 from latent_atlas.importance.plan import describe, pixel_blocks, plan, plan_groups
 from latent_atlas.importance.tables import gather_shards, groups_on_pixels, shard_outputs
 from latent_atlas.io import read_json, read_parquet, read_parquet_metadata, write_json, write_parquet
-from latent_atlas.runtime import Job
+from latent_atlas.runtime import Job, log
 from latent_atlas.selection import restrict, selected_ids
 
 
@@ -135,10 +135,10 @@ def importance_explorer(job: Job, *, top_k: int, n_perm: int, fdr: float) -> Non
 
 def plot_importance(job: Job, *, top_k: int, classes: Sequence[int], fdr: float) -> None:
     """Every importance figure of a model, drawn from its pixel and latent tables: `top_k`
-    dimensions per class, a figure of its own for each of `classes`; pixels not declared at false
-    discovery rate `fdr` greyed."""
-    from latent_atlas.importance.figures import (most_important_dimension, plot_class, plot_classes,
-                                                 plot_dimension, plot_directional)
+    dimensions per class, a figure of its own for each of `classes` (one that says so for a class
+    the table lacks); pixels not declared at false discovery rate `fdr` greyed."""
+    from latent_atlas.importance.figures import (most_important_dimension, plot_absent_class, plot_class,
+                                                 plot_classes, plot_dimension, plot_directional)
     from latent_atlas.plotting import save_figure
 
     o, model = job.output, job.wildcards.model
@@ -149,6 +149,11 @@ def plot_importance(job: Job, *, top_k: int, classes: Sequence[int], fdr: float)
                 o.dimension)
     save_figure(plot_classes(pixel, latent, top_k, axes=axes, fdr=fdr), o.classes)
     for cls in classes:
+        if not (latent["class"] == int(cls)).any():
+            log.warning("%s: importance.classes names class %d, which has no evaluation samples here: its "
+                        "figure says so", model, int(cls))
+            save_figure(plot_absent_class(latent, int(cls), title=model), o[f"class_{cls}"])
+            continue
         save_figure(plot_class(pixel, latent, int(cls), top_k, axes=axes, fdr=fdr), o[f"class_{cls}"])
 
 
