@@ -78,6 +78,7 @@ GALLERY = [
     ("figures/fashion_mnist/ae_tshirt/anomaly_curves.png", "anomaly_fashion_curves.png"),
     ("figures/fashion_mnist/ae_tshirt/anomaly_top.png", "anomaly_fashion_top.png"),
     ("figures/daphnet/daphnet_ae/anomaly_top.png", "anomaly_daphnet_top.png"),
+    ("figures/daphnet/daphnet_ae/importance_class_0.png", "importance_daphnet_class.png"),
     ("figures/fsdd_wave/voices_ae/anomaly_distribution.png", "anomaly_fsdd_distribution.png"),
     ("figures/data/fsdd_examples.png", "fsdd_examples.png"),
     ("figures/fsdd/fsdd_ae/model_reconstructions.png", "fsdd_reconstructions.png"),
