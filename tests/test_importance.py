@@ -212,7 +212,8 @@ def _assert_local_equals_naive(model, output, stack, x, batch_size=37):
 
     exact = copy.deepcopy(model).double()
     fn64 = exact if output is None else engine.output_function(exact, output)
-    ref = engine.pixel_importance(lambda t: fn64(t.double()), x, n_perm=3, seed=5, method="naive")
+    ref = engine.pixel_importance(lambda t: fn64(t.double()), x, n_perm=3, seed=5, method="naive",
+                                  device="cpu")  # a bare function: its device is not its module's
     fn = model if output is None else engine.output_function(model, output)
     naive = engine.pixel_importance(fn, x, n_perm=3, seed=5, method="naive")
     got = engine.pixel_importance(fn, x, n_perm=3, seed=5, method="local", stack=stack,

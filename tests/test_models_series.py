@@ -228,7 +228,8 @@ def test_importance_on_conv1d_takes_the_rows_path_and_equals_the_naive_loop(capl
     assert len(frame) > 0 and np.isfinite(frame["importance"]).all()
 
     exact = copy.deepcopy(model).double()
-    ref = engine.pixel_importance(lambda t: exact.encode(t.double()), x, n_perm=3, seed=5, method="naive")
+    ref = engine.pixel_importance(lambda t: exact.encode(t.double()), x, n_perm=3, seed=5, method="naive",
+                                  device="cpu")  # a bare function: its device is not its module's
     got = engine.pixel_importance(model.encode, x, n_perm=3, seed=5, method="auto", batch_size=37)
     assert got.method == "rows" and ref.importance.max() > 0
     scale = ref.per_permutation.max()

@@ -39,7 +39,7 @@ def _train(ds, arch, settings=SETTINGS, seed=0, **kwargs):
 
 def _same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
