@@ -241,7 +241,8 @@ READS: dict[str, Reads] = {
     "atlas_quality": Reads((*SEEDED, "explain.quality"), via=(*ATLAS_MODELS, "atlas.n_samples")),
     "atlas_points": Reads(("numeric_threads", "atlas.k"), via=(*ATLAS_MODELS, "atlas.n_samples")),
     # its attribute table where the model is in the attributes stage or the dataset has attributes
-    "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails"),
+    "atlas": Reads(("seed", "atlas.point_size", "atlas.thumbnails", "atlas.layout", "atlas.max_page_mb",
+                    "atlas.tile_points"),
                    via=(*ATLAS_MODELS, "atlas.n_samples", "importance.models", "attributes.models",
                         "datasets.{dataset}.attributes", "anomaly.models")),
     # compare

@@ -66,12 +66,15 @@ rule atlas:
     input:
         unpack(atlas_page_inputs),
     output:
-        report(
+        # atlas.layout single: the page (the folder holds a redirect to it); folder: a redirect to
+        # the folder's index.html, the page, with its data beside it
+        page=report(
             "results/figures/{dataset}/{model}/atlas.html",
             caption="../report/atlas.rst",
             category="Latent atlas",
             subcategory="{model}",
         ),
+        folder=directory("results/figures/{dataset}/{model}/atlas"),
     log:
         "results/logs/atlas/{dataset}/{model}.log",
     benchmark:
@@ -86,5 +89,8 @@ rule atlas:
         point_size=ATLAS["point_size"],
         thumbnails=ATLAS["thumbnails"],
         importance=atlas_importance_link,
+        layout=ATLAS["layout"],
+        max_page_mb=ATLAS["max_page_mb"],
+        tile_points=ATLAS["tile_points"],
     script:
         "../scripts/run_job.py"

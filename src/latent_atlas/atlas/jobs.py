@@ -9,14 +9,18 @@ samples, for a model the explain stage does not map (or a larger sample set).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from latent_atlas.atlas.folder import (atomic_folder, estimated_page_mb, folder_document, page_layout,
+                                       quantise_coordinates, redirect_page, tile_runs, tile_script)
 from latent_atlas.atlas.page import (atlas_document, class_palette, page_attributes, quality_badges,
-                                     quantise_latents)
-from latent_atlas.atlas.sprites import SpriteSheets, sprite_sheets, standardised_thumbnails, thumbnails_uint8
+                                     quantise_latents, sprite_description)
+from latent_atlas.atlas.sprites import (MIME, SpriteSheets, sheet_columns, sprite_sheets, standardised_thumbnails,
+                                        thumbnails_uint8)
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet, read_parquet_metadata, write_parquet, write_text
 from latent_atlas.latents import ID_COLUMNS, read_latents
@@ -109,15 +113,54 @@ def page_thumbnails(data: Any, sample_ids: np.ndarray, thumbnails: Mapping[str, 
     (max_samples, seeded with `seed`; format, quality, sheet_size)."""
     ds = load_dataset(data)
     thumbs = thumbnail_rows(len(sample_ids), thumbnails["max_samples"], seed)
-    images = ds.images[_positions(ds.sample_id, sample_ids[thumbs], "the dataset store")]
-    if ds.kind != "image":  # standardised values: a heatmap of channels x time, or of the features
-        images = standardised_thumbnails(images)
+    images = store_thumbnails(ds, _positions(ds.sample_id, sample_ids[thumbs], "the dataset store"))
     t = thumbnails
-    sprites = sprite_sheets(thumbnails_uint8(images), sheet_size=t["sheet_size"], image_format=t["format"],
-                            quality=t["quality"])
+    sprites = sprite_sheets(images, sheet_size=t["sheet_size"], image_format=t["format"], quality=t["quality"])
     tile = np.full(len(sample_ids), -1, np.int32)
     tile[thumbs] = np.arange(len(thumbs), dtype=np.int32)
-    return sprites, tile, int(images.shape[1])
+    return sprites, tile, 3 if images.ndim == 4 else 1
+
+
+def store_thumbnails(ds: Any, rows: np.ndarray) -> np.ndarray:
+    """Thumbnails (len(rows), H, W) or (len(rows), H, W, 3) uint8 of the dataset store `ds`'s
+    `rows` (any order; read in ascending order): images as they are, tables and series as
+    standardised heatmaps (channels x time, or the features)."""
+    order = np.argsort(rows, kind="stable")
+    images = ds.images[np.asarray(rows)[order]]
+    if ds.kind != "image":
+        images = standardised_thumbnails(images)
+    thumbs = thumbnails_uint8(images)
+    out = np.empty_like(thumbs)
+    out[order] = thumbs
+    return out
+
+
+def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: list[np.ndarray], thumbnails: Mapping[str, Any],
+                    tile_points: int, folder: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The folder layout's thumbnails: tile T's sprite sheet (the points `tiles[T]`, read from the
+    dataset store `data` a tile at a time) written to `folder`/tiles/T.js. Returns (META.sprites,
+    `counts` per tile; each point's thumbnail (n,) int32: T x per_sheet + its place in the tile,
+    -1 for none). `thumbnails` as atlas.thumbnails (format, quality, sheet_size)."""
+    ds = load_dataset(data)
+    rows = _positions(ds.sample_id, sample_ids, "the dataset store")
+    first = store_thumbnails(ds, rows[:1])
+    h, w = first.shape[1:3]
+    columns = sheet_columns(tile_points, h, w, thumbnails["sheet_size"])
+    per_sheet = columns * (thumbnails["sheet_size"] // h)
+    if tile_points > per_sheet:
+        raise ValueError(f"atlas.tile_points {tile_points}: one sheet of atlas.thumbnails.sheet_size "
+                         f"{thumbnails['sheet_size']} holds at most {per_sheet} thumbnails of {h}x{w} pixels")
+    thumb = np.full(len(sample_ids), -1, np.int32)
+    (folder / "tiles").mkdir()
+    counts = []
+    for t, points in enumerate(tiles):
+        sheet = sprite_sheets(store_thumbnails(ds, rows[points]), sheet_size=thumbnails["sheet_size"],
+                              image_format=thumbnails["format"], quality=thumbnails["quality"], columns=columns)
+        (folder / "tiles" / f"{t}.js").write_text(tile_script(t, sheet.sheets[0], sheet.mime), encoding="ascii")
+        thumb[points] = t * per_sheet + np.arange(len(points), dtype=np.int32)
+        counts.append(len(points))
+    layout = SpriteSheets([], int(h), int(w), columns, per_sheet, counts, MIME[thumbnails["format"]])
+    return sprite_description(layout, 3 if first.ndim == 4 else 1), thumb
 
 
 def attribute_columns(path: str, sample_ids: np.ndarray) -> tuple[dict[str, np.ndarray], list[dict]]:
@@ -144,13 +187,21 @@ def anomaly_scalar(path: str, sample_ids: np.ndarray) -> tuple[np.ndarray, list[
 
 
 def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
-          importance: str) -> None:
-    """The self-contained atlas page of one model (results/figures/{dataset}/{model}/atlas.html):
-    points of `point_size`, `thumbnails` (max_samples, seeded with `seed`; format, quality,
-    sheet_size; on_map, the most points in a map's view drawn as thumbnails; the dataset store's
-    name, in the page's config entries), a link to the importance explorer `importance` ("" for
-    none), a colour mode per attribute of the optional input `attributes` (the dataset's attribute table), and one by
-    anomaly score from the optional input `anomaly` (the anomaly stage's scores of the model)."""
+          importance: str, layout: str | None = None, max_page_mb: float | None = None,
+          tile_points: int | None = None) -> None:
+    """The atlas of one model: points of `point_size`, `thumbnails` (max_samples, seeded with
+    `seed`; format, quality, sheet_size; on_map, the most points in a map's view drawn as
+    thumbnails; the dataset store's name, in the page's config entries), a link to the importance
+    explorer `importance` ("" for none), a colour mode per attribute of the optional input
+    `attributes` (the dataset's attribute table), and one by anomaly score from the optional input
+    `anomaly` (the anomaly stage's scores of the model).
+
+    `layout` (atlas.layout; with `max_page_mb`, see `folder.page_layout`) picks where it goes,
+    beside the page path P = job.output[0] (results/figures/{dataset}/{model}/atlas.html) and the
+    folder F = P less its suffix (the rule's directory output): single, the self-contained page at
+    P and a redirect to it at F/index.html; folder, the page at F/index.html with its data in F
+    (`atlas.folder`; thumbnails in tiles of `tile_points`) and a redirect to it at P. Settings
+    left None take the schema's defaults."""
     points = read_parquet(job.input.points)
     quality = read_parquet(job.input.quality)
     latents = read_latents(job.input.latents)
@@ -183,8 +234,14 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
     elif kind == "autoencoder":
         arrays["error"] = points["recon_error"].to_numpy(np.float32)
 
-    sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
     on_map = with_defaults(thumbnails, "#/properties/atlas/properties/thumbnails", "atlas.thumbnails")["on_map"]
+    given = {"layout": layout, "max_page_mb": max_page_mb, "tile_points": tile_points}
+    settings = with_defaults({k: v for k, v in given.items() if v is not None}, "#/properties/atlas", "atlas")
+    thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
+    ds = load_dataset(job.input.data)
+    values = store_thumbnails(ds, _positions(ds.sample_id, sample_ids[:1], "the dataset store"))[0].size
+    estimate = estimated_page_mb(n, int(z.shape[1]), k, len(methods), len(thumbs), values, thumbnails["format"])
+    chosen = page_layout(settings["layout"], settings["max_page_mb"], estimate)
 
     meta = {
         "title": title, "kind": kind, "n": n, "k": k, "d": int(z.shape[1]),
@@ -192,7 +249,7 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         "z_lo": [float(v) for v in lo], "z_hi": [float(v) for v in hi],
         "maps": [{"name": m, "quality": quality_badges(quality, m)} for m in methods],
         "importance": importance or None, "point_size": float(point_size), "images_on_map": int(on_map),
-        "dataset": load_dataset(job.input.data).name,
+        "dataset": ds.name,
     }
     if "anomaly" in job.input.keys():
         arrays["anomaly"], meta["scalars"] = anomaly_scalar(job.input.anomaly, sample_ids)
@@ -201,4 +258,23 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
         attribute_arrays, meta["attributes"] = page_attributes(
             *attribute_columns(job.input.attributes, sample_ids), job.input.attributes)
         arrays.update(attribute_arrays)
-    write_text(atlas_document(meta, arrays, sprites, channels=channels), job.output[0])
+    page, folder = Path(job.output[0]), Path(job.output[0]).with_suffix("")
+    if chosen == "single":
+        sprites, arrays["thumb"], channels = page_thumbnails(job.input.data, sample_ids, thumbnails, int(seed))
+        write_text(atlas_document(meta, arrays, sprites, channels=channels), page)
+        with atomic_folder(folder) as tmp:
+            (tmp / "index.html").write_text(redirect_page(f"../{page.name}"), encoding="utf-8")
+        return
+    scales = {}
+    for method in methods:
+        arrays[f"xy_{method}"], *scales[f"xy_{method}"] = quantise_coordinates(arrays[f"xy_{method}"])
+    tiles = tile_runs(thumbs, arrays[f"xy_{methods[0]}"], int(settings["tile_points"]))
+    with atomic_folder(folder) as tmp:
+        sprites, arrays["thumb"] = tile_thumbnails(job.input.data, sample_ids, tiles, thumbnails,
+                                                   int(settings["tile_points"]), tmp)
+        index, scripts = folder_document(meta, arrays, scales, sprites)
+        (tmp / "data").mkdir()
+        for path, text in scripts:
+            (tmp / path).write_text(text, encoding="ascii")
+        (tmp / "index.html").write_text(index, encoding="utf-8")
+    write_text(redirect_page(f"{folder.name}/index.html"), page)

@@ -8,7 +8,10 @@ Everything is written deterministically (gzip without a timestamp, sorted JSON k
 
 The template's attribute code (colour by a dataset's attributes) sits between the lines
 `// begin attributes` and `// end attributes`; a page without attributes drops it, so its bytes
-are those of a page written before attributes existed.
+are those of a page written before attributes existed. Likewise the code of each layout (see
+`atlas.folder`) sits between `// begin single` and `// end single` or `// begin folder` and
+`// end folder`: a page keeps its own layout's and drops the other's, so a single-file page's
+bytes are those of a page written before the folder layout existed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ TEMPLATE = Path(__file__).with_name("templates") / "atlas.html"
 # The template's attribute code: whole lines between these markers (kept, less the markers, on a
 # page with attributes; dropped on one without).
 _ATTRIBUTE_CODE = re.compile(r"^[ \t]*// begin attributes\n(.*?)^[ \t]*// end attributes\n", re.M | re.S)
+# Each layout's code: kept, less the markers, on a page of that layout; dropped on the other.
+_LAYOUT_CODE = {layout: re.compile(rf"^[ \t]*// begin {layout}\n(.*?)^[ \t]*// end {layout}\n", re.M | re.S)
+                for layout in ("single", "folder")}
 
 # Attributes of at most this many values are drawn on a palette, one colour per value; those with
 # more and numeric levels (a factor's 40 rotations) on viridis, like the other continuous modes.
@@ -105,15 +111,27 @@ def atlas_document(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], sp
     for i, sheet in enumerate(sprites.sheets):
         data = base64.b64encode(sheet).decode("ascii")
         blocks.append(f'<script type="application/octet-stream" id="s-{i}">{data}</script>')
-    full = {**meta, "arrays": described, "viridis": viridis_table(),
-            "sprites": {"tile_height": sprites.tile_height, "tile_width": sprites.tile_width,
-                        "columns": sprites.columns, "per_sheet": sprites.per_sheet,
-                        "counts": sprites.counts, "mime": sprites.mime, "channels": int(channels)}}
-    payload = json.dumps(full, sort_keys=True, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    full = {**meta, "arrays": described, "viridis": viridis_table(), "sprites": sprite_description(sprites, channels)}
+    return fill_template(full, "\n".join(blocks), "single")
+
+
+def sprite_description(sprites: SpriteSheets, channels: int) -> dict[str, Any]:
+    """META.sprites: the sheets' layout (tile size, columns, tiles per sheet and on each sheet,
+    mime type) and the images' channels."""
+    return {"tile_height": sprites.tile_height, "tile_width": sprites.tile_width, "columns": sprites.columns,
+            "per_sheet": sprites.per_sheet, "counts": sprites.counts, "mime": sprites.mime, "channels": int(channels)}
+
+
+def fill_template(meta: Mapping[str, Any], blocks: str, layout: str) -> str:
+    """The page's HTML: the template with `meta` (the whole META: JSON-able), the inlined data
+    `blocks` (HTML) and the code of `layout` ("single" or "folder"; see the module docstring)."""
+    payload = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     text = _ATTRIBUTE_CODE.sub(r"\1" if "attributes" in meta else "", TEMPLATE.read_text(encoding="utf-8"))
+    for name, code in _LAYOUT_CODE.items():
+        text = code.sub(r"\1" if name == layout else "", text)
     return (text.replace("__TITLE__", html.escape(str(meta["title"])))
                 .replace("__META__", payload)
-                .replace("__BLOBS__", "\n".join(blocks)))
+                .replace("__BLOBS__", blocks))
 
 
 def _label(level: Any) -> str:

@@ -17,11 +17,16 @@ import numpy as np
 from PIL import Image
 
 
+# The mime type of each sheet format (atlas.thumbnails.format).
+MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
 @dataclass
 class SpriteSheets:
     """Encoded sheets and their layout.
 
-    sheets : list of bytes, each a WebP, JPEG or PNG image; tile_height, tile_width : int
+    sheets : list of bytes, each a WebP, JPEG or PNG image (empty where the sheets are written
+    apart: the folder layout's tiles); tile_height, tile_width : int
     (pixels); columns : int, tiles per sheet row; per_sheet : int, tiles per full sheet;
     counts : list of int, tiles on each sheet; mime : str ('image/webp', 'image/jpeg' or
     'image/png').
@@ -66,20 +71,26 @@ def standardised_thumbnails(values: np.ndarray) -> np.ndarray:
     return np.clip((pooled + SERIES_Z) / (2 * SERIES_Z), 0, 1)
 
 
+def sheet_columns(n: int, height: int, width: int, sheet_size: int) -> int:
+    """Tiles per sheet row for `n` thumbnails of height x width pixels: a square-ish sheet just
+    large enough, at most sheet_size pixels wide."""
+    if height > sheet_size or width > sheet_size:
+        raise ValueError(f"atlas.thumbnails.sheet_size {sheet_size} is smaller than one {height}x{width} thumbnail")
+    return max(1, min(sheet_size // width, math.ceil(math.sqrt(max(n, 1) * height / width))))
+
+
 def sprite_sheets(thumbs: np.ndarray, sheet_size: int = 4096, image_format: str = "png",
-                  quality: int = 90) -> SpriteSheets:
+                  quality: int = 90, columns: int | None = None) -> SpriteSheets:
     """Tile thumbnails (n, H, W) or (n, H, W, 3) uint8 into sheets of at most sheet_size^2 pixels.
 
-    A sheet holds up to (sheet_size // W) x (sheet_size // H) tiles; small sets get a square-ish
-    sheet just large enough. `image_format` 'png' is lossless; 'webp' and 'jpeg' (lossy, with
+    A sheet holds up to `columns` x (sheet_size // H) tiles; by default small sets get a square-ish
+    sheet just large enough (`sheet_columns`). `image_format` 'png' is lossless; 'webp' and 'jpeg' (lossy, with
     `quality`) are 2x and 1.7x smaller for Fashion-MNIST at quality 80 (WebP is slower to encode:
     about 9 s per 60,000 28x28 tiles). Encoding is deterministic (same bytes every run).
     """
     thumbs = np.asarray(thumbs, dtype=np.uint8)
     n, h, w = thumbs.shape[:3]
-    if h > sheet_size or w > sheet_size:
-        raise ValueError(f"atlas.thumbnails.sheet_size {sheet_size} is smaller than one {h}x{w} thumbnail")
-    columns = max(1, min(sheet_size // w, math.ceil(math.sqrt(max(n, 1) * h / w))))
+    columns = sheet_columns(n, h, w, sheet_size) if columns is None else columns
     rows_max = sheet_size // h
     per_sheet = columns * rows_max
     sheets, counts = [], []
@@ -92,8 +103,7 @@ def sprite_sheets(thumbs: np.ndarray, sheet_size: int = 4096, image_format: str 
         sheet = grid.reshape((rows * h, columns * w) + tiles.shape[3:])
         sheets.append(_encode(sheet, image_format, quality))
         counts.append(len(tiles))
-    mime = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[image_format]
-    return SpriteSheets(sheets, h, w, columns, per_sheet, counts, mime)
+    return SpriteSheets(sheets, h, w, columns, per_sheet, counts, MIME[image_format])
 
 
 def _encode(sheet: np.ndarray, image_format: str, quality: int) -> bytes:
