@@ -96,7 +96,19 @@ PAGES = [
      "document.querySelector('#maps .map canvas') !== null"),
     ("fsdd/fsdd_ae/importance/explorer.html", "fsdd_importance_explorer.png", (1200, 820),
      "document.querySelector('#maps .map canvas') !== null"),
+    # images on the map: the one-class example's atlas (3,000 test images), UMAP enlarged and
+    # zoomed in on its median point
+    ("figures/fashion_mnist/ae_tshirt/atlas.html", "atlas_images_on_map.png", (1400, 900),
+     "window.atlas.ready || window.atlas.error", "ZOOM_IN:umap:8"),
 ]
+
+# What a PAGES entry's action does before the screenshot: ZOOM_IN:<map>:<factor> enlarges the map,
+# centres it on the median screen position of its points and zooms in by the factor.
+ZOOM_IN = """([map, factor]) => { const a = window.atlas;
+  const p = a.sampleIds().map(id => a.screenPosition(id, map)), med = v => v.sort((x, y) => x - y)[v.length >> 1];
+  const r = document.querySelector(`.map[data-map=${map}] canvas.overlay`).getBoundingClientRect();
+  a.pan(map, r.left + r.width / 2 - med(p.map(q => q.x)), r.top + r.height / 2 - med(p.map(q => q.y)));
+  a.zoom(map, factor); }"""
 
 
 def downscale(path: Path, max_width: int = MAX_WIDTH, crop: tuple[float, float] | None = None) -> bytes:
@@ -122,8 +134,9 @@ def _write_small(found: Path, target: Path, crop: tuple[float, float] | None = N
     target.write_bytes(data)
 
 
-def screenshot(page: Path, target: Path, viewport: tuple[int, int], ready: str) -> None:
-    """A PNG of the self-contained `page` in headless Chromium, offline, once `ready` holds."""
+def screenshot(page: Path, target: Path, viewport: tuple[int, int], ready: str, action: str = "") -> None:
+    """A PNG of the self-contained `page` in headless Chromium, offline, once `ready` holds (and,
+    with `action`, after it ran: see ZOOM_IN)."""
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="gallery-chromium-"))
@@ -137,6 +150,12 @@ def screenshot(page: Path, target: Path, viewport: tuple[int, int], ready: str) 
                       ("file", "data", "blob") else r.abort())
             tab.goto(page.resolve().as_uri())
             tab.wait_for_function(ready, timeout=60_000)
+            if action.startswith("ZOOM_IN:"):
+                _, name, factor = action.split(":")
+                tab.evaluate("map => window.atlas.enlarge(map)", name)
+                tab.wait_for_timeout(500)  # the maps are laid out again
+                tab.evaluate(ZOOM_IN, [name, float(factor)])
+                tab.wait_for_timeout(1500)  # the thumbnails fade in
             tab.mouse.move(1, 1)
             tab.screenshot(path=str(target))
             browser.close()
@@ -163,14 +182,14 @@ def make_gallery(results: list[Path], out: Path, pages: bool = True) -> tuple[li
         import playwright  # noqa: F401
     except ImportError:
         browser = False
-    for source, name, viewport, ready in PAGES:
+    for source, name, viewport, ready, *action in PAGES:
         found = next((r / source for r in results if (r / source).is_file()), None)
         if found is None or not browser:
             missing.append(source + ("" if browser else " (needs Playwright and Debian's chromium)"))
             continue
         with tempfile.TemporaryDirectory() as tmp:
             shot = Path(tmp) / "page.png"
-            screenshot(found, shot, viewport, ready)
+            screenshot(found, shot, viewport, ready, *action)
             _write_small(shot, out / name)
         written.append(name)
     return written, missing
