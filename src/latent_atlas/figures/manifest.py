@@ -10,13 +10,22 @@ import pandas as pd
 from latent_atlas.io import sha256_file, write_text
 
 
+def _files(figure: str) -> list[str]:
+    """The files of one figure output: itself, or every file in a folder output (the folder
+    atlas), sorted by path."""
+    if not os.path.isdir(figure):
+        return [figure]
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(figure) for name in names)
+
+
 def manifest_table(figures: Sequence[str], rules: Mapping[str, str], config_hash: str) -> pd.DataFrame:
-    """One row per figure, sorted by path: file, sha256, rule, config_hash."""
+    """One row per figure file, sorted by path: file, sha256, rule, config_hash (a folder output
+    gives a row per file in it, each with the folder's rule)."""
     rows = [
-        {"file": f, "sha256": sha256_file(f), "rule": rules.get(f, "unknown"), "config_hash": config_hash}
-        for f in sorted(figures)
+        {"file": path, "sha256": sha256_file(path), "rule": rules.get(f, "unknown"), "config_hash": config_hash}
+        for f in figures for path in _files(f)
     ]
-    return pd.DataFrame(rows, columns=["file", "sha256", "rule", "config_hash"])
+    return pd.DataFrame(rows, columns=["file", "sha256", "rule", "config_hash"]).sort_values("file", ignore_index=True)
 
 
 def write_manifest(figures: Sequence[str], rules: Mapping[str, str], config_hash: str,
