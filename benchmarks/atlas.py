@@ -20,6 +20,23 @@ Then, in one headless Chromium (software WebGL2 here: SwiftShader), measured sid
 
     python benchmarks/atlas.py               # 70,000 points
     python benchmarks/atlas.py --quick       # 5,000 points: a smoke check
+
+The folder atlas (atlas.layout folder; issue 27's goals), one case per run:
+
+    python benchmarks/atlas.py --folder 1000000   # synthetic 28x28 grey thumbnails, 32-D latents
+    python benchmarks/atlas.py --celeba 182732    # 64x64 RGB thumbnails of a synthetic CelebA-layout
+                                                  # folder (benchmarks/scale.py), 256-D latents
+
+Each writes a dataset store (`--folder`: 8,192 images at a time, a blocky pattern per class plus
+noise; `--celeba`: the JPEG folder through prepare_data's write_store, 64x64 centre crops),
+synthetic latents and maps as above, and the points table by the job's own `point_table` with its
+searches exact (scikit-learn's k-d tree) and the latent neighbours taken in the PCA map instead of
+the latents: the 1,000,000 x 32 latent search (NN-descent) would take most of an hour of this
+machine, and the page's costs do not depend on which neighbours the table names. Then the atlas
+job in a fresh process under /usr/bin/time (wall, peak RSS), the folder's bytes per point, and in
+one Chromium: page ready, pan and zoom frames beside the bare draw, tab memory (JS heap by CDP,
+the renderer's and the GPU process's peak RSS, VmHWM), and the time from a zoom that brings
+thumbnails on the map (at most atlas.thumbnails.on_map points in view) until their tiles are drawn.
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +58,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latent_atlas.atlas.jobs import atlas, atlas_points  # noqa: E402
 from latent_atlas.data.sources import read_idx  # noqa: E402
-from latent_atlas.data.store import Dataset, save_dataset  # noqa: E402
+from latent_atlas.data.store import Dataset, load_dataset, save_dataset, write_dataset  # noqa: E402
 from latent_atlas.explain.maps import coords_table  # noqa: E402
 from latent_atlas.io import write_parquet  # noqa: E402
-from latent_atlas.latents import id_frame  # noqa: E402
+from latent_atlas.latents import ID_COLUMNS, id_frame  # noqa: E402
 from latent_atlas.runtime import Files, Job  # noqa: E402
 from latent_atlas.schema import defaults  # noqa: E402
 
@@ -76,6 +94,19 @@ def synthetic_maps(labels: np.ndarray, d: int = 32, seed: int = 0) -> tuple[np.n
     return z, {"pca": PCA(2, random_state=seed).fit_transform(z), "tsne": tsne, "umap": umap}
 
 
+def predictions_and_quality(files: Files, ids: pd.DataFrame) -> None:
+    """Write a predictions table (the label, one in ten replaced by a random class) and a quality
+    table without numbers for the id frame `ids` to `files.predictions` and `files.quality`."""
+    labels = ids["label"].to_numpy()
+    rng = np.random.default_rng(1)
+    pred = np.where(rng.random(len(ids)) < 0.1, rng.integers(0, labels.max() + 1, len(ids)), labels)
+    write_parquet(ids.assign(pred=pred.astype(np.int64)), files.predictions)
+    write_parquet(pd.DataFrame({"space": ["pca", "tsne", "umap"], "dims": 2, "k": 10,
+                                "trustworthiness": np.nan, "continuity": np.nan, "knn_k": 10,
+                                "knn_accuracy": np.nan, "knn_accuracy_std": np.nan, "n_samples": len(ids)}),
+                  files.quality)
+
+
 def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None) -> tuple[Path, dict]:
     ds = fashion_mnist(n)
     files = Files(data=str(folder / "data"), latents=latents_path or str(folder / "latents.parquet"),
@@ -98,13 +129,7 @@ def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None)
         write_parquet(pd.concat([ids, pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])], axis=1),
                       files.latents)
         write_parquet(coords_table(ids, coords), files.maps)
-    rng = np.random.default_rng(1)
-    pred = np.where(rng.random(len(ds)) < 0.1, rng.integers(0, 10, len(ds)), ds.labels)
-    write_parquet(ids.assign(pred=pred.astype(np.int64)), files.predictions)
-    write_parquet(pd.DataFrame({"space": ["pca", "tsne", "umap"], "dims": 2, "k": 10,
-                                "trustworthiness": np.nan, "continuity": np.nan, "knn_k": 10,
-                                "knn_accuracy": np.nan, "knn_accuracy_std": np.nan, "n_samples": len(ds)}),
-                  files.quality)
+    predictions_and_quality(files, ids)
     settings = defaults("#/properties/atlas")
     times = {} if latents_path is None or maps_path is not None else {"PCA + t-SNE + UMAP fit (s)": fit_seconds}
     t = time.perf_counter()
@@ -120,6 +145,125 @@ def build(folder: Path, n: int, latents_path: str | None, maps_path: str | None)
           thumbnails=settings["thumbnails"], importance="")
     times["atlas page job (s)"] = time.perf_counter() - t
     return page, times
+
+
+def synthetic_store(folder: Path, n: int, seed: int = 0) -> None:
+    """A dataset store of `n` 28x28 grey images in 10 classes, written 8,192 at a time: each a
+    blocky 7x7 pattern of its class, upscaled 4x, plus Gaussian noise (sd 24 grey levels)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    patterns = np.kron(rng.uniform(20, 235, (10, 7, 7)), np.ones((4, 4)))
+
+    def chunks():
+        for start in range(0, n, 8192):
+            lab = labels[start:start + 8192]
+            noise = rng.normal(0, 24, (len(lab), 28, 28))
+            yield np.clip(patterns[lab] + noise, 0, 255).astype(np.uint8)[:, None]
+
+    split = np.where(np.arange(n) < n * 6 // 7, "train", "test")
+    write_dataset(folder, np.arange(n), split, labels, [f"class {c}" for c in range(10)], "synthetic", chunks())
+
+
+def celeba_store(work: Path, n: int) -> Path:
+    """The store of a synthetic CelebA-layout folder of `n` JPEGs (benchmarks/scale.py's
+    `celeba_folder`, written under `work` once) by prepare_data's `write_store`: 64x64 RGB centre
+    crops (140 px) in CelebA's own splits. Reused when it is there."""
+    from latent_atlas.data.build import write_store
+    from scale import celeba_folder
+
+    store = work / f"celeba_store_{n}"
+    if not (store / "samples.parquet").is_file():
+        spec = {"source": "celeba", "path": str(celeba_folder(work, n)), "color": "rgb", "center_crop": 140,
+                "size": 64, "split": {"method": "source"}}
+        write_store("celeba", spec, 0, store, workers=os.cpu_count() or 1)
+    return store
+
+
+def stand_in_points(files: Files, path: Path, k: int) -> None:
+    """The points table of `files` (latents, maps, predictions) at `path` by the job's own
+    `point_table`, its searches exact, with the latent neighbours taken in the PCA map (see the
+    module docstring)."""
+    from functools import partial
+
+    import latent_atlas.atlas.neighbours as neighbours
+    from latent_atlas.atlas.jobs import point_table
+    from latent_atlas.explain.maps import coords_of, method_rows
+
+    maps = pd.read_parquet(files.maps)
+    ids = method_rows(maps, "pca").reset_index(drop=True)
+    coords = {m: coords_of(maps, m) for m in ("pca", "tsne", "umap")}
+    search, neighbours.nearest_neighbours = neighbours.nearest_neighbours, partial(neighbours.nearest_neighbours,
+                                                                                  search="exact")
+    try:
+        table = point_table(ids, coords["pca"], coords, k)
+    finally:
+        neighbours.nearest_neighbours = search
+    pred = pd.read_parquet(files.predictions, columns=["pred"])["pred"].to_numpy()
+    table.insert(len(ID_COLUMNS), "pred", pred)
+    write_parquet(table, path, {"model": "bench", "k": k})
+
+
+def atlas_job_peak(folder: Path, data: Path, title: str) -> tuple[float, float]:
+    """(wall s, peak RSS in MiB) of the atlas job on `folder`'s tables and the store `data`,
+    layout folder and the schema's other settings, in a fresh process under /usr/bin/time."""
+    code = ("import sys; from latent_atlas.atlas.jobs import atlas; from latent_atlas.runtime import Files, Job; "
+            "from latent_atlas.schema import defaults; f = sys.argv[1]; s = defaults('#/properties/atlas'); "
+            "atlas(Job(input=Files(points=f + '/points.parquet', quality=f + '/quality.parquet', "
+            "latents=f + '/latents.parquet', data=sys.argv[2]), output=Files([f + '/atlas.html'])), seed=0, "
+            "title=sys.argv[3], point_size=s['point_size'], thumbnails=s['thumbnails'], importance='', layout='folder')")
+    t = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb %M", sys.executable, "-c", code, str(folder), str(data),
+                           title], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"the atlas job on {folder} failed:\n{proc.stderr[-2000:]}")
+    return wall, int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
+
+
+def build_folder(folder: Path, n: int, celeba: bool, work: Path) -> tuple[Path, dict]:
+    """The folder atlas of case `--folder n` or `--celeba n` (module docstring) in `folder`:
+    (its index.html, times and peak memory of the steps)."""
+    times = {}
+    t = time.perf_counter()
+    if celeba:
+        data = celeba_store(work, n)
+    else:
+        data = folder / "data"
+        synthetic_store(data, n)
+    times["dataset store (s)"] = time.perf_counter() - t
+    ds = load_dataset(data)
+    files = Files(latents=str(folder / "latents.parquet"), maps=str(folder / "maps.parquet"),
+                  quality=str(folder / "quality.parquet"), predictions=str(folder / "predictions.parquet"))
+    t = time.perf_counter()
+    ids = id_frame(ds.sample_id, ds.split, ds.labels, ds.class_names)
+    z, coords = synthetic_maps(ds.labels, d=256 if celeba else 32)
+    write_parquet(pd.concat([ids, pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])], axis=1),
+                  files.latents)
+    write_parquet(coords_table(ids, coords), files.maps)
+    predictions_and_quality(files, ids)
+    del z, coords
+    times["latents, maps (s)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stand_in_points(files, folder / "points.parquet", defaults("#/properties/atlas")["k"])
+    times["points table, stand-in (s)"] = time.perf_counter() - t
+    wall, peak = atlas_job_peak(folder, data, f"benchmark ({n:,} points)")
+    times["atlas job, layout folder (s)"] = wall
+    times["atlas job peak RSS (MiB)"] = peak
+    return folder / "atlas" / "index.html", times
+
+
+def folder_bytes(index: Path, n: int) -> dict:
+    """The folder's bytes per point: coordinates (data/xy_*), the other tables (data/*), the
+    thumbnails (tiles/*) and the page; and the number of files."""
+    root = index.parent
+    size = lambda paths: sum(p.stat().st_size for p in paths)  # noqa: E731
+    xy = list(root.glob("data/xy_*.js"))
+    return {"folder size (MB)": size(root.rglob("*.*")) / 1e6,
+            "bytes per point: coordinates (3 maps, uint16)": size(xy) / n,
+            "bytes per point: other tables": (size(root.glob("data/*.js")) - size(xy)) / n,
+            "bytes per point: thumbnails": size(root.glob("tiles/*.js")) / n,
+            "page index.html (kB)": (root / "index.html").stat().st_size / 1e3,
+            "files": sum(1 for p in root.rglob("*") if p.is_file())}
 
 
 BARE = """([w, h, dpr, map]) => {
@@ -222,6 +366,99 @@ def measure(page_path: Path, reps: int) -> dict:
     return out
 
 
+def chromium_peaks() -> dict:
+    """Peak RSS (VmHWM, MB) of this process's Chromium renderers (the largest) and GPU process
+    (SwiftShader's buffers live there)."""
+    import psutil
+
+    peaks = {"renderer": 0.0, "gpu-process": 0.0}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            kind = next((a[7:] for a in proc.cmdline() if a.startswith("--type=")), None)
+            if kind in peaks:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+                peaks[kind] = max(peaks[kind], kb / 1e3)
+        except (psutil.Error, OSError):
+            continue
+    return peaks
+
+
+# From a fitted view of map `map`: centre sample `id`, zoom in 2x at a time until thumbnails are
+# placed on the map (at most on_map points in view); then the ms until every tile they need is
+# drawn (no tile pending), polled every 5 ms, and how many tiles were loaded for it. The reset's
+# draws of every map are let finish first (a frame and a task): in software they take seconds at
+# 1,000,000 points and would otherwise block the page while it waits for the tiles.
+ZOOM_TO_THUMBNAILS = """async ([map, id]) => {
+  window.atlas.reset();
+  await new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)));
+  const r = document.querySelector(`.map[data-map=${map}] canvas.overlay`).getBoundingClientRect();
+  const p = window.atlas.screenPosition(id, map);
+  window.atlas.pan(map, r.left + r.width / 2 - p.x, r.top + r.height / 2 - p.y);
+  if (!window.tilesArrived) { const hand = window.ATLAS_TILE; window.tilesArrived = 0;
+    window.ATLAS_TILE = (t, url) => { window.tilesArrived++; hand(t, url); }; }
+  const before = window.tilesArrived;
+  let steps = 0, frame = 0;
+  while (!window.atlas.thumbnails(map).boxes.length && steps < 40) { frame = window.atlas.zoom(map, 2); steps++; }
+  const t0 = performance.now();
+  while (window.atlas.tiles().pending) await new Promise(done => setTimeout(done, 5));
+  return {ms: performance.now() - t0, tiles: window.tilesArrived - before, steps, frame,
+          boxes: window.atlas.thumbnails(map).boxes.length};
+}"""
+
+
+def measure_folder(index: Path, reps: int) -> dict:
+    """The folder page's costs in one headless Chromium (module docstring)."""
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 820})
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        t = time.perf_counter()
+        page.goto(index.as_uri())
+        page.wait_for_function("window.atlas.ready || window.atlas.error", timeout=600000, polling=20)
+        out["ready, wall from goto (ms)"] = (time.perf_counter() - t) * 1000
+        out["atlas.ready seen (main thread free), from navigation start (ms)"] = page.evaluate("performance.now()")
+        assert page.evaluate("window.atlas.error") is None, page.evaluate("window.atlas.error")
+        timings = page.evaluate("window.atlas.timings")
+        out["page ready: maps drawn and interactive, from navigation start (ms)"] = timings["ready_ms"]
+        out["load and decode arrays (ms)"] = timings["decode_ms"]
+        out["build grids (ms)"] = timings["grid_ms"]
+        heap = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        out["JS heap used at ready (MB)"] = heap["JSHeapUsedSize"] / 1e6
+        size = page.evaluate("(() => { const c = document.querySelector('.map canvas'); return [c.clientWidth, c.clientHeight, devicePixelRatio]; })()")
+        out["map canvas (CSS px)"] = f"{size[0]}x{size[1]} (dpr {size[2]})"
+        bare, pan, zoom = frame_medians(page, size, "tsne", reps)
+        out["bare drawArrays frame, median (ms)"] = bare
+        out["atlas pan frame, median (ms)"] = pan
+        out["atlas zoom frame, median (ms)"] = zoom
+        out["pan / bare"] = pan / bare
+        out["zoom / bare"] = zoom / bare
+        ids = page.evaluate("window.atlas.sampleIds()")
+        rng = np.random.default_rng(2)
+        for map_name in ("pca", "tsne"):
+            runs = [page.evaluate(ZOOM_TO_THUMBNAILS, [map_name, int(ids[i])]) for i in rng.choice(len(ids), 4)]
+            out[f"{map_name}: zoom steps (2x) to thumbnails, thumbnails drawn"] = \
+                ", ".join(f"{r['steps']}: {r['boxes']}" for r in runs)
+            out[f"{map_name}: tiles loaded per view"] = ", ".join(str(r["tiles"]) for r in runs)
+            out[f"{map_name}: tiles drawn after the zoom stops, each (ms)"] = ", ".join(f"{r['ms']:.0f}" for r in runs)
+            out[f"{map_name}: the zoom frame that placed them, each (ms)"] = ", ".join(f"{r['frame']:.0f}" for r in runs)
+        heap = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        out["JS heap used at the end (MB)"] = heap["JSHeapUsedSize"] / 1e6
+        out["JS heap total at the end (MB)"] = heap["JSHeapTotalSize"] / 1e6
+        peaks = chromium_peaks()
+        out["renderer peak RSS, VmHWM (MB)"] = peaks["renderer"]
+        out["GPU process peak RSS, VmHWM (MB)"] = peaks["gpu-process"]
+        out["tiles loaded in all; decoded at the end"] = page.evaluate("[window.tilesArrived, window.atlas.tiles().loaded]")
+        page.screenshot(path=str(index.parent.with_suffix(".png")))
+        browser.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=70000)
@@ -231,7 +468,20 @@ def main() -> None:
     parser.add_argument("--maps")
     parser.add_argument("--keep", help="folder to keep the page and its screenshot in")
     parser.add_argument("--page", help="measure this atlas.html (built before) instead of building one")
+    parser.add_argument("--folder", type=int, metavar="N", help="the folder atlas of N synthetic points")
+    parser.add_argument("--celeba", type=int, metavar="N", help="the folder atlas of N CelebA-shaped points")
+    parser.add_argument("--work", default="/tmp/latent-atlas-scale",
+                        help="where --celeba keeps its JPEG folder and store (as benchmarks/scale.py)")
     args = parser.parse_args()
+    if args.folder or args.celeba:
+        n = args.folder or args.celeba
+        folder = Path(args.keep or tempfile.mkdtemp(prefix="atlas-folder-bench-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        index = folder / "atlas" / "index.html"
+        times = {} if args.page else build_folder(folder, n, bool(args.celeba), Path(args.work))[1]
+        index = Path(args.page) if args.page else index
+        print_table({"points": n, **times, **folder_bytes(index, n), **measure_folder(index, args.reps)})
+        return
     if args.quick:
         args.n = 5000
     folder = Path(args.keep or tempfile.mkdtemp(prefix="atlas-bench-"))
@@ -245,6 +495,11 @@ def main() -> None:
     sprites = sum(len(b) for b in text.split('id="s-')[1:])
     results["of which thumbnails (MB)"] = sprites / 1e6
     results.update(measure(page, args.reps))
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    """`results` as a markdown table, floats to 3 significant digits."""
     print("| measure | value |\n|---|---|")
     for key, value in results.items():
         print(f"| {key} | {value:.3g} |" if isinstance(value, float) else f"| {key} | {value} |")
