@@ -14,6 +14,7 @@ def test_a_folder_output_gives_a_row_per_file_with_the_folders_rule(tmp_path):
     (atlas / "data").mkdir(parents=True)
     (atlas / "index.html").write_text("<html>")
     (atlas / "data" / "xy-0.js").write_text("ATLAS_DATA()")
+    (atlas / ".snakemake_timestamp").write_text("")  # Snakemake's marker: not a figure
     figures = [str(tmp_path / "b.png"), str(atlas)]
     table = manifest_table(figures, {str(atlas): "atlas", str(tmp_path / "b.png"): "plot"}, "h")
     assert table["file"].tolist() == sorted([str(tmp_path / "b.png"), str(atlas / "index.html"),

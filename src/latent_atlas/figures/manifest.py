@@ -10,12 +10,17 @@ import pandas as pd
 from latent_atlas.io import sha256_file, write_text
 
 
+# Snakemake's own marker in a folder output (its modification time), not part of the figure.
+_MARKER = ".snakemake_timestamp"
+
+
 def _files(figure: str) -> list[str]:
     """The files of one figure output: itself, or every file in a folder output (the folder
-    atlas), sorted by path."""
+    atlas) but Snakemake's marker, sorted by path."""
     if not os.path.isdir(figure):
         return [figure]
-    return sorted(os.path.join(root, name) for root, _, names in os.walk(figure) for name in names)
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(figure) for name in names
+                  if name != _MARKER)
 
 
 def manifest_table(figures: Sequence[str], rules: Mapping[str, str], config_hash: str) -> pd.DataFrame:
