@@ -309,14 +309,19 @@ def frame_medians(page, size: list, map_name: str, reps: int) -> tuple[float, fl
     return statistics.median(bare[1:]), statistics.median(pans[1:]), statistics.median(zooms[1:])
 
 
+def _chromium(p):
+    """(browser, tab) of headless Debian Chromium, software WebGL, a 1500 x 820 window."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    return browser, browser.new_page(viewport={"width": 1500, "height": 820})
+
+
 def measure(page_path: Path, reps: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     out = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 820})
+        browser, page = _chromium(p)
         t = time.perf_counter()
         page.goto(page_path.as_uri())
         page.wait_for_function("window.atlas.ready || window.atlas.error", timeout=120000, polling=20)
@@ -413,9 +418,7 @@ def measure_folder(index: Path, reps: int) -> dict:
 
     out = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 820})
+        browser, page = _chromium(p)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
         t = time.perf_counter()
