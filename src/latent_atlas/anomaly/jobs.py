@@ -189,7 +189,9 @@ def anomaly_scores(job: Job, *, seed: int, numeric_threads: int, normal_classes:
     meta = {"dataset": job.wildcards.dataset, "model": model_name, "error": error, "fpr": float(fpr),
             "normal_classes": None if normal is None else [c for i, c in enumerate(ds.class_names)
                                                            if normal[ds.labels == i].any()],
-            "normal_attributes": normal_attributes or None, "threshold_on": threshold_on, "kind": ds.kind}
+            "threshold_on": threshold_on, "kind": ds.kind,
+            # only where set: the tables of a run without attribute values keep their bytes
+            **({"normal_attributes": dict(normal_attributes)} if normal_attributes else {})}
     write_parquet(table, job.output.scores, meta)
     write_parquet(summary, job.output.summary, meta)
     write_parquet(curves, job.output.curves, meta)
