@@ -15,7 +15,7 @@ from PIL import Image
 
 from atlas_helpers import open_page, synthetic_inputs
 from latent_atlas.atlas.folder import (CHUNK_BYTES, atomic_folder, data_chunks, estimated_page_mb, page_layout,
-                                       quadtree_order, quantise_coordinates, tile_runs)
+                                       quadtree_order, quantise_coordinates, tile_runs, tile_size)
 from latent_atlas.atlas.jobs import atlas, atlas_points
 from latent_atlas.data.store import load_dataset
 from latent_atlas.io import read_parquet
@@ -45,6 +45,14 @@ def built(tmp_path_factory):
     single = _build(tmp_path_factory.mktemp("single"), layout="single")
     folder = _build(tmp_path_factory.mktemp("folder"), layout="folder", tile_points=TILE_POINTS)
     return single, folder
+
+
+def test_auto_tile_size_keeps_a_sheet_near_a_million_pixels():
+    assert tile_size(300, 64, 64) == 300  # a number is taken as it is
+    assert tile_size("auto", 28, 28) == 1024 and 1024 * 28 * 28 <= 2 ** 20  # capped at 1,024
+    assert tile_size("auto", 64, 64) == 256 and tile_size("auto", 16, 64) == 1024
+    assert tile_size("auto", 100, 100) == 104 and 105 * 100 * 100 > 2 ** 20
+    assert tile_size("auto", 2000, 2000) == 1
 
 
 def test_quantised_coordinates_and_quadtree_tiles():
@@ -147,21 +155,25 @@ def test_hover_and_click_match_the_single_page(pages, built):
         assert drawn[0] == drawn[1] and drawn[0]["focus"] == sid
 
 
-def test_zoomed_in_thumbnails_are_the_samples_pixels_once_their_tile_loaded(built, browser):
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_zoomed_in_thumbnails_are_the_samples_pixels_once_their_tile_loaded(built, browser, method):
     (files, _), (_, folder) = built
     ds = load_dataset(files.data)
     many = open_page(browser, folder.with_suffix("") / "index.html", 1400, 760)
-    assert many.evaluate("window.atlas.tiles()") == {"loaded": 0, "pending": 0}  # none before a view needs one
-    many.evaluate("window.atlas.zoom('pca', 3)")  # one step: the tiles of the points in this view only
-    assert many.evaluate("window.atlas.thumbnails('pca').alpha") >= 1
+    assert many.evaluate("window.atlas.tiles()") == {"loaded": 0, "pending": 0, "tiles": []}  # none before a view needs one
+    many.evaluate(f"window.atlas.zoom('{method}', 3)")  # one step: the tiles of the points in this view only
+    assert many.evaluate(f"window.atlas.thumbnails('{method}').alpha") >= 1
     many.wait_for_function("window.atlas.tiles().pending === 0 && window.atlas.tiles().loaded > 0")
-    loaded = many.evaluate("window.atlas.tiles().loaded")
+    # only tiles of the zoomed map, and not all of them: each map has a quadtree of its own
+    first, count = many.evaluate(f"window.atlas.meta.sprites.maps['{method}']")
     total = len(list((folder.with_suffix("") / "tiles").iterdir()))
-    assert 0 < loaded < total  # only the tiles the view needs
-    boxes = many.evaluate("window.atlas.thumbnails('pca').boxes")
+    assert count == total / 3
+    loaded = many.evaluate("window.atlas.tiles().tiles")
+    assert loaded and all(first <= t < first + count for t in loaded) and len(loaded) < count
+    boxes = many.evaluate(f"window.atlas.thumbnails('{method}').boxes")
     assert boxes
     shot = np.asarray(Image.open(io.BytesIO(many.screenshot())))
-    canvas = many.locator(".map[data-map=pca] canvas.overlay").bounding_box()
+    canvas = many.locator(f".map[data-map={method}] canvas.overlay").bounding_box()
     inside = [b for b in boxes if b["x"] >= canvas["x"] and b["y"] >= canvas["y"]
               and b["x"] + b["w"] <= canvas["x"] + canvas["width"] and b["y"] + b["h"] <= canvas["y"] + canvas["height"]]
     assert len(inside) >= 3
@@ -172,6 +184,13 @@ def test_zoomed_in_thumbnails_are_the_samples_pixels_once_their_tile_loaded(buil
         got = np.array([[shot[int(box["y"] + (r + 0.5) * s), int(box["x"] + (c + 0.5) * s), 0] for c in range(8)]
                         for r in range(8)])
         assert np.array_equal(got, want), box["id"]
+    # the tooltip of a point in view shows its image from the map's tile already loaded
+    box = inside[0]
+    pos = many.evaluate(f"window.atlas.screenPosition({box['id']}, '{method}')")
+    many.mouse.move(pos["x"], pos["y"])
+    many.wait_for_function("document.getElementById('tooltip').style.display === 'block'")
+    assert int(many.evaluate("document.getElementById('tip-img').dataset.sample")) == box["id"]
+    assert many.evaluate("window.atlas.tiles()") == {"loaded": len(loaded), "pending": 0, "tiles": loaded}
     assert not many.blocked and not many.errors
     many.close()
 

@@ -65,6 +65,7 @@ EDITS = {
     "geometry.random_points.classifier": "mlp",
     "geometry.planes.axis_pairs": [[0, 1]],
     "atlas.thumbnails.max_samples": 50,
+    "atlas.tile_points": 512,
     "featureviz.unregularised.hidden_layer": 2,
     "featureviz.tv_l1_grid.hidden_layer": 2,
     "featureviz.gallery.layers": [2, 3],

@@ -6,7 +6,8 @@ Layout (results/figures/{dataset}/{model}/atlas/):
     data/NAME-PART.js   `ATLAS_DATA("NAME", PART, "<base64>")`: rows of array NAME, as
                         `page.encode_array` writes them (gzip of little-endian bytes); a part holds
                         at most CHUNK_BYTES raw bytes (about 8 MB of base64)
-    tiles/T.js          `ATLAS_TILE(T, "data:image/webp;base64,...")`: the sprite sheet of tile T
+    tiles/G.js          `ATLAS_TILE(G, "data:image/webp;base64,...")`: the sprite sheet of tile G;
+                        each map has tiles of its own, numbered on from the previous map's
 
 The page loads its data by inserting `<script src>` elements: they work under file://, where fetch
 does not. A sheet travels as a data: URL inside a script, not as an image file: an image decoded
@@ -14,9 +15,11 @@ from a data: URL can be drawn to a canvas and uploaded to WebGL, while an `<img>
 file:// URL taints the canvas in Chromium (every file is its own origin) and Firefox (with
 security.fileuri.strict_origin_policy), so that its pixels could neither be read back nor uploaded.
 
-Map coordinates travel as uint16 per map axis (x = lo + code (hi - lo) / 65535). The points with a
-thumbnail are ordered along a quadtree (Z-order) of the first map's codes and cut into runs of
-`atlas.tile_points`, one sprite sheet each: a zoomed-in view needs few tiles.
+Map coordinates travel as uint16 per map axis (x = lo + code (hi - lo) / 65535). For each map,
+the points with a thumbnail are ordered along a quadtree (Z-order) of that map's codes and cut
+into runs of `atlas.tile_points`, one sprite sheet each: a zoomed-in view of any map needs few
+tiles (with the first map's tiles alone, a zoomed t-SNE view of 1,000,000 points touched 33-72
+tiles of 1,024). Each thumbnail is thus stored once per map (3x the bytes of one tile set).
 """
 
 from __future__ import annotations
@@ -93,10 +96,22 @@ def quadtree_order(codes: np.ndarray) -> np.ndarray:
 
 
 def tile_runs(points: np.ndarray, codes: np.ndarray, tile_points: int) -> list[np.ndarray]:
-    """The thumbnail tiles: `points` (indices with a thumbnail) in `quadtree_order` of their
-    codes (n, 2) of the first map, cut into runs of at most `tile_points` (atlas.tile_points)."""
+    """One map's thumbnail tiles: `points` (indices with a thumbnail) in `quadtree_order` of their
+    codes (n, 2) on that map, cut into runs of at most `tile_points` (atlas.tile_points)."""
     ordered = np.asarray(points)[quadtree_order(np.asarray(codes)[points])]
     return [ordered[start:start + tile_points] for start in range(0, len(ordered), tile_points)]
+
+
+# Pixels of one tile's sprite sheet at most, and thumbnails per tile at most, of atlas.tile_points auto.
+TILE_PIXELS, TILE_POINTS_MAX = 2 ** 20, 1024
+
+
+def tile_size(tile_points: int | str, height: int, width: int) -> int:
+    """Thumbnails per tile: `tile_points` (atlas.tile_points), or for "auto" as many thumbnails of
+    height x width pixels as fill TILE_PIXELS, at most TILE_POINTS_MAX (28 x 28: 1,024; 64 x 64: 256)."""
+    if tile_points != "auto":
+        return int(tile_points)
+    return max(1, min(TILE_POINTS_MAX, TILE_PIXELS // (int(height) * int(width))))
 
 
 def data_chunks(name: str, values: np.ndarray) -> tuple[dict, list[tuple[str, str]]]:

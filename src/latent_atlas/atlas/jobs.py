@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from latent_atlas.atlas.folder import (atomic_folder, estimated_page_mb, folder_document, page_layout,
-                                       quantise_coordinates, redirect_page, tile_runs, tile_script)
+                                       quantise_coordinates, redirect_page, tile_runs, tile_script, tile_size)
 from latent_atlas.atlas.page import (atlas_document, class_palette, page_attributes, quality_badges,
                                      quantise_latents, sprite_description)
 from latent_atlas.atlas.sprites import (MIME, SpriteSheets, sheet_columns, sprite_sheets, standardised_thumbnails,
@@ -135,12 +135,15 @@ def store_thumbnails(ds: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: list[np.ndarray], thumbnails: Mapping[str, Any],
-                    tile_points: int, folder: Path) -> tuple[dict[str, Any], np.ndarray]:
-    """The folder layout's thumbnails: tile T's sprite sheet (the points `tiles[T]`, read from the
-    dataset store `data` a tile at a time) written to `folder`/tiles/T.js. Returns (META.sprites,
-    `counts` per tile; each point's thumbnail (n,) int32: T x per_sheet + its place in the tile,
-    -1 for none). `thumbnails` as atlas.thumbnails (format, quality, sheet_size)."""
+def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: Mapping[str, list[np.ndarray]],
+                    thumbnails: Mapping[str, Any], tile_points: int, folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The folder layout's thumbnails: each map's tiles (`tiles`: map name -> the points of each of
+    its tiles, `folder.tile_runs`), numbered on from one map to the next, tile G's sprite sheet read
+    from the dataset store `data` a tile at a time and written to `folder`/tiles/G.js. Returns
+    (META.sprites, with `counts` per tile and `maps`: map name -> [its first tile, its number of
+    tiles]; map name -> each point's thumbnail on that map's tiles (n,)
+    int32: G x per_sheet + its place in tile G, -1 for none). `thumbnails` as atlas.thumbnails
+    (format, quality, sheet_size)."""
     ds = load_dataset(data)
     rows = _positions(ds.sample_id, sample_ids, "the dataset store")
     first = store_thumbnails(ds, rows[:1])
@@ -150,17 +153,19 @@ def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: list[np.ndarray], 
     if tile_points > per_sheet:
         raise ValueError(f"atlas.tile_points {tile_points}: one sheet of atlas.thumbnails.sheet_size "
                          f"{thumbnails['sheet_size']} holds at most {per_sheet} thumbnails of {h}x{w} pixels")
-    thumb = np.full(len(sample_ids), -1, np.int32)
     (folder / "tiles").mkdir()
-    counts = []
-    for t, points in enumerate(tiles):
-        sheet = sprite_sheets(store_thumbnails(ds, rows[points]), sheet_size=thumbnails["sheet_size"],
-                              image_format=thumbnails["format"], quality=thumbnails["quality"], columns=columns)
-        (folder / "tiles" / f"{t}.js").write_text(tile_script(t, sheet.sheets[0], sheet.mime), encoding="ascii")
-        thumb[points] = t * per_sheet + np.arange(len(points), dtype=np.int32)
-        counts.append(len(points))
+    counts, thumb, ranges = [], {}, {}
+    for name, runs in tiles.items():
+        thumb[name], ranges[name] = np.full(len(sample_ids), -1, np.int32), [len(counts), len(runs)]
+        for points in runs:
+            t = len(counts)
+            sheet = sprite_sheets(store_thumbnails(ds, rows[points]), sheet_size=thumbnails["sheet_size"],
+                                  image_format=thumbnails["format"], quality=thumbnails["quality"], columns=columns)
+            (folder / "tiles" / f"{t}.js").write_text(tile_script(t, sheet.sheets[0], sheet.mime), encoding="ascii")
+            thumb[name][points] = t * per_sheet + np.arange(len(points), dtype=np.int32)
+            counts.append(len(points))
     layout = SpriteSheets([], int(h), int(w), columns, per_sheet, counts, MIME[thumbnails["format"]])
-    return sprite_description(layout, 3 if first.ndim == 4 else 1), thumb
+    return {**sprite_description(layout, 3 if first.ndim == 4 else 1), "maps": ranges}, thumb
 
 
 def attribute_columns(path: str, sample_ids: np.ndarray) -> tuple[dict[str, np.ndarray], list[dict]]:
@@ -188,7 +193,7 @@ def anomaly_scalar(path: str, sample_ids: np.ndarray) -> tuple[np.ndarray, list[
 
 def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Mapping[str, Any],
           importance: str, layout: str | None = None, max_page_mb: float | None = None,
-          tile_points: int | None = None) -> None:
+          tile_points: int | str | None = None) -> None:
     """The atlas of one model: points of `point_size`, `thumbnails` (max_samples, seeded with
     `seed`; format, quality, sheet_size; on_map, the most points in a map's view drawn as
     thumbnails; the dataset store's name, in the page's config entries), a link to the importance
@@ -239,8 +244,8 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
     settings = with_defaults({k: v for k, v in given.items() if v is not None}, "#/properties/atlas", "atlas")
     thumbs = thumbnail_rows(n, thumbnails["max_samples"], int(seed))
     ds = load_dataset(job.input.data)
-    values = store_thumbnails(ds, _positions(ds.sample_id, sample_ids[:1], "the dataset store"))[0].size
-    estimate = estimated_page_mb(n, int(z.shape[1]), k, len(methods), len(thumbs), values, thumbnails["format"])
+    first = store_thumbnails(ds, _positions(ds.sample_id, sample_ids[:1], "the dataset store"))[0]
+    estimate = estimated_page_mb(n, int(z.shape[1]), k, len(methods), len(thumbs), first.size, thumbnails["format"])
     chosen = page_layout(settings["layout"], settings["max_page_mb"], estimate)
 
     meta = {
@@ -268,10 +273,14 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
     scales = {}
     for method in methods:
         arrays[f"xy_{method}"], *scales[f"xy_{method}"] = quantise_coordinates(arrays[f"xy_{method}"])
-    tiles = tile_runs(thumbs, arrays[f"xy_{methods[0]}"], int(settings["tile_points"]))
+    # A quadtree of tiles per map: a zoomed-in view of any map needs few of its tiles.
+    size = tile_size(settings["tile_points"], *first.shape[:2])
+    tiles = {method: tile_runs(thumbs, arrays[f"xy_{method}"], size) for method in methods}
     with atomic_folder(folder) as tmp:
-        sprites, arrays["thumb"] = tile_thumbnails(job.input.data, sample_ids, tiles, thumbnails,
-                                                   int(settings["tile_points"]), tmp)
+        sprites, thumb = tile_thumbnails(job.input.data, sample_ids, tiles, thumbnails, size, tmp)
+        # the first map's thumbnails are also the page's `thumb` (which points have one; the panel's)
+        arrays["thumb"] = thumb[methods[0]]
+        arrays.update({f"thumb_{method}": thumb[method] for method in methods[1:]})
         index, scripts = folder_document(meta, arrays, scales, sprites)
         (tmp / "data").mkdir()
         for path, text in scripts:
