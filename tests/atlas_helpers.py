@@ -106,7 +106,8 @@ def build_atlas(folder: Path, k: int = 5, thumbnails=None, attributes: bool = Fa
 
 
 def open_page(browser, path: Path, width: int, height: int):
-    """An atlas-renderer page (the atlas, the comparison page) open in Chromium, once it is ready;
+    """An atlas-renderer page (the atlas, the comparison page) open in Chromium, once it is ready
+    and its maps are shown;
     every request outside file:, data: and blob: is aborted and recorded in `page.blocked`, and
     console errors in `page.errors`. Close it when done."""
     pg = browser.new_page(viewport={"width": width, "height": height})
@@ -124,4 +125,6 @@ def open_page(browser, path: Path, width: int, height: int):
     pg.route("**/*", route)
     pg.goto(path.as_uri())
     pg.wait_for_function("window.atlas.ready || window.atlas.error", timeout=30000)
+    # the folder page shows its maps once drawn (atlas.drawing)
+    pg.wait_for_function("window.atlas.error || !window.atlas.drawing || !window.atlas.drawing()", timeout=30000)
     return pg

@@ -195,6 +195,32 @@ def test_zoomed_in_thumbnails_are_the_samples_pixels_once_their_tile_loaded(buil
     many.close()
 
 
+def test_a_large_folder_page_draws_coarse_first_then_every_point(built, browser, tmp_path):
+    """Above COARSE_POINTS points (lowered here to 50 in a copy of the page), each map is first drawn
+    with every step-th point, then with all of them; what the page finally shows is the same."""
+    _, (_, folder) = built
+    copy = tmp_path / "atlas"
+    shutil.copytree(folder.with_suffix(""), copy)
+    text = (copy / "index.html").read_text()
+    assert text.count("const COARSE_POINTS = 65536;") == 1
+    (copy / "index.html").write_text(text.replace("const COARSE_POINTS = 65536;", "const COARSE_POINTS = 50;"))
+    pg = browser.new_page(viewport={"width": 1400, "height": 760})
+    pg.add_init_script("""window.draws = []; const draw = WebGL2RenderingContext.prototype.drawArrays;
+      WebGL2RenderingContext.prototype.drawArrays = function (mode, first, count) { window.draws.push(count); return draw.call(this, mode, first, count); };""")
+    pg.goto((copy / "index.html").as_uri())
+    pg.wait_for_function("window.atlas.ready && !window.atlas.drawing()", timeout=30000)
+    n = len(pg.evaluate("window.atlas.sampleIds()"))
+    step = -(-n // 50)
+    assert step > 1 and pg.evaluate("window.draws") == [-(-n // step)] * 3 + [n] * 3
+    timings = pg.evaluate("window.atlas.timings")
+    assert timings["ready_ms"] <= timings["shown_ms"] < timings["drawn_ms"]
+    plain = open_page(browser, folder.with_suffix("") / "index.html", 1400, 760)
+    shots = [np.asarray(Image.open(io.BytesIO(p.locator(".map .stack").first.screenshot()))) for p in (pg, plain)]
+    assert np.array_equal(*shots)
+    pg.close()
+    plain.close()
+
+
 def test_a_missing_chunk_is_shown_on_the_page(built, browser, tmp_path):
     _, (_, folder) = built
     copy = tmp_path / "atlas"
