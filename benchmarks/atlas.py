@@ -484,6 +484,8 @@ def main() -> None:
     parser.add_argument("--page", help="measure this atlas.html (built before) instead of building one")
     parser.add_argument("--folder", type=int, metavar="N", help="the folder atlas of N synthetic points")
     parser.add_argument("--celeba", type=int, metavar="N", help="the folder atlas of N CelebA-shaped points")
+    parser.add_argument("--rebuild", metavar="STORE", help="with --folder/--celeba and --keep: run only the atlas "
+                        "job again on the tables kept in --keep and the dataset store STORE, then measure")
     parser.add_argument("--work", default="/tmp/latent-atlas-scale",
                         help="where --celeba keeps its JPEG folder and store (as benchmarks/scale.py)")
     args = parser.parse_args()
@@ -492,7 +494,11 @@ def main() -> None:
         folder = Path(args.keep or tempfile.mkdtemp(prefix="atlas-folder-bench-"))
         folder.mkdir(parents=True, exist_ok=True)
         index = folder / "atlas" / "index.html"
-        times = {} if args.page else build_folder(folder, n, bool(args.celeba), Path(args.work))[1]
+        if args.rebuild:  # the tables of an earlier build in --keep, its dataset store given
+            wall, peak = atlas_job_peak(folder, Path(args.rebuild), f"benchmark ({n:,} points)")
+            times = {"atlas job, layout folder (s)": wall, "atlas job peak RSS (MiB)": peak}
+        else:
+            times = {} if args.page else build_folder(folder, n, bool(args.celeba), Path(args.work))[1]
         index = Path(args.page) if args.page else index
         print_table({"points": n, **times, **folder_bytes(index, n), **measure_folder(index, args.reps)})
         return

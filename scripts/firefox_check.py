@@ -1,5 +1,5 @@
 """Open atlas pages in Firefox ESR (through Marionette), from file://, and report whether they get
-ready, their error if any, a zoom frame's time, the thumbnails drawn on the zoomed map and the
+ready, their error if any, their timings once the maps are shown, a zoom frame's time, the thumbnails drawn on the zoomed map and the
 tiles loaded (folder layout); a screenshot of each to /tmp/ffshot_NAME.png.
 
 A manual check, not a test (Playwright drives only its own Firefox build, which cannot be fetched
@@ -31,6 +31,11 @@ try:
             time.sleep(0.2)
         print(name, "ready/error:", state, f"{time.time() - t0:.1f} s")
         if state and state[0]:
+            drawing = "return window.wrappedJSObject.atlas.drawing ? window.wrappedJSObject.atlas.drawing() : false"
+            t0 = time.time()
+            while m.execute_script(drawing) and time.time() - t0 < 60:  # the folder page shows its maps once drawn
+                time.sleep(0.1)
+            print(name, "timings:", m.execute_script("return JSON.stringify(window.wrappedJSObject.atlas.timings)"))
             print(name, "tiles:", m.execute_script("return window.wrappedJSObject.atlas.tiles ? JSON.stringify(window.wrappedJSObject.atlas.tiles()) : 'n/a'"))
             print(name, "zoom frame ms:", m.execute_script("return window.wrappedJSObject.atlas.zoom(0, 8)"))
             time.sleep(2)
