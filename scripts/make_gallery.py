@@ -59,6 +59,9 @@ GALLERY = [
     (f"{FM}/dense_ae/importance_class_6.png", "importance_class_6.png"),
     (f"{FM}/dense_ae/importance_directional.png", "importance_directional.png"),
     (f"{FM}/dense_ae/importance_variants.png", "importance_variants.png"),
+    # the screenshot `benchmarks/atlas.py --folder 1000000 --keep DIR` leaves as DIR/atlas.png
+    # (the t-SNE map zoomed to thumbnails; make_gallery.py --results DIR)
+    ("atlas.png", "atlas_folder_1m.png"),
     (f"{FM}/compare_cka.png", "compare_cka.png"),
     (f"{FM}/compare_trajectory.png", "compare_trajectory.png"),
     (f"{FM}/compare_overlap.png", "compare_overlap.png"),
