@@ -4,7 +4,7 @@
 #   make test-fast - the unit tests alone (no end-to-end Snakemake runs, no SLURM cluster), ~4 min
 #   make test-slurm - the test config through a real one-node SLURM cluster, compared byte for byte
 #                     with a local run (determinism, and SLURM = local); ~12 min, CI runs it too
-#   (make test: 8.5-12 min of pytest here by load; 853 tests in 654 s from a clean clone, 2026-12-04)
+#   (make test: 8.5-16 min of pytest here by load; 856 tests in 630-983 s from a clean clone, 2026-12-04)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
