@@ -135,19 +135,18 @@ def store_thumbnails(ds: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: Mapping[str, list[np.ndarray]],
+def tile_thumbnails(ds: Any, sample_ids: np.ndarray, first: np.ndarray, tiles: Mapping[str, list[np.ndarray]],
                     thumbnails: Mapping[str, Any], tile_points: int, folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The folder layout's thumbnails: each map's tiles (`tiles`: map name -> the points of each of
     its tiles, `folder.tile_runs`), numbered on from one map to the next, tile G's sprite sheet read
-    from the dataset store `data` a tile at a time and written to `folder`/tiles/G.js. Returns
+    from the loaded dataset store `ds` a tile at a time and written to `folder`/tiles/G.js (`first`:
+    one of its thumbnails, (H, W) or (H, W, 3) uint8, for the size). Returns
     (META.sprites, with `counts` per tile and `maps`: map name -> [its first tile, its number of
     tiles]; map name -> each point's thumbnail on that map's tiles (n,)
     int32: G x per_sheet + its place in tile G, -1 for none). `thumbnails` as atlas.thumbnails
     (format, quality, sheet_size)."""
-    ds = load_dataset(data)
     rows = _positions(ds.sample_id, sample_ids, "the dataset store")
-    first = store_thumbnails(ds, rows[:1])
-    h, w = first.shape[1:3]
+    h, w = first.shape[:2]
     columns = sheet_columns(tile_points, h, w, thumbnails["sheet_size"])
     per_sheet = columns * (thumbnails["sheet_size"] // h)
     if tile_points > per_sheet:
@@ -165,7 +164,7 @@ def tile_thumbnails(data: Any, sample_ids: np.ndarray, tiles: Mapping[str, list[
             thumb[name][points] = t * per_sheet + np.arange(len(points), dtype=np.int32)
             counts.append(len(points))
     layout = SpriteSheets([], int(h), int(w), columns, per_sheet, counts, MIME[thumbnails["format"]])
-    return {**sprite_description(layout, 3 if first.ndim == 4 else 1), "maps": ranges}, thumb
+    return {**sprite_description(layout, 3 if first.ndim == 3 else 1), "maps": ranges}, thumb
 
 
 def attribute_columns(path: str, sample_ids: np.ndarray) -> tuple[dict[str, np.ndarray], list[dict]]:
@@ -277,7 +276,7 @@ def atlas(job: Job, *, seed: int, title: str, point_size: float, thumbnails: Map
     size = tile_size(settings["tile_points"], *first.shape[:2])
     tiles = {method: tile_runs(thumbs, arrays[f"xy_{method}"], size) for method in methods}
     with atomic_folder(folder) as tmp:
-        sprites, thumb = tile_thumbnails(job.input.data, sample_ids, tiles, thumbnails, size, tmp)
+        sprites, thumb = tile_thumbnails(ds, sample_ids, first, tiles, thumbnails, size, tmp)
         # the first map's thumbnails are also the page's `thumb` (which points have one; the panel's)
         arrays["thumb"] = thumb[methods[0]]
         arrays.update({f"thumb_{method}": thumb[method] for method in methods[1:]})
